@@ -1,0 +1,52 @@
+# seqpipe — two commands set up a fresh machine:
+#   make demo   install (if needed) and run the whole pipeline on the offline demo data
+#   make test   install (if needed) and run the whole test suite, end-to-end demo included
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(CURDIR)/$(VENV)/bin
+UV_VERSION := 0.13.9
+# uv ignores pip's configuration: hand it the local wheel folders pip is configured with
+# (that is where the CPU build of torch lives on the development and CI machines).
+FIND_LINKS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
+UV_FLAGS   := $(foreach d,$(FIND_LINKS),--find-links $(d))
+export PATH := $(BIN):$(PATH)
+
+.PHONY: demo test test-fast lint fmt lock report clean install
+.DEFAULT_GOAL := demo
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip install --python $(VENV)/bin/python --compile-bytecode $(UV_FLAGS) -r requirements.lock
+	$(VENV)/bin/uv pip install --python $(VENV)/bin/python --no-deps -e .
+	@touch $@
+
+demo: install
+	snakemake --profile profiles/local
+	snakemake --profile profiles/local --report results/report/snakemake_report.html
+	@$(BIN)/python -m seqpipe.evaluation.report --where results
+
+test: install
+	$(BIN)/python -m pytest -v
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: install
+	snakemake --lint
+	snakefmt --check Snakefile workflow/rules
+
+fmt: install
+	snakefmt Snakefile workflow/rules
+
+# Re-resolve the lock from pyproject.toml. torch is locked without its +cpu label so the
+# lock installs the CPU wheel here and the regular wheel elsewhere.
+lock: install
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev $(UV_FLAGS) --python-version 3.11 \
+		--no-header --annotation-style line -o requirements.lock
+	sed -i 's/^torch==\([0-9.]*\)+cpu/torch==\1/' requirements.lock
+
+clean:
+	rm -rf results resources logs .snakemake
