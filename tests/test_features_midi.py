@@ -1,0 +1,328 @@
+"""seqpipe.features.midi against pretty_midi as the reference parser, plus hand-built drum grids
+and corrupt files (which must raise MidiReadError quickly and never allocate gigabytes)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import mido
+import numpy as np
+import pretty_midi
+import pytest
+
+from seqpipe.features.midi import (
+    DRUM_CLASSES,
+    DRUM_PITCH_TO_CLASS,
+    DYNAMICS_NAMES,
+    GROOVE_NAMES,
+    MidiReadError,
+    Notes,
+    drum_grid,
+    dynamics_features,
+    groove_features,
+    piano_roll,
+    pitch_distribution,
+    read_notes,
+)
+
+K = len(DRUM_CLASSES)
+
+
+def _random_midi(path: Path, seed: int = 0, n: int = 300) -> pretty_midi.PrettyMIDI:
+    """Piano + strings + drums with random notes (no same-pitch overlaps within an instrument)."""
+    rng = np.random.default_rng(seed)
+    pm = pretty_midi.PrettyMIDI(initial_tempo=97.0)
+    for program, is_drum, pitches in ((0, False, (21, 109)), (48, False, (40, 90)), (0, True, (35, 60))):
+        inst = pretty_midi.Instrument(program=program, is_drum=is_drum)
+        free_at = {}
+        for start in np.sort(rng.uniform(0.0, 30.0, n)):
+            pitch = int(rng.integers(*pitches))
+            if free_at.get(pitch, -1.0) >= start:
+                continue
+            end = start + float(rng.uniform(0.02, 2.0))
+            free_at[pitch] = end + 0.01
+            inst.notes.append(pretty_midi.Note(int(rng.integers(1, 128)), pitch, float(start), end))
+        pm.instruments.append(inst)
+    pm.write(str(path))
+    return pretty_midi.PrettyMIDI(str(path))  # the reference view: times as pretty_midi reads them
+
+
+def _reference_notes(pm: pretty_midi.PrettyMIDI) -> tuple[np.ndarray, ...]:
+    rows = [(n.start, n.pitch, n.end, n.velocity, inst.is_drum) for inst in pm.instruments for n in inst.notes]
+    rows.sort(key=lambda r: (round(r[0], 6), r[1]))
+    start, pitch, end, velocity, drum = (np.array(c) for c in zip(*rows, strict=True))
+    return start, end, pitch, velocity, drum.astype(bool)
+
+
+@pytest.fixture(scope="module")
+def random_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pretty_midi.PrettyMIDI]:
+    path = tmp_path_factory.mktemp("midi") / "random.mid"
+    return path, _random_midi(path)
+
+
+def test_read_notes_matches_pretty_midi(random_file):
+    path, pm = random_file
+    notes = read_notes(path)
+    start, end, pitch, velocity, drum = _reference_notes(pm)
+    assert len(notes) == start.size
+    np.testing.assert_allclose(notes.start, start, atol=1e-3)
+    np.testing.assert_allclose(notes.end, end, atol=1e-3)
+    np.testing.assert_array_equal(notes.pitch, pitch)
+    np.testing.assert_array_equal(notes.velocity, velocity)
+    np.testing.assert_array_equal(notes.is_drum, drum)
+    assert notes.start.dtype == np.float64 and notes.end.dtype == np.float64
+    assert notes.pitch.dtype == np.int16 and notes.velocity.dtype == np.int16 and notes.is_drum.dtype == bool
+    assert np.all(np.diff(notes.start) >= 0)
+
+
+def test_piano_roll_matches_pretty_midi_notes(random_file):
+    path, pm = random_file
+    fps = 50.0
+    roll = piano_roll(read_notes(path), fps)
+    ref = np.zeros((int(np.ceil(pm.get_end_time() * fps)) + 2, 128))
+    last = 0
+    for inst in pm.instruments:
+        if inst.is_drum:
+            continue
+        for n in inst.notes:
+            a = int(np.floor(n.start * fps))
+            b = max(int(np.floor(n.end * fps)), a + 1)
+            ref[a:b, n.pitch] = np.maximum(ref[a:b, n.pitch], n.velocity / 127)
+            last = max(last, b)
+    assert roll.dtype == np.float32 and roll.shape == (last, 128)
+    # A note boundary that falls within 1e-3 s of a frame edge may land one frame either side.
+    mismatch = np.abs(roll - ref[:last]) > 1e-3
+    assert mismatch.mean() < 1e-3
+    # The velocity of every sounding note is there, the max over overlaps.
+    assert np.isclose(roll.max(), ref.max(), atol=1e-6)
+
+
+def test_piano_roll_overlaps_take_max_and_short_notes_keep_a_frame():
+    notes = Notes(
+        start=np.array([0.0, 0.05, 0.30]),
+        end=np.array([0.5, 0.2, 0.301]),
+        pitch=np.array([60, 60, 62], dtype=np.int16),
+        velocity=np.array([50, 100, 127], dtype=np.int16),
+        is_drum=np.zeros(3, dtype=bool),
+    )
+    roll = piano_roll(notes, fps=10.0)
+    assert roll.shape == (5, 128)
+    np.testing.assert_allclose(roll[:, 60], [100 / 127, 100 / 127, 50 / 127, 50 / 127, 50 / 127])
+    np.testing.assert_allclose(roll[:, 62], [0, 0, 0, 1, 0])
+
+
+def test_pitch_distribution_and_dynamics_match_reference(random_file):
+    path, pm = random_file
+    notes = read_notes(path)
+    dist = pitch_distribution(notes)
+    counts = np.zeros(128)
+    for inst in pm.instruments:
+        if not inst.is_drum:
+            for n in inst.notes:
+                counts[n.pitch] += 1
+    assert dist.dtype == np.float32 and dist.shape == (128,)
+    np.testing.assert_allclose(dist, counts / counts.sum(), atol=1e-6)
+    assert np.isclose(dist.sum(), 1.0, atol=1e-6)
+
+    start, end, _, velocity, _ = _reference_notes(pm)
+    v = velocity / 127
+    onsets = np.unique(np.round(start, 6))
+    ioi = np.diff(onsets)
+    length = end - start
+    expected = [
+        v.mean(), v.std(), v.max() - v.min(), np.median(v),
+        *(np.histogram(velocity, bins=[0, 32, 64, 96, 128])[0] / velocity.size),
+        length.mean(), length.std(), np.median(length), ioi.mean(), ioi.std(),
+        np.mean(velocity > velocity.mean() + velocity.std()), velocity.size / end.max(), end.max(),
+    ]
+    dyn = dynamics_features(notes)
+    assert dyn.dtype == np.float32 and dyn.shape == (16,) == (len(DYNAMICS_NAMES),)
+    np.testing.assert_allclose(dyn, expected, atol=1e-3)
+
+
+def test_drum_tables():
+    assert DRUM_CLASSES == ("kick", "snare", "hh_closed", "hh_open", "tom_low", "tom_mid", "tom_high", "crash", "ride")
+    assert len(DRUM_PITCH_TO_CLASS) == 22
+    assert DRUM_PITCH_TO_CLASS[36] == 0 and DRUM_PITCH_TO_CLASS[40] == 1 and DRUM_PITCH_TO_CLASS[22] == 2
+    assert DRUM_PITCH_TO_CLASS[26] == 3 and DRUM_PITCH_TO_CLASS[58] == 4 and DRUM_PITCH_TO_CLASS[48] == 5
+    assert DRUM_PITCH_TO_CLASS[50] == 6 and DRUM_PITCH_TO_CLASS[57] == 7 and DRUM_PITCH_TO_CLASS[59] == 8
+    assert len(GROOVE_NAMES) == 32 == len(set(GROOVE_NAMES))
+    assert len(DYNAMICS_NAMES) == 16 == len(set(DYNAMICS_NAMES))
+
+
+# 120 bpm, 480 ticks per beat: a 16th-note step is 0.125 s = 120 ticks; 30 ticks = a quarter step.
+STEP = 0.125
+DRUM_HITS = [  # (step, offset in steps, pitch, velocity)
+    (0, 0.0, 36, 100),  # kick on the downbeat
+    (0, 0.25, 42, 60),  # closed hi-hat a quarter step late
+    (2, -0.25, 22, 40),  # hi-hat (TD-11 rim pitch 22) a quarter step early
+    (4, 0.0, 38, 90),  # snare on beat 2
+    (4, 0.25, 38, 120),  # a louder snare on the same step: kept
+    (6, 0.0, 26, 70),  # open hi-hat (pitch 26)
+    (7, -0.25, 36, 80),  # kick early, off the beat
+    (7, 0.0, 39, 127),  # hand clap: unmapped, ignored
+    (8, 0.0, 49, 110),  # crash on beat 3
+    (9, 0.0, 45, 50), (10, 0.0, 48, 51), (11, 0.0, 50, 52), (12, 0.0, 51, 53),  # toms and ride
+]
+
+
+def _write_drums(path: Path, hits, is_drum: bool = True) -> None:
+    pm = pretty_midi.PrettyMIDI(resolution=480, initial_tempo=120.0)
+    inst = pretty_midi.Instrument(program=0, is_drum=is_drum)
+    for step, offset, pitch, velocity in hits:
+        start = (step + offset) * STEP
+        inst.notes.append(pretty_midi.Note(velocity, pitch, start, start + 0.05))
+    pm.instruments.append(inst)
+    pm.write(str(path))
+
+
+def _expected_grid() -> np.ndarray:
+    grid = np.zeros((13, 3 * K), dtype=np.float32)
+    for step, offset, pitch, velocity in DRUM_HITS:
+        if pitch not in DRUM_PITCH_TO_CLASS or (pitch, velocity) == (38, 90):
+            continue
+        c = DRUM_PITCH_TO_CLASS[pitch]
+        grid[step, c], grid[step, K + c], grid[step, 2 * K + c] = 1.0, velocity / 127, offset
+    return grid
+
+
+@pytest.mark.parametrize("is_drum", [True, False])
+def test_drum_grid_hand_built(tmp_path, is_drum):
+    path = tmp_path / "drums.mid"
+    _write_drums(path, DRUM_HITS, is_drum=is_drum)  # unflagged: every note counts as a drum
+    grid = drum_grid(read_notes(path), bpm=120.0)
+    expected = _expected_grid()
+    assert grid.dtype == np.float32 and grid.shape == expected.shape
+    np.testing.assert_array_equal(grid[:, :K], expected[:, :K])
+    np.testing.assert_allclose(grid[:, K : 2 * K], expected[:, K : 2 * K], atol=1e-7)
+    np.testing.assert_allclose(grid[:, 2 * K :], expected[:, 2 * K :], atol=1e-4)
+    assert np.all(grid[:, 2 * K :] >= -0.5) and np.all(grid[:, 2 * K :] < 0.5)
+
+
+def test_drum_grid_ignores_non_drum_tracks_and_steps_per_beat(tmp_path):
+    path = tmp_path / "mixed.mid"
+    pm = pretty_midi.PrettyMIDI(resolution=480, initial_tempo=120.0)
+    drums = pretty_midi.Instrument(0, is_drum=True)
+    drums.notes.append(pretty_midi.Note(100, 36, 0.5, 0.6))
+    piano = pretty_midi.Instrument(0)
+    piano.notes.append(pretty_midi.Note(100, 38, 3.0, 3.5))  # snare pitch, but a piano note
+    pm.instruments += [drums, piano]
+    pm.write(str(path))
+    notes = read_notes(path)
+    grid = drum_grid(notes, bpm=120.0)
+    assert grid.shape == (5, 3 * K) and grid[:, :K].sum() == 1 and grid[4, 0] == 1
+    assert drum_grid(notes, bpm=120.0, steps_per_beat=2).shape == (3, 3 * K)
+
+
+def test_groove_features(tmp_path):
+    path = tmp_path / "drums.mid"
+    _write_drums(path, DRUM_HITS)
+    g = groove_features(read_notes(path), bpm=120.0)
+    assert g.dtype == np.float32 and g.shape == (32,) and np.isfinite(g).all()
+    f = dict(zip(GROOVE_NAMES, g.tolist(), strict=True))
+    n_bars = 13 / 16
+    hits = [h for h in DRUM_HITS if h[2] in DRUM_PITCH_TO_CLASS]  # 12 mapped hits
+    assert f["kick_hits_per_bar"] == pytest.approx(2 / n_bars)
+    assert f["snare_hits_per_bar"] == pytest.approx(2 / n_bars)
+    assert f["hh_closed_hits_per_bar"] == pytest.approx(2 / n_bars)
+    assert f["kick_velocity_mean"] == pytest.approx(90 / 127)
+    assert f["kick_velocity_std"] == pytest.approx(10 / 127)
+    assert f["kick_syncopation"] == pytest.approx(0.5)
+    assert f["snare_syncopation"] == pytest.approx(0.0)
+    assert f["hh_closed_syncopation"] == pytest.approx(0.5)
+    offsets = np.array([h[1] for h in hits])
+    assert f["offset_abs_mean"] == pytest.approx(np.abs(offsets).mean(), abs=1e-4)
+    assert f["offset_mean"] == pytest.approx(offsets.mean(), abs=1e-4)
+    assert sum(f[f"{c}_fraction"] for c in DRUM_CLASSES) == pytest.approx(1.0)
+    assert f["kick_fraction"] == pytest.approx(2 / 12)
+    assert f["syncopation"] == pytest.approx(np.mean([h[0] % 4 != 0 for h in hits]))
+    assert f["hits_per_bar"] == pytest.approx(12 / n_bars)
+    assert f["grid_occupancy"] == pytest.approx(10 / 13)
+    assert f["swing_offset"] == pytest.approx(np.mean([-0.25, 0.0, 0.0]), abs=1e-4)  # steps 2, 6, 10
+    assert f["ghost_ratio"] == pytest.approx(0.0)
+
+
+def test_features_on_empty_selections_raise():
+    drums_only = Notes(np.array([0.0]), np.array([0.1]), np.array([36], np.int16), np.array([90], np.int16), np.array([True]))
+    with pytest.raises(MidiReadError):
+        pitch_distribution(drums_only)
+    with pytest.raises(MidiReadError):
+        piano_roll(drums_only, fps=100.0)
+    unmapped = Notes(np.array([0.0]), np.array([0.1]), np.array([39], np.int16), np.array([90], np.int16), np.array([True]))
+    with pytest.raises(MidiReadError, match="mapped"):
+        drum_grid(unmapped, bpm=100.0)
+    with pytest.raises(ValueError):
+        drum_grid(drums_only, bpm=0.0)
+
+
+def _corrupt(tmp_path: Path, good: Path) -> dict[str, Path]:
+    data = good.read_bytes()
+    cases = {
+        "zero_length": b"",
+        "random_bytes": np.random.default_rng(1).bytes(4096),
+        "truncated": data[: len(data) // 2],
+        "header_only": data[:14],
+        "bad_track_header": data[:14] + b"MTrk\xff\xff\xff\xff" + data[22:60],
+    }
+    paths = {}
+    for name, blob in cases.items():
+        paths[name] = tmp_path / f"{name}.mid"
+        paths[name].write_bytes(blob)
+    return paths
+
+
+def test_corrupt_files_raise_midi_read_error(tmp_path, random_file):
+    for name, path in _corrupt(tmp_path, random_file[0]).items():
+        with pytest.raises(MidiReadError, match=str(path.name)):
+            read_notes(path)
+        assert name  # each case raised
+    with pytest.raises(MidiReadError, match="missing.mid"):
+        read_notes(tmp_path / "missing.mid")
+
+
+def test_file_without_notes_raises(tmp_path):
+    path = tmp_path / "empty_song.mid"
+    pm = pretty_midi.PrettyMIDI()
+    pm.instruments.append(pretty_midi.Instrument(0))
+    pm.write(str(path))
+    with pytest.raises(MidiReadError, match="no notes"):
+        read_notes(path)
+
+
+def test_huge_tick_time_is_bounded(tmp_path):
+    """A note at tick 2**30 (~68 days at 120 bpm) parses, but grids and rolls refuse it fast."""
+    path = tmp_path / "huge.mid"
+    mid = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    track.append(mido.Message("note_on", note=60, velocity=90, time=0))
+    track.append(mido.Message("note_off", note=60, velocity=0, time=480))
+    delta = 2**30 - 480 - 4 * (2**28 - 1)  # a delta-time holds at most 2**28 - 1 ticks: chain five
+    for _ in range(4):
+        track.append(mido.MetaMessage("text", text="x", time=2**28 - 1))
+    track.append(mido.Message("note_on", note=62, velocity=90, channel=9, time=delta))
+    track.append(mido.Message("note_off", note=62, velocity=0, channel=9, time=480))
+    mid.tracks.append(track)
+    mid.save(str(path))
+
+    t0 = time.perf_counter()
+    notes = read_notes(path)
+    assert notes.start.max() > 1e6  # seconds
+    with pytest.raises(MidiReadError, match="max_seconds"):
+        piano_roll(notes, fps=100.0)
+    with pytest.raises(MidiReadError, match="max_seconds"):
+        drum_grid(notes, bpm=120.0)
+    with pytest.raises(MidiReadError, match="max_seconds"):
+        groove_features(notes, bpm=120.0)
+    assert dynamics_features(notes).shape == (16,)
+    assert time.perf_counter() - t0 < 2.0
+
+
+def test_max_seconds_is_adjustable():
+    notes = Notes(np.array([0.0, 10.0]), np.array([1.0, 11.0]), np.array([60, 36], np.int16),
+                  np.array([64, 64], np.int16), np.array([False, False]))
+    assert piano_roll(notes, fps=10.0).shape == (110, 128)
+    with pytest.raises(MidiReadError):
+        piano_roll(notes, fps=10.0, max_seconds=5.0)
+    with pytest.raises(MidiReadError):
+        drum_grid(notes, bpm=120.0, max_seconds=5.0)

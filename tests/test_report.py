@@ -1,0 +1,182 @@
+"""Leaderboard: loading, ranking in both metric directions, baseline comparison and byte-stable files."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from seqpipe.evaluation.report import leaderboard, load_metrics, main, write_leaderboard
+from seqpipe.io import write_json, write_text
+
+CLASSES = ["rock", "jazz"]
+
+
+def _classification(model: str, seed: int, acc: float) -> dict:
+    return {
+        "task": "style", "model": model, "seed": seed, "task_type": "classification", "split": "test",
+        "n_samples": 10, "primary": "accuracy", "higher_is_better": True,
+        "metrics": {"accuracy": acc, "macro_f1": acc - 0.1, "loss": 1.0 - acc},
+        "confusion_matrix": [[int(acc * 5), 5 - int(acc * 5)], [1, 4]], "class_names": CLASSES,
+    }
+
+
+def _regression(model: str, seed: int, rmse: float) -> dict:
+    return {
+        "task": "emotion", "model": model, "seed": seed, "task_type": "regression", "split": "test",
+        "n_samples": 10, "primary": "rmse", "higher_is_better": False,
+        "metrics": {"rmse": rmse, "ccc": 1.0 - rmse, "mae": rmse / 3},
+        "per_target": {"valence": {"rmse": rmse}},
+    }
+
+
+RECORDS = [
+    _classification("baseline", 0, 0.4),
+    _classification("gru", 0, 0.8),
+    _classification("gru", 1, 0.9),
+    _classification("mlp", 0, 0.3),
+    _regression("baseline", 0, 1.0),
+    _regression("gru", 0, 0.5),
+    _regression("gru", 1, 0.7),
+    _regression("tcn", 0, 1.2),
+]
+
+
+def _scalars(n_epochs: int) -> str:
+    lines = ["epoch,split,loss,lr,epoch_time_s,samples_per_s,max_memory_mib"]
+    for epoch in range(n_epochs):
+        for split, offset in (("train", 0.0), ("val", 0.1)):
+            lines.append(f"{epoch},{split},{1.0 / (epoch + 1) + offset},0.001,1.5,100.0,0.0")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> list[Path]:
+    """results/runs/<task>/<model>/<seed>/metrics.json for RECORDS; scalars.csv for the gru runs."""
+    paths = []
+    for rec in RECORDS:
+        run_dir = tmp_path / "runs" / rec["task"] / rec["model"] / str(rec["seed"])
+        write_json(run_dir / "metrics.json", rec)
+        if rec["model"] == "gru":
+            write_text(run_dir / "scalars.csv", _scalars(4))
+        paths.append(run_dir / "metrics.json")
+    return paths
+
+
+def test_leaderboard_order_and_baseline_sign_both_directions() -> None:
+    df = leaderboard(RECORDS)
+    assert list(zip(df["task"], df["model"])) == [
+        ("emotion", "gru"), ("emotion", "baseline"), ("emotion", "tcn"),  # rmse: lower first
+        ("style", "gru"), ("style", "baseline"), ("style", "mlp"),  # accuracy: higher first
+    ]
+    by = df.set_index(["task", "model"])
+    assert by.loc[("style", "gru"), "mean"] == pytest.approx(0.85)
+    assert by.loc[("style", "gru"), "std"] == pytest.approx(np.std([0.8, 0.9], ddof=1))
+    assert by.loc[("style", "mlp"), "std"] == 0.0
+    assert by.loc[("style", "gru"), "n_seeds"] == 2
+    assert by.loc[("style", "gru"), "vs_baseline"] == pytest.approx(0.45)
+    assert by.loc[("style", "mlp"), "vs_baseline"] == pytest.approx(-0.1)
+    assert by.loc[("emotion", "gru"), "vs_baseline"] == pytest.approx(0.4)  # 1.0 - 0.6: lower rmse is better
+    assert by.loc[("emotion", "tcn"), "vs_baseline"] == pytest.approx(-0.2)
+    assert by.loc[("emotion", "baseline"), "vs_baseline"] == 0.0
+    beats = {key: bool(v) for key, v in by["beats_baseline"].items()}
+    assert beats == {
+        ("emotion", "gru"): True, ("emotion", "baseline"): False, ("emotion", "tcn"): False,
+        ("style", "gru"): True, ("style", "baseline"): False, ("style", "mlp"): False,
+    }
+    assert by.loc[("style", "gru"), "primary"] == "accuracy"
+    assert by.loc[("style", "gru"), "loss_mean"] == pytest.approx(0.15)
+    assert by.loc[("emotion", "gru"), "ccc_mean"] == pytest.approx(0.4)
+    assert "accuracy_mean" not in df.columns and "rmse_mean" not in df.columns
+    assert np.isnan(by.loc[("emotion", "gru"), "macro_f1_mean"])
+
+
+def test_leaderboard_does_not_depend_on_input_order() -> None:
+    shuffled = RECORDS.copy()
+    random.Random(3).shuffle(shuffled)
+    pd.testing.assert_frame_equal(leaderboard(shuffled), leaderboard(RECORDS))
+
+
+def test_leaderboard_without_baseline_and_duplicates() -> None:
+    df = leaderboard([r for r in RECORDS if not (r["task"] == "style" and r["model"] == "baseline")])
+    style = df[df["task"] == "style"]
+    assert style["vs_baseline"].isna().all() and not style["beats_baseline"].any()
+    with pytest.raises(ValueError, match="two metrics records"):
+        leaderboard(RECORDS + [_classification("gru", 1, 0.5)])
+    mixed = _classification("mlp", 1, 0.5) | {"primary": "macro_f1"}
+    with pytest.raises(ValueError, match="disagree"):
+        leaderboard(RECORDS + [mixed])
+
+
+def test_load_metrics_names_file_and_key(tmp_path: Path, runs: list[Path]) -> None:
+    records = load_metrics(runs)
+    assert len(records) == len(RECORDS)
+    assert records[0]["metrics_path"] == str(runs[0])
+    broken = tmp_path / "broken" / "metrics.json"
+    write_json(broken, {k: v for k, v in RECORDS[0].items() if k != "primary"})
+    with pytest.raises(ValueError, match=rf"{re.escape(str(broken))}.*'primary'"):
+        load_metrics([broken])
+    write_json(broken, RECORDS[0] | {"metrics": {"loss": 0.1}})
+    with pytest.raises(ValueError, match=rf"{re.escape(str(broken))}.*metrics\.accuracy"):
+        load_metrics([broken])
+
+
+def _write(tmp_path: Path, runs: list[Path], name: str) -> tuple[dict[str, Path], list[Path]]:
+    records = load_metrics(runs)
+    out = {ext: tmp_path / name / f"leaderboard.{ext}" for ext in ("csv", "md", "html")}
+    df = leaderboard(records)
+    figures = write_leaderboard(df, records, out["csv"], out["md"], out["html"], tmp_path / name / "fig")
+    return out, figures
+
+
+def test_write_leaderboard_files_and_html(tmp_path: Path, runs: list[Path]) -> None:
+    out, figures = _write(tmp_path, runs, "a")
+    expected = {
+        "style_leaderboard.png", "style_gru_curves.png", "style_baseline_confusion.png",
+        "style_gru_confusion.png", "style_mlp_confusion.png", "emotion_leaderboard.png", "emotion_gru_curves.png",
+    }
+    assert {p.name for p in figures} == expected
+    assert {p.name for p in (tmp_path / "a" / "fig").iterdir()} == expected
+    for png in figures:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert b"Software" not in png.read_bytes()  # no version stamp: bytes survive upgrades
+    page = out["html"].read_text(encoding="utf-8")
+    assert page.count('<img src="data:image/png;base64,') == len(expected)
+    without_images = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+    assert "http" not in without_images
+    assert "<link" not in without_images and "<script" not in without_images
+    assert "<h2>emotion</h2>" in page and "<h2>style</h2>" in page
+
+    csv = pd.read_csv(out["csv"])
+    assert list(csv["model"]) == ["gru", "baseline", "tcn", "gru", "baseline", "mlp"]
+    gru_row = [line for line in out["csv"].read_text().splitlines() if line.startswith("style,")][0]
+    assert ",0.85,0.0707107," in gru_row  # mean 0.8500000000000001 and std of (0.8, 0.9), 6 digits
+    md_lines = out["md"].read_text().splitlines()
+    table = [line for line in md_lines if line.startswith("|")]
+    assert len(table) == len(RECORDS) - 2 + 2  # 6 rows + header + rule
+    assert table[0].startswith("| task | task_type | model |")
+
+
+def test_rewrite_gives_identical_bytes(tmp_path: Path, runs: list[Path]) -> None:
+    first, figs_a = _write(tmp_path, runs, "a")
+    second, figs_b = _write(tmp_path, runs, "b")
+    for ext in ("csv", "md", "html"):
+        assert first[ext].read_bytes() == second[ext].read_bytes(), ext
+    for a, b in zip(figs_a, figs_b, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
+    again, _ = _write(tmp_path, runs, "a")  # overwrite in place
+    assert again["csv"].read_bytes() == second["csv"].read_bytes()
+
+
+def test_main_writes_outputs(tmp_path: Path, runs: list[Path]) -> None:
+    out = tmp_path / "report"
+    rc = main(["--metrics", *map(str, runs), "--csv", str(out / "l.csv"), "--md", str(out / "l.md"),
+               "--html", str(out / "l.html"), "--figures", str(out / "figures")])
+    assert rc == 0
+    assert (out / "l.csv").is_file() and (out / "l.md").is_file() and (out / "l.html").is_file()
+    assert (out / "figures" / "style_leaderboard.png").is_file()
+    assert not list(out.rglob("*.part"))

@@ -1,0 +1,75 @@
+# Input functions and helpers shared by the rules. The logic lives in src/seqpipe (plan, config,
+# codedeps) so that the tests and the DAG agree on every path.
+import json
+import sys
+from pathlib import Path
+
+SRC = Path(workflow.basedir) / "src"
+sys.path.insert(0, str(SRC))
+
+from seqpipe import codedeps, plan
+from seqpipe.config import check_config, train_job, task_config
+
+check_config(config)
+
+TRACKING = plan.TRACKING
+REPORT = plan.report_files()
+
+
+def code(*modules):
+    """Source files the given seqpipe modules run: declared as inputs, so edits rerun the rule."""
+    return list(codedeps.source_files(tuple(modules), str(SRC)))
+
+
+def res(group, key):
+    """A resource setting of a rule group, from resources.<group>.<key> in the config."""
+    return config["resources"][group][key]
+
+
+def datasets_from(source):
+    """Datasets whose raw files come from `source` (demo or root), as a wildcard pattern."""
+    names = [n for n, d in config["datasets"].items() if d["source"] == source]
+    return "|".join(names) or "NONE"
+
+
+def feature_code(wildcards):
+    kind = config["features"][wildcards.feature_set]["kind"]
+    dataset = config["features"][wildcards.feature_set]["dataset"]
+    return code(
+        "seqpipe.features.build",
+        f"seqpipe.features.kinds.{kind}",
+        f"seqpipe.datasets.{dataset}",
+    )
+
+
+def feature_params(wildcards):
+    """The feature set's settings and the dataset's item limit (a change reruns the rule)."""
+    return json.dumps(
+        {
+            "name": wildcards.feature_set,
+            **config["features"][wildcards.feature_set],
+            "limit": config["datasets"][wildcards.dataset]["limit"],
+        },
+        sort_keys=True,
+    )
+
+
+def task_h5(wildcards):
+    return plan.task_h5(config, wildcards.task)
+
+
+def task_params(wildcards):
+    return json.dumps(task_config(config, wildcards.task), sort_keys=True)
+
+
+def train_params(wildcards):
+    job = train_job(config, wildcards.task, wildcards.model, int(wildcards.seed))
+    return json.dumps(job, sort_keys=True)
+
+
+def all_metrics():
+    return [f"{c.run_dir}/metrics.json" for c in plan.cells(config)]
+
+
+def all_targets():
+    return list(REPORT.values())

@@ -1,0 +1,50 @@
+# Raw datasets: generated offline (source: demo) or indexed from the user's copy (source: root).
+# Either way the output is resources/raw/<dataset>.manifest.json, which the features depend on.
+
+
+rule demo:
+    input:
+        code=code("seqpipe.data.demo", "seqpipe.data.manifest"),
+    output:
+        raw=directory("resources/raw/{dataset}"),
+        manifest="resources/raw/{dataset}.manifest.json",
+    log:
+        "logs/demo/{dataset}.log",
+    wildcard_constraints:
+        dataset=datasets_from("demo"),
+    conda:
+        "../../envs/data.yaml"
+    threads: res("data", "threads")
+    resources:
+        mem_mb=res("data", "mem_mb"),
+        runtime=res("data", "runtime"),
+    params:
+        n_items=lambda w: config["demo"][w.dataset]["n_items"],
+        duration=lambda w: config["demo"][w.dataset].get("duration_s", 20),
+        seed=config["seed"],
+    shell:
+        "seqpipe demo --dataset {wildcards.dataset:q} --out {output.raw:q}"
+        " --n-items {params.n_items:q} --duration {params.duration:q} --seed {params.seed:q}"
+        " --manifest {output.manifest:q} > {log:q} 2>&1"
+
+
+rule index_root:
+    input:
+        code=code("seqpipe.data.manifest"),
+    output:
+        manifest="resources/raw/{dataset}.manifest.json",
+    log:
+        "logs/index_root/{dataset}.log",
+    wildcard_constraints:
+        dataset=datasets_from("root"),
+    conda:
+        "../../envs/data.yaml"
+    threads: res("data", "threads")
+    resources:
+        mem_mb=res("data", "mem_mb"),
+        runtime=res("data", "runtime"),
+    params:
+        root=lambda w: config["datasets"][w.dataset]["root"],
+    shell:
+        "seqpipe manifest --dataset {wildcards.dataset:q} --root {params.root:q}"
+        " --source root --out {output.manifest:q} > {log:q} 2>&1"

@@ -1,0 +1,48 @@
+# Evaluation: the best checkpoint on the test split, and a trivial baseline per task on the same
+# split; test metrics are added to the training job's MLflow run.
+
+
+rule evaluate:
+    input:
+        h5=task_h5,
+        best="results/runs/{task}/{model}/{seed}/best.pt",
+        run="results/runs/{task}/{model}/{seed}/run.json",
+        tracking=TRACKING,
+        code=code("seqpipe.evaluation.evaluate"),
+    output:
+        metrics="results/runs/{task}/{model}/{seed}/metrics.json",
+    log:
+        "logs/evaluate/{task}/{model}/{seed}.log",
+    conda:
+        "../../envs/train.yaml"
+    threads: res("evaluate", "threads")
+    resources:
+        mem_mb=res("evaluate", "mem_mb"),
+        runtime=res("evaluate", "runtime"),
+    params:
+        task=task_params,
+    shell:
+        "seqpipe evaluate --data {input.h5:q} --task {params.task:q} --checkpoint {input.best:q}"
+        " --run {input.run:q} --tracking {input.tracking:q} --seed {wildcards.seed:q}"
+        " --out {output.metrics:q} > {log:q} 2>&1"
+
+
+rule baseline:
+    input:
+        h5=task_h5,
+        validation="results/validation/{task}.json",
+        code=code("seqpipe.evaluation.baseline"),
+    output:
+        metrics="results/baselines/{task}/metrics.json",
+    log:
+        "logs/baseline/{task}.log",
+    conda:
+        "../../envs/train.yaml"
+    threads: res("evaluate", "threads")
+    resources:
+        mem_mb=res("evaluate", "mem_mb"),
+        runtime=res("evaluate", "runtime"),
+    params:
+        task=task_params,
+    shell:
+        "seqpipe baseline --data {input.h5:q} --task {params.task:q} --out {output.metrics:q} > {log:q} 2>&1"

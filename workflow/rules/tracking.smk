@@ -1,0 +1,23 @@
+# MLflow: the store (SQLite by default) and the experiment are created once, before training jobs
+# fan out; parallel jobs creating a new SQLite store at the same time would break it.
+
+
+rule tracking_setup:
+    input:
+        code=code("seqpipe.tracking.setup"),
+    output:
+        TRACKING,
+    log:
+        "logs/tracking_setup.log",
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        uri=config["mlflow"]["tracking_uri"] or "",
+        experiment=config["mlflow"]["experiment"],
+    shell:
+        "seqpipe tracking-setup --uri {params.uri:q} --experiment {params.experiment:q}"
+        " --out {output:q} > {log:q} 2>&1"

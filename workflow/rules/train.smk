@@ -1,0 +1,30 @@
+# Training: one job per (task, model, seed); checkpoints, facts and the MLflow run id in its folder.
+
+
+rule train:
+    input:
+        h5=task_h5,
+        validation="results/validation/{task}.json",
+        tracking=TRACKING,
+        code=code("seqpipe.training.train"),
+    output:
+        best="results/runs/{task}/{model}/{seed}/best.pt",
+        last="results/runs/{task}/{model}/{seed}/last.pt",
+        scalars="results/runs/{task}/{model}/{seed}/scalars.csv",
+        run="results/runs/{task}/{model}/{seed}/run.json",
+    log:
+        "logs/train/{task}/{model}/{seed}.log",
+    benchmark:
+        "benchmarks/out/train/{task}/{model}/{seed}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: res("train", "threads")
+    resources:
+        mem_mb=res("train", "mem_mb"),
+        runtime=res("train", "runtime"),
+        gpu=1,
+    params:
+        job=train_params,
+    shell:
+        "seqpipe train --data {input.h5:q} --job {params.job:q} --tracking {input.tracking:q}"
+        " --threads {threads} --out-dir $(dirname {output.best:q}) > {log:q} 2>&1"

@@ -1,0 +1,22 @@
+# Validation: every task's HDF5 file is checked against its task type before any training starts.
+
+
+rule validate:
+    input:
+        h5=task_h5,
+        code=code("seqpipe.data.validate"),
+    output:
+        report="results/validation/{task}.json",
+    log:
+        "logs/validate/{task}.log",
+    conda:
+        "../../envs/data.yaml"
+    threads: res("data", "threads")
+    resources:
+        mem_mb=res("data", "mem_mb"),
+        runtime=res("data", "runtime"),
+    params:
+        task=task_params,
+    shell:
+        "seqpipe validate --data {input.h5:q} --task {params.task:q}"
+        " --out {output.report:q} > {log:q} 2>&1"
