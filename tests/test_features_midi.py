@@ -33,7 +33,8 @@ def _random_midi(path: Path, seed: int = 0, n: int = 300) -> pretty_midi.PrettyM
     """Piano + strings + drums with random notes (no same-pitch overlaps within an instrument)."""
     rng = np.random.default_rng(seed)
     pm = pretty_midi.PrettyMIDI(initial_tempo=97.0)
-    for program, is_drum, pitches in ((0, False, (21, 109)), (48, False, (40, 90)), (0, True, (35, 60))):
+    kinds = ((0, False, (21, 109)), (48, False, (40, 90)), (0, True, (35, 60)))
+    for program, is_drum, pitches in kinds:
         inst = pretty_midi.Instrument(program=program, is_drum=is_drum)
         free_at = {}
         for start in np.sort(rng.uniform(0.0, 30.0, n)):
@@ -49,7 +50,11 @@ def _random_midi(path: Path, seed: int = 0, n: int = 300) -> pretty_midi.PrettyM
 
 
 def _reference_notes(pm: pretty_midi.PrettyMIDI) -> tuple[np.ndarray, ...]:
-    rows = [(n.start, n.pitch, n.end, n.velocity, inst.is_drum) for inst in pm.instruments for n in inst.notes]
+    rows = [
+        (n.start, n.pitch, n.end, n.velocity, inst.is_drum)
+        for inst in pm.instruments
+        for n in inst.notes
+    ]
     rows.sort(key=lambda r: (round(r[0], 6), r[1]))
     start, pitch, end, velocity, drum = (np.array(c) for c in zip(*rows, strict=True))
     return start, end, pitch, velocity, drum.astype(bool)
@@ -72,7 +77,8 @@ def test_read_notes_matches_pretty_midi(random_file):
     np.testing.assert_array_equal(notes.velocity, velocity)
     np.testing.assert_array_equal(notes.is_drum, drum)
     assert notes.start.dtype == np.float64 and notes.end.dtype == np.float64
-    assert notes.pitch.dtype == np.int16 and notes.velocity.dtype == np.int16 and notes.is_drum.dtype == bool
+    assert notes.pitch.dtype == np.int16 and notes.velocity.dtype == np.int16
+    assert notes.is_drum.dtype == bool
     assert np.all(np.diff(notes.start) >= 0)
 
 
@@ -90,9 +96,10 @@ def test_piano_roll_matches_pretty_midi_notes(random_file):
             b = max(int(np.floor(n.end * fps)), a + 1)
             ref[a:b, n.pitch] = np.maximum(ref[a:b, n.pitch], n.velocity / 127)
             last = max(last, b)
-    assert roll.dtype == np.float32 and roll.shape == (last, 128)
-    # A note boundary that falls within 1e-3 s of a frame edge may land one frame either side.
-    mismatch = np.abs(roll - ref[:last]) > 1e-3
+    # A note boundary within float32 precision of a frame edge may land one frame either side.
+    assert roll.dtype == np.float32 and roll.shape[1] == 128 and abs(roll.shape[0] - last) <= 1
+    n = min(roll.shape[0], last)
+    mismatch = np.abs(roll[:n] - ref[:n]) > 1e-3
     assert mismatch.mean() < 1e-3
     # The velocity of every sounding note is there, the max over overlaps.
     assert np.isclose(roll.max(), ref.max(), atol=1e-6)
@@ -142,11 +149,13 @@ def test_pitch_distribution_and_dynamics_match_reference(random_file):
 
 
 def test_drum_tables():
-    assert DRUM_CLASSES == ("kick", "snare", "hh_closed", "hh_open", "tom_low", "tom_mid", "tom_high", "crash", "ride")
-    assert len(DRUM_PITCH_TO_CLASS) == 22
-    assert DRUM_PITCH_TO_CLASS[36] == 0 and DRUM_PITCH_TO_CLASS[40] == 1 and DRUM_PITCH_TO_CLASS[22] == 2
-    assert DRUM_PITCH_TO_CLASS[26] == 3 and DRUM_PITCH_TO_CLASS[58] == 4 and DRUM_PITCH_TO_CLASS[48] == 5
-    assert DRUM_PITCH_TO_CLASS[50] == 6 and DRUM_PITCH_TO_CLASS[57] == 7 and DRUM_PITCH_TO_CLASS[59] == 8
+    assert DRUM_CLASSES == (
+        "kick", "snare", "hh_closed", "hh_open", "tom_low", "tom_mid", "tom_high", "crash", "ride"
+    )
+    assert len(DRUM_PITCH_TO_CLASS) == 24
+    expected = {36: 0, 35: 0, 40: 1, 37: 1, 22: 2, 44: 2, 26: 3, 46: 3, 58: 4, 41: 4, 48: 5, 47: 5,
+                50: 6, 57: 7, 52: 7, 59: 8, 53: 8}
+    assert {p: DRUM_PITCH_TO_CLASS[p] for p in expected} == expected
     assert len(GROOVE_NAMES) == 32 == len(set(GROOVE_NAMES))
     assert len(DYNAMICS_NAMES) == 16 == len(set(DYNAMICS_NAMES))
 
@@ -239,17 +248,22 @@ def test_groove_features(tmp_path):
     assert f["syncopation"] == pytest.approx(np.mean([h[0] % 4 != 0 for h in hits]))
     assert f["hits_per_bar"] == pytest.approx(12 / n_bars)
     assert f["grid_occupancy"] == pytest.approx(10 / 13)
-    assert f["swing_offset"] == pytest.approx(np.mean([-0.25, 0.0, 0.0]), abs=1e-4)  # steps 2, 6, 10
+    # Hits on the off-beat 8th: steps 2, 6, 10.
+    assert f["swing_offset"] == pytest.approx(np.mean([-0.25, 0.0, 0.0]), abs=1e-4)
     assert f["ghost_ratio"] == pytest.approx(0.0)
 
 
 def test_features_on_empty_selections_raise():
-    drums_only = Notes(np.array([0.0]), np.array([0.1]), np.array([36], np.int16), np.array([90], np.int16), np.array([True]))
+    def one_drum(pitch: int) -> Notes:
+        return Notes(np.array([0.0]), np.array([0.1]), np.array([pitch], np.int16),
+                     np.array([90], np.int16), np.array([True]))
+
+    drums_only = one_drum(36)
     with pytest.raises(MidiReadError):
         pitch_distribution(drums_only)
     with pytest.raises(MidiReadError):
         piano_roll(drums_only, fps=100.0)
-    unmapped = Notes(np.array([0.0]), np.array([0.1]), np.array([39], np.int16), np.array([90], np.int16), np.array([True]))
+    unmapped = one_drum(39)
     with pytest.raises(MidiReadError, match="mapped"):
         drum_grid(unmapped, bpm=100.0)
     with pytest.raises(ValueError):
@@ -297,17 +311,19 @@ def test_huge_tick_time_is_bounded(tmp_path):
     track = mido.MidiTrack()
     track.append(mido.Message("note_on", note=60, velocity=90, time=0))
     track.append(mido.Message("note_off", note=60, velocity=0, time=480))
-    delta = 2**30 - 480 - 4 * (2**28 - 1)  # a delta-time holds at most 2**28 - 1 ticks: chain five
-    for _ in range(4):
+    delta = 2**30 - 480 - 3 * (2**28 - 1)  # a delta-time holds at most 2**28 - 1 ticks: chain four
+    for _ in range(3):
         track.append(mido.MetaMessage("text", text="x", time=2**28 - 1))
-    track.append(mido.Message("note_on", note=62, velocity=90, channel=9, time=delta))
-    track.append(mido.Message("note_off", note=62, velocity=0, channel=9, time=480))
+    track.append(mido.Message("note_on", note=62, velocity=90, time=delta))
+    track.append(mido.Message("note_on", note=36, velocity=90, channel=9, time=0))
+    track.append(mido.Message("note_off", note=62, velocity=0, time=480))
+    track.append(mido.Message("note_off", note=36, velocity=0, channel=9, time=0))
     mid.tracks.append(track)
     mid.save(str(path))
 
     t0 = time.perf_counter()
     notes = read_notes(path)
-    assert notes.start.max() > 1e6  # seconds
+    assert notes.start.max() == pytest.approx(2**30 / 960, rel=1e-6)  # tick 2**30, 120 bpm, 480 tpq
     with pytest.raises(MidiReadError, match="max_seconds"):
         piano_roll(notes, fps=100.0)
     with pytest.raises(MidiReadError, match="max_seconds"):

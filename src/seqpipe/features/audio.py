@@ -41,7 +41,8 @@ def _truncation(declared: int, decoded: int, log: str) -> str | None:
         return f"truncated: the header declares {declared} frames, only {decoded} could be decoded"
     match = _WAV_SHORT.search(log)
     if match and 0 < int(match.group(2)) < int(match.group(1)) < 0xFFFFFFFF:
-        return f"truncated: the data chunk declares {match.group(1)} bytes, the file holds {match.group(2)}"
+        said, has = match.groups()
+        return f"truncated: the data chunk declares {said} bytes, the file has {has}"
     return None
 
 
@@ -68,9 +69,9 @@ def load_audio(path: str | os.PathLike[str], sr: int = SAMPLE_RATE) -> np.ndarra
 
 @functools.lru_cache(maxsize=16)
 def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> torch.Tensor:
-    """librosa's (Slaney) mel filterbank, float32 values in a float64 tensor [n_mels, 1 + n_fft // 2]."""
+    """librosa's (Slaney) mel filterbank as a float32 tensor [n_mels, 1 + n_fft // 2]."""
     basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
-    return torch.from_numpy(np.ascontiguousarray(basis, dtype=np.float64))
+    return torch.from_numpy(np.ascontiguousarray(basis, dtype=np.float32))
 
 
 def log_mel(
@@ -98,8 +99,9 @@ def log_mel(
         raise ValueError("the signal contains NaN or infinity")
     if pad_mode not in ("constant", "reflect"):
         raise ValueError(f"pad_mode must be 'constant' or 'reflect', got {pad_mode!r}")
-    # float64 like librosa, whose float64 window promotes float32 frames before the FFT: a float32
-    # FFT differs from it by up to ~1 dB in bands 80+ dB below a pure tone's peak.
+    # The FFT runs in float64 like librosa's (its float64 window promotes float32 frames): a float32
+    # FFT differs by up to ~1 dB in bands 80+ dB below a pure tone's peak. The mel sum (of
+    # non-negative powers) is float32 like librosa's.
     padded = np.pad(y.astype(np.float64), n_fft // 2, mode=pad_mode)
     with torch.no_grad():
         window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
@@ -107,9 +109,9 @@ def log_mel(
             torch.from_numpy(padded), n_fft=n_fft, hop_length=hop_length, win_length=n_fft,
             window=window, center=False, return_complex=True,
         )
-        power = spec.real.square() + spec.imag.square()
+        power = (spec.real.square() + spec.imag.square()).to(torch.float32)
         mel = _mel_basis(sr, n_fft, n_mels, float(fmin), fmax) @ power
-        db = (10.0 * torch.log10(torch.clamp(mel, min=1e-10))).to(torch.float32)
+        db = 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
     return db.T.contiguous().numpy()
 
 

@@ -43,7 +43,8 @@ class Notes:
 
     def select(self, mask: np.ndarray) -> Notes:
         """The notes where `mask` is true, order kept."""
-        return Notes(self.start[mask], self.end[mask], self.pitch[mask], self.velocity[mask], self.is_drum[mask])
+        m = mask
+        return Notes(self.start[m], self.end[m], self.pitch[m], self.velocity[m], self.is_drum[m])
 
 
 DRUM_CLASSES: tuple[str, ...] = (
@@ -149,7 +150,9 @@ def _drum_hits(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Mapped drum hits as (step, class, offset in steps, velocity / 127) and the grid length."""
     if not (math.isfinite(bpm) and bpm > 0) or steps_per_beat < 1:
-        raise ValueError(f"need bpm > 0 and steps_per_beat >= 1, got bpm={bpm}, steps_per_beat={steps_per_beat}")
+        raise ValueError(
+            f"need bpm > 0 and steps_per_beat >= 1, got bpm={bpm}, steps_per_beat={steps_per_beat}"
+        )
     drums = notes.select(notes.is_drum) if notes.is_drum.any() else notes
     classes = _PITCH_CLASS_LUT[np.clip(drums.pitch, 0, 127)]
     mapped = classes >= 0
@@ -191,7 +194,9 @@ def drum_grid(
 _CHUNK_CELLS = 4_000_000
 
 
-def _paint_max(flat: np.ndarray, origin: np.ndarray, lengths: np.ndarray, value: np.ndarray, stride: int) -> None:
+def _paint_max(
+    flat: np.ndarray, origin: np.ndarray, lengths: np.ndarray, value: np.ndarray, stride: int
+) -> None:
     """flat[origin[i] + k * stride] = max(..., value[i]) for k < lengths[i]; in bounded chunks."""
     cumulative = np.cumsum(lengths)
     chunk = (cumulative - 1) // _CHUNK_CELLS
@@ -199,7 +204,8 @@ def _paint_max(flat: np.ndarray, origin: np.ndarray, lengths: np.ndarray, value:
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         n = lengths[lo:hi]
         within = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
-        np.maximum.at(flat, np.repeat(origin[lo:hi], n) + within * stride, np.repeat(value[lo:hi], n))
+        index = np.repeat(origin[lo:hi], n) + within * stride
+        np.maximum.at(flat, index, np.repeat(value[lo:hi], n))
 
 
 def piano_roll(notes: Notes, fps: float, max_seconds: float = MAX_SECONDS) -> np.ndarray:
@@ -278,9 +284,11 @@ def groove_features(
     values: list[float] = [_mean(np.abs(offset)), _std(np.abs(offset)), _mean(offset), _std(offset)]
     for name in _GROOVE_CLASSES:
         mine = cls == DRUM_CLASSES.index(name)
-        values += [mine.sum() / n_bars, _mean(velocity[mine]), _std(velocity[mine]), _mean(off_beat[mine])]
+        values += [
+            mine.sum() / n_bars, _mean(velocity[mine]), _std(velocity[mine]), _mean(off_beat[mine]),
+        ]
     values += list(np.bincount(cls, minlength=len(DRUM_CLASSES)) / cls.size)
-    swing = step % steps_per_beat == steps_per_beat // 2 if steps_per_beat % 2 == 0 else np.zeros_like(off_beat)
+    swing = (step % steps_per_beat == steps_per_beat // 2) & (steps_per_beat % 2 == 0)
     values += [
         _mean(off_beat), cls.size / n_bars, _mean(velocity), _std(velocity),
         np.unique(step).size / n_steps, _mean(offset[swing]), _mean(velocity * 127.0 < 32),

@@ -39,6 +39,14 @@ def git_commit(cwd: str | Path | None = None) -> str:
         return "unknown"
 
 
+def check_server(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast when a tracking server does not answer, instead of MLflow's minutes of retries."""
+    import requests
+
+    response = requests.get(uri.rstrip("/") + "/health", timeout=timeout)
+    response.raise_for_status()
+
+
 class Tracker:
     """An MLflow run for one (task, model, seed), or a no-op after the first tracking failure."""
 
@@ -50,9 +58,12 @@ class Tracker:
             self._safely("connect", self._connect)
 
     def _connect(self) -> None:
+        uri = self.tracking["tracking_uri"]
+        if uri.startswith(("http://", "https://")):
+            check_server(uri)
         from mlflow.tracking import MlflowClient
 
-        self.client = MlflowClient(tracking_uri=self.tracking["tracking_uri"])
+        self.client = MlflowClient(tracking_uri=uri)
 
     def _safely(self, what: str, fn: Callable[[], Any]) -> Any:
         try:

@@ -98,7 +98,7 @@ def run_epoch(model, data: TaskData, split: str, job: dict, device, optimizer=No
             if optimizer is not None:
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
-                        f"loss became {float(loss)} at a batch of split {split}; lower training.optimizer.lr "
+                        f"loss became {loss.item()} at a batch of split {split}; lower training.optimizer.lr "
                         "or set training.grad_clip"
                     )
                 optimizer.zero_grad(set_to_none=True)
