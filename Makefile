@@ -26,7 +26,12 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 demo: install
 	snakemake --profile profiles/local
 	snakemake --profile profiles/local --report results/report/snakemake_report.html
-	@$(BIN)/python -m seqpipe.evaluation.report --where results
+	@echo
+	@echo "Leaderboard:      results/report/leaderboard.md  (.csv, .html with plots)"
+	@echo "Snakemake report: results/report/snakemake_report.html"
+	@echo "MLflow runs:      $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///results/mlflow/mlflow.db"
+	@echo
+	@cat results/report/leaderboard.md
 
 test: install
 	$(BIN)/python -m pytest -v

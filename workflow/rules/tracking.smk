@@ -19,5 +19,5 @@ rule tracking_setup:
         uri=config["mlflow"]["tracking_uri"] or "",
         experiment=config["mlflow"]["experiment"],
     shell:
-        "seqpipe tracking-setup --uri {params.uri:q} --experiment {params.experiment:q}"
+        "seqpipe tracking-setup --uri={params.uri:q} --experiment {params.experiment:q}"
         " --out {output:q} > {log:q} 2>&1"

@@ -8,8 +8,7 @@ static CSV headers have leading spaces, and the second static file (songs 2000-2
 columns and a stray space inside one header. DEAM has no official split: seqpipe derives one
 from a hash of the song id (70/15/15), so a song's split never depends on the other songs.
 
-Licence: the audio excerpts are under Creative Commons licences (see metadata.zip per song);
-the annotations are free for research use.
+Licence: the audio excerpts are under Creative Commons licences; see the home page for the terms.
 Home page: https://cvml.unige.ch/databases/DEAM/
 """
 
@@ -26,7 +25,7 @@ from seqpipe.datasets import Item
 
 NAME = "deam"
 HOME = "https://cvml.unige.ch/databases/DEAM/"
-LICENSE_INFO = "Audio excerpts under Creative Commons licences (per song, see metadata.zip); annotations free for research"
+LICENSE_INFO = "Audio excerpts under Creative Commons licences; see the home page for the terms"
 REMOTES = {
     "audio": dict(
         url="https://cvml.unige.ch/databases/DEAM/DEAM_audio.zip",
@@ -141,7 +140,9 @@ def _static_file(path: Path) -> dict[str, dict[str, float]]:
             try:
                 values[column] = float(row[position[column]])
             except ValueError:
-                raise ValueError(f"{where} (song {song}): column {column!r} = {row[position[column]]!r} is not a number") from None
+                raise ValueError(
+                    f"{where} (song {song}): column {column!r} = {row[position[column]]!r} is not a number"
+                ) from None
         if song in labels:
             raise ValueError(f"{where}: song {song} appears twice in this file; remove one row")
         labels[song] = values
@@ -149,7 +150,7 @@ def _static_file(path: Path) -> dict[str, dict[str, float]]:
 
 
 def load_static(root: Path) -> dict[str, dict[str, float]]:
-    """Merged static labels of both song-level files: {song_id: {valence_mean, valence_std, arousal_mean, arousal_std}}."""
+    """Static labels of both song-level files, merged: {song_id: {valence_mean, valence_std, arousal_*}}."""
     root = Path(root)
     merged: dict[str, dict[str, float]] = {}
     for relative in STATIC_FILES:
@@ -175,7 +176,7 @@ def audio_path(root: Path, song_id: str) -> Path | None:
 
 
 def load_items(root: Path) -> list[Item]:
-    """One `Item` per song with static labels and audio, sorted by id; labelled songs without audio are skipped with a warning."""
+    """One `Item` per labelled song with audio, sorted by id; songs lacking audio are skipped with a warning."""
     root = Path(root)
     items: dict[str, Item] = {}
     no_audio: list[str] = []
@@ -199,7 +200,9 @@ def _dynamic_file(path: Path) -> dict[str, np.ndarray]:
     """One dynamic CSV: {song_id: float array at 2 Hz from 15 s}, trailing empty or NaN cells dropped."""
     header, rows = _read_table(path)
     if not header or header[0] != "song_id":
-        raise ValueError(f"{path}: first header cell is {header[:1]}, expected 'song_id'; use the unmodified DEAM_Annotations.zip")
+        raise ValueError(
+            f"{path}: first header cell is {header[:1]}, expected 'song_id'; use the unmodified DEAM_Annotations.zip"
+        )
     series: dict[str, np.ndarray] = {}
     for line, row in enumerate(rows, start=2):
         where = f"{path}, line {line}"
@@ -214,7 +217,10 @@ def _dynamic_file(path: Path) -> dict[str, np.ndarray]:
 
 
 def load_dynamic(root: Path) -> dict[str, dict[str, np.ndarray]]:
-    """Dynamic labels: {song_id: {"valence": array, "arousal": array}} at 2 Hz from 15 s (empty array if a file lacks the song)."""
+    """Dynamic labels {song_id: {"valence": array, "arousal": array}} at 2 Hz from 15 s.
+
+    A song missing from one of the two files gets an empty array for that dimension.
+    """
     root = Path(root)
     per_dim = {dim: _dynamic_file(root / relative) for dim, relative in DYNAMIC_FILES.items()}
     songs = sorted(set().union(*per_dim.values()), key=int)

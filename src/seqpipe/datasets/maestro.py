@@ -124,9 +124,15 @@ def _item_from_record(root: Path, record: dict[str, str], where: str) -> Item:
         year = int(float(record["year"]))
     except ValueError:
         raise ValueError(f"{where}: column 'year' = {record['year']!r} is not a year; fix or remove the row") from None
-    labels: dict[str, Any] = {"composer": record["canonical_composer"], "title": record["canonical_title"], "year": year}
+    labels: dict[str, Any] = {
+        "composer": record["canonical_composer"],
+        "title": record["canonical_title"],
+        "year": year,
+    }
     split = normalise_split(record["split"], where=where)
-    return Item(item_id=item_id_of(record["midi_filename"]), path=root / record["midi_filename"], split=split, labels=labels)
+    return Item(
+        item_id=item_id_of(record["midi_filename"]), path=root / record["midi_filename"], split=split, labels=labels
+    )
 
 
 def load_items(root: Path) -> list[Item]:

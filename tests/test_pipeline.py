@@ -1,0 +1,139 @@
+"""End to end: the demo pipeline through Snakemake, partial reruns and a byte-identical rebuild.
+
+Each test works on a copy of the workflow (Snakefile, config, workflow/, src/, profiles/) in a
+temporary folder, so touching a module's modification time never touches the repository.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def copy_workflow(dst: Path) -> Path:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    shutil.copy2(REPO / "Snakefile", dst / "Snakefile")
+    shutil.copy2(REPO / "config.yaml", dst / "config.yaml")
+    for folder in ("workflow", "src", "profiles", "envs"):
+        shutil.copytree(REPO / folder, dst / folder, ignore=ignore)
+    return dst
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 1200) -> str:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run([str(BIN / "snakemake"), *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-6000:]
+    return output
+
+
+def planned_jobs(workdir: Path, *args: str) -> list[tuple[str, dict]]:
+    """(rule, wildcards) of every job a dry run lists."""
+    jobs, rule = [], None
+    for line in snakemake(workdir, "-n", "--cores", "2", *args).splitlines():
+        if m := re.match(r"^(?:local)?rule (\w+):", line):
+            rule = m.group(1)
+            jobs.append((rule, {}))
+        elif (m := re.match(r"^\s+wildcards: (.*)", line)) and rule:
+            jobs[-1] = (rule, dict(kv.split("=", 1) for kv in m.group(1).split(", ")))
+    return jobs
+
+
+def digests(workdir: Path) -> dict[str, str]:
+    files = [*workdir.glob("results/features/*/*.h5"), *workdir.glob("results/runs/*/*/*/metrics.json"),
+             *workdir.glob("results/baselines/*/metrics.json"), workdir / "results/report/leaderboard.csv"]
+    return {str(f.relative_to(workdir)): hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(files)}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> Path:
+    workdir = copy_workflow(tmp_path_factory.mktemp("demo"))
+    snakemake(workdir, "--profile", "profiles/local", "--cores", "2")
+    return workdir
+
+
+def test_demo_builds_everything_and_models_beat_baselines(demo_run):
+    rows = list(csv.DictReader(open(demo_run / "results/report/leaderboard.csv")))
+    config = yaml.safe_load(open(demo_run / "config.yaml"))
+    for task, spec in config["tasks"].items():
+        models = {r["model"]: r for r in rows if r["task"] == task}
+        assert set(models) == {"baseline", *config["models"]}, task
+        base = float(models["baseline"]["mean"])
+        for name in config["models"]:
+            got = float(models[name]["mean"])
+            assert models[name]["beats_baseline"] == "True", (task, name, models)
+            if spec["paradigm"] == "supervised":  # clearly: +0.2 accuracy, or 15% lower error
+                clear = got >= base + 0.2 if spec["type"] == "classification" else got <= 0.85 * base
+                assert clear, (task, name, got, base)
+    assert (demo_run / "results/report/leaderboard.html").stat().st_size > 10_000
+    assert (demo_run / "results/features/groove/groove_grid.skipped.json").exists()
+    with sqlite3.connect(demo_run / "results/mlflow/mlflow.db") as db:
+        runs = db.execute("select count(*) from runs").fetchone()[0]
+        tested = db.execute("select count(distinct run_uuid) from latest_metrics where key like 'test_%'").fetchone()[0]
+    assert runs == tested == len(config["tasks"]) * len(config["models"])
+
+
+def test_nothing_to_do_after_a_run(demo_run):
+    assert planned_jobs(demo_run) == []
+
+
+def test_hyperparameter_change_reruns_only_that_model(demo_run):
+    path = demo_run / "config.yaml"
+    original = path.read_text()
+    config = yaml.safe_load(original)
+    config["models"]["gru"]["hidden_size"] = 48
+    path.write_text(yaml.safe_dump(config))
+    try:
+        jobs = planned_jobs(demo_run)
+    finally:
+        path.write_text(original)
+    assert {rule for rule, _ in jobs} == {"train", "evaluate", "report", "all"}
+    trained = sorted(wc["task"] for rule, wc in jobs if rule == "train")
+    assert trained == sorted(config["tasks"])
+    assert all(wc["model"] == "gru" for rule, wc in jobs if rule in {"train", "evaluate"})
+
+
+def test_feature_code_edit_reruns_features_and_downstream_only(demo_run):
+    module = demo_run / "src/seqpipe/features/midi.py"
+    before = module.stat()
+    future = before.st_mtime + 3600
+    os.utime(module, (future, future))
+    try:
+        jobs = planned_jobs(demo_run)
+    finally:
+        os.utime(module, (before.st_atime, before.st_mtime))
+    rules = {rule for rule, _ in jobs}
+    assert rules == {"features", "validate", "baseline", "train", "evaluate", "report", "all"}
+    assert sorted(wc["feature_set"] for rule, wc in jobs if rule == "features") == ["groove_grid", "maestro_roll"]
+    assert not any(wc.get("task") == "deam_emotion" for _, wc in jobs)  # the audio branch is untouched
+
+
+def test_forcerun_until_and_one_target(demo_run):
+    jobs = planned_jobs(demo_run, "--forcerun", "features", "--until", "validate")
+    assert {rule for rule, _ in jobs} == {"features", "validate"}
+    target = "results/runs/groove_style/gru/0/metrics.json"
+    jobs = planned_jobs(demo_run, "--forcerun", "train", target)
+    assert sorted(rule for rule, _ in jobs) == ["evaluate", "train"]
+    assert all(wc == {"task": "groove_style", "model": "gru", "seed": "0"} for _, wc in jobs)
+
+
+def test_two_clean_runs_give_identical_bytes(demo_run, tmp_path_factory):
+    second = copy_workflow(tmp_path_factory.mktemp("rebuild"))
+    snakemake(second, "--profile", "profiles/local", "--cores", "2")
+    first_digests, second_digests = digests(demo_run), digests(second)
+    assert len(first_digests) >= 3 + 2 * 8
+    assert first_digests == second_digests
