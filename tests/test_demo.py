@@ -290,6 +290,13 @@ def test_same_seed_gives_identical_bytes_another_seed_differs(dataset: str, tmp_
     assert a["README.txt"] != other["README.txt"]
 
 
+def test_deam_parallel_encoding_gives_the_same_bytes(tmp_path: Path) -> None:
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    demo.generate("deam", serial, seed=2, workers=1, **SMALL["deam"])
+    demo.generate("deam", parallel, seed=2, workers=2, **SMALL["deam"])
+    assert tree_digest(serial) == tree_digest(parallel)
+
+
 def test_main_writes_the_demo_and_its_manifest(tmp_path: Path) -> None:
     out, manifest = tmp_path / "raw" / "groove", tmp_path / "raw" / "groove.manifest.json"
     demo.main(["--dataset", "groove", "--out", str(out), "--n-items", "3", "--seed", "1", "--manifest", str(manifest)])

@@ -109,17 +109,18 @@ def test_hyperparameter_change_reruns_only_that_model(demo_run):
 
 def test_feature_code_edit_reruns_features_and_downstream_only(demo_run):
     module = demo_run / "src/seqpipe/features/midi.py"
-    before = module.stat()
-    future = before.st_mtime + 3600
-    os.utime(module, (future, future))
+    original = module.read_text()
+    module.write_text(original + "\n# an edit\n")
     try:
         jobs = planned_jobs(demo_run)
     finally:
-        os.utime(module, (before.st_atime, before.st_mtime))
+        module.write_text(original)
     rules = {rule for rule, _ in jobs}
     assert rules == {"features", "validate", "baseline", "train", "evaluate", "report", "all"}
     assert sorted(wc["feature_set"] for rule, wc in jobs if rule == "features") == ["groove_grid", "maestro_roll"]
     assert not any(wc.get("task") == "deam_emotion" for _, wc in jobs)  # the audio branch is untouched
+    # Snakemake compares checksums of small inputs: touching a module without changing it reruns nothing
+    assert planned_jobs(demo_run) == []
 
 
 def test_forcerun_until_and_one_target(demo_run):

@@ -14,10 +14,10 @@ rule demo:
         dataset=datasets_from("demo"),
     conda:
         "../../envs/data.yaml"
-    threads: res("data", "threads")
+    threads: res("demo", "threads")
     resources:
-        mem_mb=res("data", "mem_mb"),
-        runtime=res("data", "runtime"),
+        mem_mb=res("demo", "mem_mb"),
+        runtime=res("demo", "runtime"),
     params:
         n_items=lambda w: config["demo"][w.dataset]["n_items"],
         duration=lambda w: config["demo"][w.dataset].get("duration_s", 20),
@@ -25,6 +25,7 @@ rule demo:
     shell:
         "seqpipe demo --dataset {wildcards.dataset:q} --out {output.raw:q}"
         " --n-items {params.n_items:q} --duration {params.duration:q} --seed {params.seed:q}"
+        " --workers {threads}"
         " --manifest {output.manifest:q} > {log:q} 2>&1"
 
 

@@ -25,6 +25,7 @@ rule train:
         gpu=1,
     params:
         job=train_params,
+        out_dir=lambda wildcards, output: Path(output.best).parent,
     shell:
         "seqpipe train --data {input.h5:q} --job {params.job:q} --tracking {input.tracking:q}"
-        " --threads {threads} --out-dir $(dirname {output.best:q}) > {log:q} 2>&1"
+        " --threads {threads} --out-dir {params.out_dir:q} > {log:q} 2>&1"

@@ -23,6 +23,7 @@ import json
 import logging
 import zlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -622,10 +623,28 @@ def _dynamic_text(series: dict[int, np.ndarray]) -> str:
     return _csv_text(header, rows)
 
 
-def _generate_deam(out_dir: Path, n_items: int, seed: int, duration_s: float) -> Path:
-    """DEAM layout: `MEMD_audio/<id>.mp3` and `annotations/annotations averaged per song/...` CSVs."""
+def _deam_song(job: tuple) -> tuple[int, list[str], np.ndarray, np.ndarray]:
+    """Render and encode one DEAM clip (its own RNG: the bytes do not depend on the worker count)."""
     import soundfile as sf  # imported here: only DEAM needs audio
 
+    from seqpipe.datasets import deam
+
+    out_dir, seed, i, song, duration_s, is_48k, is_mono = job
+    rng = item_rng(seed, "deam", i)
+    f = song_factors(rng)
+    length = duration_s * (1.5 if song > 2000 else 1.0)  # ids above 2000 are the longer "full songs"
+    rate = 48_000 if is_48k else DEAM_RATE
+    audio = render_song(rng, f, length, rate)
+    noise = rng.standard_normal((len(audio), 2)).astype(np.float32) * np.float32(0.002)
+    data = audio[:, None] + noise[:, :1] if is_mono else np.stack([audio, 0.85 * audio], axis=1) + noise
+    with atomic_path(out_dir / deam.AUDIO_DIR / f"{song}.mp3") as tmp:
+        sf.write(str(tmp), np.clip(data, -1.0, 1.0), rate, format="MP3", subtype="MPEG_LAYER_III", **MP3_OPTIONS)
+    row = _static_rows(rng, song, f, wide=song > 2000)
+    return song, row, _dynamic_series(rng, f.valence_mean, length), _dynamic_series(rng, f.arousal_mean, length)
+
+
+def _generate_deam(out_dir: Path, n_items: int, seed: int, duration_s: float, workers: int = 1) -> Path:
+    """DEAM layout: `MEMD_audio/<id>.mp3` and `annotations/annotations averaged per song/...` CSVs."""
     from seqpipe.datasets import deam
 
     plan = item_rng(seed, "deam")
@@ -636,19 +655,16 @@ def _generate_deam(out_dir: Path, n_items: int, seed: int, duration_s: float) ->
     rate_48k, mono = set(order[:n_odd].tolist()), set(order[n_odd : n_odd + n_mono].tolist())
     static: tuple[list[list[str]], list[list[str]]] = ([], [])
     dynamic: dict[str, dict[int, np.ndarray]] = {"valence": {}, "arousal": {}}
-    for i, song in enumerate(songs):
-        rng = item_rng(seed, "deam", i)
-        f = song_factors(rng)
-        length = duration_s * (1.5 if song > 2000 else 1.0)  # ids above 2000 are the longer "full songs"
-        rate = 48_000 if i in rate_48k else DEAM_RATE
-        audio = render_song(rng, f, length, rate)
-        noise = rng.standard_normal((len(audio), 2)).astype(np.float32) * np.float32(0.002)
-        data = audio[:, None] + noise[:, :1] if i in mono else np.stack([audio, 0.85 * audio], axis=1) + noise
-        with atomic_path(out_dir / deam.AUDIO_DIR / f"{song}.mp3") as tmp:
-            sf.write(str(tmp), np.clip(data, -1.0, 1.0), rate, format="MP3", subtype="MPEG_LAYER_III", **MP3_OPTIONS)
-        static[song > 2000].append(_static_rows(rng, song, f, wide=song > 2000))
-        dynamic["valence"][song] = _dynamic_series(rng, f.valence_mean, length)
-        dynamic["arousal"][song] = _dynamic_series(rng, f.arousal_mean, length)
+    jobs = [(out_dir, seed, i, song, duration_s, i in rate_48k, i in mono) for i, song in enumerate(songs)]
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            rendered = list(pool.map(_deam_song, jobs))
+    else:
+        rendered = [_deam_song(job) for job in jobs]
+    for song, row, valence, arousal in rendered:  # in song order, whatever the workers' order
+        static[song > 2000].append(row)
+        dynamic["valence"][song] = valence
+        dynamic["arousal"][song] = arousal
     for relative, header, rows in zip(deam.STATIC_FILES, (STATIC_HEADER_1, STATIC_HEADER_2), static):
         write_text(out_dir / relative, header + "\n" + "".join(",".join(row) + "\n" for row in rows))
     for dim, relative in deam.DYNAMIC_FILES.items():
@@ -658,7 +674,7 @@ def _generate_deam(out_dir: Path, n_items: int, seed: int, duration_s: float) ->
 
 # ----------------------------------------------------------------------------- entry points
 
-GENERATORS: dict[str, Callable[[Path, int, int, float], Path]] = {
+GENERATORS: dict[str, Callable[..., Path]] = {
     "groove": _generate_groove, "maestro": _generate_maestro, "deam": _generate_deam,
 }  # fmt: skip
 
@@ -675,7 +691,7 @@ def _readme(dataset: str, n_items: int, seed: int, duration_s: float) -> str:
     )
 
 
-def generate(dataset: str, out_dir: Path, *, n_items: int, seed: int, duration_s: float = 20.0) -> Path:
+def generate(dataset: str, out_dir: Path, *, n_items: int, seed: int, duration_s: float = 20.0, workers: int = 1) -> Path:
     """Write `n_items` synthetic items of `dataset` in its real layout under `out_dir`; return the dataset root.
 
     `duration_s` is the length of each DEAM clip (songs above id 2000 get 1.5x, as DEAM's full songs are
@@ -694,7 +710,8 @@ def generate(dataset: str, out_dir: Path, *, n_items: int, seed: int, duration_s
         raise ValueError(f"demo: duration_s must be positive, got {duration_s}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    root = GENERATORS[dataset](out_dir, n_items, seed, float(duration_s))
+    extra = {"workers": workers} if dataset == "deam" else {}  # only audio encoding is slow enough to split
+    root = GENERATORS[dataset](out_dir, n_items, seed, float(duration_s), **extra)
     write_text(out_dir / "README.txt", _readme(dataset, n_items, seed, float(duration_s)))
     found = get_dataset(dataset).find_root(out_dir)
     if found != root:
@@ -711,9 +728,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--n-items", required=True, type=int)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per DEAM clip")
+    parser.add_argument("--workers", type=int, default=1, help="processes for DEAM audio encoding")
     parser.add_argument("--manifest", type=Path, help="also write the raw-file manifest here (the demo rule's output)")
     args = parser.parse_args(argv)
-    root = generate(args.dataset, args.out, n_items=args.n_items, seed=args.seed, duration_s=args.duration)
+    root = generate(args.dataset, args.out, n_items=args.n_items, seed=args.seed, duration_s=args.duration, workers=args.workers)
     if args.manifest is not None:
         from seqpipe.data.manifest import build_manifest, write_manifest
 

@@ -337,7 +337,7 @@ def _task_figures(
             recs = groups.get((task, model), [])
             summed = _summed_confusion(recs)
             if summed is not None:
-                title = f"{task} / {model}: confusion matrix ({len(recs)} seed(s))"
+                title = f"{task} / {model}\nconfusion matrix, {len(recs)} seed(s)"
                 figures.append((f"{task}_{model}_confusion.png", title, plot_confusion(*summed, title)))
     return figures
 

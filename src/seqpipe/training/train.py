@@ -74,10 +74,11 @@ def make_optimizer(cfg: dict, params) -> torch.optim.Optimizer:
 
 
 def batch_metric(task_type: str, out: torch.Tensor, target: torch.Tensor, model: Normalised) -> float:
-    """Sum over the batch of the monitoring metric: correct predictions or squared error."""
+    """Sum over the batch of the monitoring metric: correct predictions, or per-sample mean squared error."""
     if task_type == "classification":
         return float((out.argmax(-1) == target).sum())
-    return float(((model.denormalise(out) - target) ** 2).mean(dim=tuple(range(1, target.ndim))).sum()) if target.ndim > 1 else float(((model.denormalise(out) - target) ** 2).sum())
+    squared = (model.denormalise(out) - target) ** 2
+    return float(squared.reshape(len(squared), -1).mean(dim=1).sum())
 
 
 def run_epoch(model, data: TaskData, split: str, job: dict, device, optimizer=None, generator=None) -> dict:
