@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from seqpipe.config import task_config
 
 RESULTS = "results"
-RAW = "resources/raw"
 TRACKING = f"{RESULTS}/mlflow/tracking.json"
 
 
@@ -38,11 +37,6 @@ def cells(config: dict) -> list[Cell]:
     ]
 
 
-def raw_manifest(dataset: str) -> str:
-    """The manifest listing a dataset's raw files (written by the demo or index rule)."""
-    return f"{RAW}/{dataset}.manifest.json"
-
-
 def features_h5(config: dict, feature_set: str) -> str:
     """HDF5 file of a feature set."""
     return f"{RESULTS}/features/{config['features'][feature_set]['dataset']}/{feature_set}.h5"
@@ -52,13 +46,6 @@ def task_h5(config: dict, task: str) -> str:
     """HDF5 file a task trains on: a feature set's file, or the user's own `data_path`."""
     cfg = config["tasks"][task]
     return cfg["data_path"] if "data_path" in cfg else features_h5(config, cfg["features"])
-
-
-def used_datasets(config: dict) -> list[str]:
-    """Datasets some task needs through its feature set."""
-    return sorted(
-        {config["features"][t["features"]]["dataset"] for t in config["tasks"].values() if "features" in t}
-    )
 
 
 def report_files() -> dict[str, str]:

@@ -11,7 +11,7 @@ rule features:
     log:
         "logs/features/{dataset}/{feature_set}.log",
     benchmark:
-        "benchmarks/out/features/{dataset}/{feature_set}.tsv"
+        "results/benchmarks/features/{dataset}/{feature_set}.tsv"
     conda:
         "../../envs/data.yaml"
     threads: res("features", "threads")

@@ -15,7 +15,7 @@ rule train:
     log:
         "logs/train/{task}/{model}/{seed}.log",
     benchmark:
-        "benchmarks/out/train/{task}/{model}/{seed}.tsv"
+        "results/benchmarks/train/{task}/{model}/{seed}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: res("train", "threads")
