@@ -46,12 +46,17 @@ lint: install
 fmt: install
 	snakefmt Snakefile workflow/rules
 
-# Re-resolve the lock from pyproject.toml. torch is locked without its +cpu label so the
-# lock installs the CPU wheel here and the regular wheel elsewhere.
+# Re-resolve the lock from pyproject.toml. It compiles into a new file: uv would otherwise prefer
+# the old lock's `torch==X` pin from the public index (CUDA build) over the local CPU wheel.
+# torch is then locked without its +cpu label, so the lock installs the CPU wheel here and the
+# regular wheel elsewhere.
 lock: install
+	rm -f requirements.lock.new
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev $(UV_FLAGS) --python-version 3.11 \
-		--no-header --annotation-style line -o requirements.lock
-	sed -i 's/^torch==\([0-9.]*\)+cpu/torch==\1/' requirements.lock
+		--no-header --annotation-style line -o requirements.lock.new
+	sed -i 's/^torch==\([0-9.]*\)+cpu/torch==\1/' requirements.lock.new
+	@! grep -q '^nvidia-' requirements.lock.new || (echo "lock pulled CUDA packages: is the CPU torch wheel folder in pip's find-links?"; exit 1)
+	mv requirements.lock.new requirements.lock
 
 clean:
 	rm -rf results resources logs .snakemake

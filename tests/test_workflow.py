@@ -72,3 +72,11 @@ def test_conda_envs_agree_with_the_lock():
         for requirement in pinned:
             name, version = requirement.split("==")
             assert lock.get(name.lower().replace("_", "-")) == version, f"{env_file.name}: {requirement} is not the locked version"
+
+
+def test_lock_pins_everything_exactly_without_cuda():
+    lines = [line.split("#")[0].strip() for line in (REPO / "requirements.lock").read_text().splitlines()]
+    pins = [line for line in lines if line]
+    assert pins and all(re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[A-Za-z0-9_.\-]+", p) for p in pins), pins
+    assert "torch==2.13.0" in pins
+    assert not [p for p in pins if p.startswith(("nvidia-", "cuda-", "triton"))]

@@ -1,7 +1,8 @@
 """Build one feature set's HDF5 file from a dataset's raw files.
 
-Items are extracted in parallel worker processes; an item that cannot be read is skipped and
-listed, with its reason, in a report beside the HDF5 file. The stage fails only when more than
+Items are extracted in parallel worker processes (pebble), each with a per-file timeout; an item
+that cannot be read, hangs its parser or kills its worker is skipped and listed, with its reason,
+in a report beside the HDF5 file. The stage fails only when more than
 `max_failed_fraction` of the items fail. Each item is cut into fixed-length windows that keep the
 item's id, so validation can check that no source item appears in two splits.
 """
@@ -13,12 +14,13 @@ import importlib
 import json
 import logging
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+from pebble import ProcessExpired, ProcessPool
 
 from seqpipe import __version__
 from seqpipe.data.hdf5 import write_splits
@@ -65,13 +67,24 @@ def _init_worker() -> None:
         pass
 
 
-def extract_all(items: list[Item], spec: dict, workers: int) -> list[Extracted]:
-    """Extract every item, in `workers` processes; the result keeps the items' order."""
+def extract_all(items: list[Item], spec: dict, workers: int, timeout: float | None = None) -> list[Extracted]:
+    """Extract every item in `workers` processes, each file cut off after `timeout` seconds.
+
+    A file that hangs its parser or crashes its worker becomes a skipped item with the reason;
+    the result keeps the items' order.
+    """
     jobs = [(item, spec) for item in items]
-    if workers <= 1 or len(items) < 4:
-        return [_extract_one(job) for job in jobs]
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
-        return list(pool.map(_extract_one, jobs, chunksize=max(1, len(jobs) // (workers * 8))))
+    results = []
+    with ProcessPool(max_workers=max(1, workers), initializer=_init_worker) as pool:
+        outcomes = pool.map(_extract_one, jobs, timeout=timeout).result()
+        for item, _ in jobs:
+            try:
+                results.append(next(outcomes))
+            except FuturesTimeout:
+                results.append(Extracted(item, None, f"timed out after {timeout:g} s (features.{spec['name']}.timeout_s)"))
+            except ProcessExpired as err:
+                results.append(Extracted(item, None, f"the worker process died ({err})"))
+    return results
 
 
 def windows(features: np.ndarray, window: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +145,7 @@ def build(manifest_path: str | Path, spec: dict, out: str | Path, skipped_out: s
         items = items[: spec["limit"]]
     kind = kind_module(spec["kind"])
     log.info("extracting %s from %d %s items with %d workers", spec["kind"], len(items), spec["dataset"], workers)
-    results = extract_all(items, spec, workers)
+    results = extract_all(items, spec, workers, spec.get("timeout_s"))
     skipped = [
         {"item_id": r.item.item_id, "path": str(Path(r.item.path).relative_to(manifest["root"])), "reason": r.reason}
         for r in results
