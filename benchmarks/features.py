@@ -1,0 +1,124 @@
+"""Feature extraction speed against plain baselines timed in the same run, one core.
+
+MIDI (by default on synthetic pieces the size of a MAESTRO performance): seqpipe's extraction of one file (symusic parse + piano roll + pitch distribution +
+dynamics) against pretty_midi merely parsing the same file. Audio: seqpipe's decode + resample +
+log-mel against librosa.load(sr=22050) + librosa.feature.melspectrogram, in seconds of audio per
+second of wall time. Baseline and candidate alternate file by file, so machine noise hits both.
+
+    .venv/bin/python benchmarks/features.py                  # demo-like files made on the fly
+    .venv/bin/python benchmarks/features.py --midi-dir D1 --audio-dir D2   # your own files
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core: before numpy/torch/numba load
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def compare(files: list[Path], ours: Callable[[Path], object], base: Callable[[Path], object], repeats: int) -> tuple[float, float]:
+    """Total seconds per pass over `files` (median of `repeats`) for ours and the baseline, interleaved."""
+    ours(files[0]), base(files[0])  # warm up: imports, caches, numba compilation
+    ours_t, base_t = [], []
+    for _ in range(repeats):
+        ours_t.append(sum(timed(lambda f=f: ours(f)) for f in files))
+        base_t.append(sum(timed(lambda f=f: base(f)) for f in files))
+    return statistics.median(ours_t), statistics.median(base_t)
+
+
+def midi_benchmark(files: list[Path], repeats: int) -> None:
+    import pretty_midi
+
+    from seqpipe.features.midi import dynamics_features, piano_roll, pitch_distribution, read_notes
+
+    def ours(path: Path) -> None:
+        notes = read_notes(path)
+        piano_roll(notes, 8.0), pitch_distribution(notes), dynamics_features(notes)
+
+    ours_s, base_s = compare(files, ours, lambda p: pretty_midi.PrettyMIDI(str(p)), repeats)
+    n = len(files)
+    print(f"MIDI  {n} files: seqpipe features {n / ours_s:9.1f} files/s | pretty_midi parse only {n / base_s:7.1f} files/s"
+          f" | ratio {base_s / ours_s:6.1f}x (goal >= 50x)")
+
+
+def audio_benchmark(files: list[Path], repeats: int) -> None:
+    import librosa
+    import soundfile as sf
+
+    from seqpipe.features.audio import load_audio, log_mel
+
+    def base(path: Path) -> None:
+        y, sr = librosa.load(str(path), sr=22050)
+        librosa.feature.melspectrogram(y=y, sr=sr, n_fft=2048, hop_length=512, n_mels=128)
+
+    ours_s, base_s = compare(files, lambda p: log_mel(load_audio(p, 22050)), base, repeats)
+    seconds = sum(sf.info(str(f)).duration for f in files)
+    print(f"Audio {len(files)} files, {seconds:.0f} s: seqpipe {seconds / ours_s:7.0f}x real time | librosa {seconds / base_s:7.0f}x real time"
+          f" | ratio {base_s / ours_s:5.2f}x (goal: seqpipe >= 1000x real time per core)")
+
+
+def maestro_sized_midi(folder: Path, n: int) -> list[Path]:
+    """Piano files the size of a MAESTRO performance: ~10 min, ~5,500 notes, sustain-pedal events."""
+    import numpy as np
+    import pretty_midi
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        pm = pretty_midi.PrettyMIDI()
+        piano = pretty_midi.Instrument(program=0)
+        starts = np.sort(rng.uniform(0, 600, 5500))
+        for start, pitch, velocity, length in zip(starts, rng.integers(21, 109, 5500), rng.integers(20, 110, 5500), rng.uniform(0.05, 1.5, 5500)):
+            piano.notes.append(pretty_midi.Note(int(velocity), int(pitch), float(start), float(start + length)))
+        for t in np.sort(rng.uniform(0, 600, 4000)):
+            piano.control_changes.append(pretty_midi.ControlChange(64, int(rng.integers(0, 128)), float(t)))
+        pm.instruments.append(piano)
+        paths.append(folder / f"piece_{i:03d}.midi")
+        pm.write(str(paths[-1]))
+    return paths
+
+
+def demo_files(folder: Path, n_midi: int, n_audio: int) -> tuple[list[Path], list[Path]]:
+    from seqpipe.data.demo import generate
+
+    deam = generate("deam", folder / "deam", n_items=n_audio, seed=0, duration_s=45.0)
+    return maestro_sized_midi(folder / "midi", n_midi), sorted((deam / "MEMD_audio").glob("*.mp3"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--midi-dir", type=Path, help="folder searched for *.mid / *.midi (default: MAESTRO-sized synthetic pieces)")
+    parser.add_argument("--audio-dir", type=Path, help="folder searched for *.mp3 / *.wav / *.flac (default: demo DEAM clips of 45 s)")
+    parser.add_argument("--n", type=int, default=20, help="files per benchmark")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        midi, audio = demo_files(Path(tmp), args.n, args.n) if not (args.midi_dir and args.audio_dir) else ([], [])
+        if args.midi_dir:
+            midi = sorted(p for p in args.midi_dir.rglob("*") if p.suffix.lower() in {".mid", ".midi"})
+        if args.audio_dir:
+            audio = sorted(p for p in args.audio_dir.rglob("*") if p.suffix.lower() in {".mp3", ".wav", ".flac"})
+        midi_benchmark(midi[: args.n], args.repeats)
+        audio_benchmark(audio[: args.n], args.repeats)
+
+
+if __name__ == "__main__":
+    main()
