@@ -308,7 +308,22 @@ def test_main_writes_the_demo_and_its_manifest(tmp_path: Path) -> None:
 
 
 def test_generate_rejects_bad_arguments(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown dataset 'lakh'"):
-        demo.generate("lakh", tmp_path, n_items=2, seed=0)
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+        demo.generate("mnist", tmp_path, n_items=2, seed=0)
     with pytest.raises(ValueError, match="n_items"):
         demo.generate("groove", tmp_path, n_items=0, seed=0)
+
+
+def test_lakh_demo_is_named_by_md5_with_a_few_corrupt_files(tmp_path: Path) -> None:
+    import hashlib
+
+    from seqpipe.datasets import lakh
+
+    root = demo.generate("lakh", tmp_path, n_items=50, seed=0)
+    files = sorted(root.glob("*/*.mid"))
+    assert len(files) == 50 and root.name == "lmd_full"
+    assert all(f.stem == hashlib.md5(f.read_bytes()).hexdigest() and f.parent.name == f.stem[0] for f in files)
+    items = lakh.load_items(tmp_path)
+    assert {i.split for i in items} == {"train", "val", "test"} and all(i.labels == {} for i in items)
+    broken = [f for f in files if not f.read_bytes().endswith(b"\xff/\x00")]  # no end-of-track: cut short
+    assert len(broken) == 2

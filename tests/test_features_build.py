@@ -103,3 +103,23 @@ def test_hanging_and_crashing_files_are_cut_off(misbehaving_kind):
     assert results[0].features is not None and results[3].features is not None
     assert "timed out after 2 s" in results[1].reason
     assert "worker process died" in results[2].reason
+
+
+@pytest.mark.parametrize(
+    ("dataset", "kind", "dim"),
+    [("groove", "drum_grid", 27), ("groove", "groove_summary", 32), ("maestro", "piano_roll", 128),
+     ("maestro", "midi_summary", 144), ("deam", "logmel", 128), ("deam", "mel_vector", 128)],
+)
+def test_every_kind_extracts_a_demo_item(tmp_path, dataset, kind, dim):
+    from seqpipe.datasets import get_dataset
+    from seqpipe.features.build import kind_module
+
+    root = demo.generate(dataset, tmp_path, n_items=10 if dataset != "deam" else 2, seed=1, duration_s=6.0)
+    item = get_dataset(dataset).load_items(root)[0]
+    spec = {"steps_per_beat": 4, "fps": 8, "sample_rate": 22050, "n_fft": 2048, "hop_length": 512, "n_mels": 128, "pool": 21}
+    module = kind_module(kind)
+    features = module.extract(item, spec)
+    assert features.dtype == np.float32 and features.ndim == 2 and features.shape[1] == dim
+    assert len(module.feature_names(spec)) == dim and np.isfinite(features).all()
+    if kind.endswith(("summary", "vector")):
+        assert features.shape[0] == 1

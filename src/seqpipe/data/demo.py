@@ -33,7 +33,7 @@ from seqpipe.io import atomic_path, write_text
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("groove", "maestro", "deam")
+DATASETS = ("groove", "maestro", "deam", "lakh")
 SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}  # how Groove and MAESTRO spell splits
 
 Note = tuple[int, float, float, int]  # (pitch, start s, end s, velocity)
@@ -672,10 +672,33 @@ def _generate_deam(out_dir: Path, n_items: int, seed: int, duration_s: float, wo
     return out_dir
 
 
+def _generate_lakh(out_dir: Path, n_items: int, seed: int, duration_s: float) -> Path:
+    """Lakh layout: `lmd_full/<first hex digit>/<md5 of the bytes>.mid`, a few files corrupt as in LMD."""
+    import hashlib
+
+    from seqpipe.datasets import lakh
+
+    root = out_dir / lakh.FOLDER
+    composers = list(COMPOSERS)
+    for i in range(n_items):
+        rng = item_rng(seed, "lakh", i)
+        notes, _, _ = piano_notes(rng, composers[i % len(composers)], float(rng.uniform(20.0, 40.0)))
+        scratch = out_dir / f".lakh-{i}.mid"
+        _write_midi(scratch, notes, tempo=120.0, resolution=480, is_drum=False)
+        data = scratch.read_bytes()
+        scratch.unlink()
+        if i % 25 == 24:  # "a few thousand files likely corrupt": cut every 25th file short
+            data = data[: len(data) // 3]
+        md5 = hashlib.md5(data).hexdigest()
+        with atomic_path(root / md5[0] / f"{md5}.mid") as tmp:
+            tmp.write_bytes(data)
+    return root
+
+
 # ----------------------------------------------------------------------------- entry points
 
 GENERATORS: dict[str, Callable[..., Path]] = {
-    "groove": _generate_groove, "maestro": _generate_maestro, "deam": _generate_deam,
+    "groove": _generate_groove, "maestro": _generate_maestro, "deam": _generate_deam, "lakh": _generate_lakh,
 }  # fmt: skip
 
 

@@ -29,7 +29,12 @@ class Item:
     labels: dict[str, Any] = field(default_factory=dict)  # e.g. {"style": "funk", "bpm": 96.0}
 
 
-_MODULES = {"groove": "seqpipe.datasets.groove", "maestro": "seqpipe.datasets.maestro", "deam": "seqpipe.datasets.deam"}
+_MODULES = {
+    "groove": "seqpipe.datasets.groove",
+    "maestro": "seqpipe.datasets.maestro",
+    "deam": "seqpipe.datasets.deam",
+    "lakh": "seqpipe.datasets.lakh",
+}
 
 
 def get_dataset(name: str) -> ModuleType:

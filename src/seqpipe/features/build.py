@@ -98,8 +98,10 @@ def windows(features: np.ndarray, window: int, hop: int) -> tuple[np.ndarray, np
     return np.stack([features[s : s + window] for s in starts]), starts
 
 
-def encode_targets(items: list[Item], target: str | list[str]) -> tuple[dict[str, np.ndarray], dict]:
-    """Labels per item id: class indices for a text target, float vectors for numeric targets."""
+def encode_targets(items: list[Item], target: str | list[str] | None) -> tuple[dict[str, np.ndarray], dict]:
+    """Labels per item id: class indices for a text target, float vectors for numeric targets, none for None."""
+    if target is None:
+        return {}, {}
     names = [target] if isinstance(target, str) else list(target)
     for item in items:
         missing = [n for n in names if n not in item.labels]
@@ -122,7 +124,8 @@ def assemble(results: list[Extracted], spec: dict) -> tuple[dict[str, dict[str, 
         data, starts = windows(r.features, spec["window"], spec["hop"])
         part = parts[r.item.split]
         part["data"].append(data)
-        part["labels"].append(np.repeat(labels[r.item.item_id][None], len(data), axis=0))
+        if labels:
+            part["labels"].append(np.repeat(labels[r.item.item_id][None], len(data), axis=0))
         part["item_ids"].append(np.array([r.item.item_id] * len(data)))
         part["window_start"].append(starts)
     splits = {}
@@ -132,7 +135,7 @@ def assemble(results: list[Extracted], spec: dict) -> tuple[dict[str, dict[str, 
                 f"feature set {spec['name']}: the {split} split is empty after extraction "
                 f"({len(ok)} items extracted); raise datasets.{spec['dataset']}.limit or check the skipped report"
             )
-        splits[split] = {key: np.concatenate(values) for key, values in part.items()}
+        splits[split] = {key: np.concatenate(values) for key, values in part.items() if values}
     return splits, label_attrs
 
 
