@@ -138,3 +138,41 @@ def test_two_clean_runs_give_identical_bytes(demo_run, tmp_path_factory):
     first_digests, second_digests = digests(demo_run), digests(second)
     assert len(first_digests) == 3 + 8 + 4 + 1  # HDF5 files, runs, baselines, leaderboard
     assert first_digests == second_digests
+
+
+def test_datasets_from_existing_copies(tmp_path_factory):
+    """`datasets.<name>.root` pointing at a copy in each real layout: index, features, train, evaluate."""
+    from seqpipe.data.demo import generate
+
+    copies = tmp_path_factory.mktemp("copies")
+    sizes = {"groove": 60, "maestro": 16, "deam": 20, "lakh": 30}
+    roots = {name: generate(name, copies / name, n_items=n, seed=5, duration_s=8.0) for name, n in sizes.items()}
+    workdir = copy_workflow(tmp_path_factory.mktemp("copies_run"))
+    task = {"paradigm": "supervised", "mapping": "seq2static", "type": "classification"}
+    config = {
+        "datasets": {name: {"source": "root", "root": str(root)} for name, root in roots.items()},
+        "features": {
+            "grid": {"dataset": "groove", "kind": "drum_grid", "target": "style"},
+            "roll": {"dataset": "maestro", "kind": "piano_roll", "target": "composer", "window": 64, "hop": 32},
+            "mel": {"dataset": "deam", "kind": "logmel", "target": ["valence_mean", "arousal_mean"], "window": 6, "hop": 3},
+            "lakh_roll": {"dataset": "lakh", "kind": "piano_roll", "window": 32, "hop": 32},
+        },
+        "tasks": {
+            "style": {"features": "grid", **task},
+            "composer": {"features": "roll", **task},
+            "emotion": {"features": "mel", **task, "type": "regression"},
+            "lakh_ae": {"features": "lakh_roll", "paradigm": "self_supervised", "mapping": "seq2seq", "type": "reconstruction"},
+        },
+        "models": {"mlp": {"arch": "mlp", "hidden": [32]}},
+        "training": {"epochs": 3},
+    }
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    log = snakemake(workdir, "--cores", "2")
+    assert "rule demo:" not in log and "rule index_root:" in log
+    for name in sizes:
+        manifest = yaml.safe_load((workdir / f"resources/raw/{name}.manifest.json").read_text())
+        assert manifest["source"] == "root" and len(manifest["files"]) >= sizes[name]
+    for task_name in config["tasks"]:
+        assert (workdir / f"results/runs/{task_name}/mlp/0/metrics.json").exists()
+    skipped = yaml.safe_load((workdir / "results/features/lakh/lakh_roll.skipped.json").read_text())
+    assert len(skipped["skipped"]) == 1 and "cannot parse MIDI" in skipped["skipped"][0]["reason"]

@@ -97,3 +97,108 @@ def test_target_seq_len_mismatch(tmp_path):
 def test_not_hdf5(tmp_path):
     (tmp_path / "x.h5").write_bytes(b"not hdf5")
     assert "not a readable HDF5 file" in problems(tmp_path / "x.h5", CLS)[0]
+
+
+# --- checks of the HDF5 dataset contract: one-hot inputs, task types, label shapes, names ----------------
+
+TOK = {**CLS, "input_encoding": "one_hot", "vocab_size": 5}
+SEQ_CLS = {**CLS, "mapping": "seq2seq"}
+SUMMARY = {"name": "t", "paradigm": "self_supervised", "mapping": "seq2static", "type": "summary"}
+
+
+def tokens(high=5, low=0, shape=(6, 4)):
+    return lambda s: np.random.default_rng(1).integers(low, high, shape).astype(np.int64)
+
+
+def has(message: str, *parts: str) -> None:
+    for part in parts:
+        assert part in message, (part, message)
+
+
+def test_clean_one_hot_file(tmp_path):
+    summary = validate(write(tmp_path / "ok.h5", data=tokens(shape=(6, 4, 1))), TOK)
+    assert summary["vocab_size"] == 5 and summary["splits"]["train"]["data_dtype"] == "int64"
+
+
+def test_token_id_at_or_above_vocab_size(tmp_path):
+    p = problems(write(tmp_path / "f.h5", data=tokens(high=9)), TOK)
+    has(p[0], "f.h5 [train]: key `data`", "holds token ids up to 8", "expected ids in [0, vocab_size=5)",
+        "set tasks.<task>.vocab_size to at least 9")
+
+
+def test_negative_token_id(tmp_path):
+    p = problems(write(tmp_path / "f.h5", data=tokens(low=-2, high=3)), TOK)
+    has(p[0], "f.h5 [train]: key `data`", "negative token id(s) (min -2)", "expected ids in [0, vocab_size=5)",
+        "map padding or unknown tokens to a non-negative id")
+
+
+def test_one_hot_data_not_integer(tmp_path):
+    p = problems(write(tmp_path / "f.h5"), TOK)  # float32 [6, 4, 2]
+    has(p[0], "f.h5 [train]: key `data` is float32 [6, 4, 2]", "expected int token ids [N, T] or [N, T, 1]",
+        "data.astype('int64')", "input_encoding: dense")
+
+
+def test_one_hot_without_vocab_size(tmp_path):
+    p = problems(write(tmp_path / "f.h5", data=tokens()), {**CLS, "input_encoding": "one_hot"})
+    has(p[0], "tasks.t.vocab_size: missing", "expected the number of token ids", "set vocab_size")
+
+
+def test_seq2seq_classification_step_mismatch(tmp_path):
+    p = problems(write(tmp_path / "f.h5", labels=lambda s: np.zeros((6, 3), np.int64)), SEQ_CLS)
+    has(p[0], "f.h5 [train]: key `labels` has T=3 but `data` has T=4", "expected one label per step (int64 [N, T] = [6, 4])",
+        "store one class id per input step", "target_seq_len")
+
+
+def test_seq2seq_classification_labels_1d(tmp_path):
+    p = problems(write(tmp_path / "f.h5"), SEQ_CLS)
+    has(p[0], "key `labels` is int64 [6]; expected int64 [N, T] = [6, 4]", "astype('int64')")
+
+
+def test_summary_labels_missing(tmp_path):
+    p = problems(write(tmp_path / "f.h5", labels=False), SUMMARY)
+    has(p[0], "f.h5 [train]: key `labels` is missing", "expected float32 [N, K] = [6, K]", "compute the summaries from the inputs")
+
+
+def test_summary_labels_not_float(tmp_path):
+    p = problems(write(tmp_path / "f.h5", labels=lambda s: np.zeros((6, 2), np.int64)), SUMMARY)
+    has(p[0], "key `labels` is int64 [6, 2]; expected float32 [N, K] = [6, K]", "store the summaries (computed from the inputs)",
+        "astype('float32')")
+
+
+def test_regression_labels_without_targets(tmp_path):
+    p = problems(write(tmp_path / "f.h5", labels=lambda s: np.zeros((6, 0), np.float32)), REG)
+    has(p[0], "key `labels` has K=0 targets", "expected at least one target column")
+
+
+def test_seq2seq_regression_labels_need_steps(tmp_path):
+    p = problems(write(tmp_path / "f.h5", labels=lambda s: np.zeros((6, 2), np.float32)), {**REG, "mapping": "seq2seq"})
+    has(p[0], "key `labels` is float32 [6, 2]; expected float32 [N, T', K] = [6, T', K]")
+
+
+def test_unknown_task_type_combination(tmp_path):
+    p = problems(write(tmp_path / "f.h5"), {**SUMMARY, "mapping": "seq2seq"})
+    has(p[0], "config key tasks.t: paradigm/mapping/type is self_supervised/seq2seq/summary",
+        "self_supervised/seq2static/summary", "fix tasks.<task>.paradigm, mapping or type")
+
+
+def test_splits_disagree_on_shape(tmp_path):
+    rng = np.random.default_rng(0)
+    p = problems(write(tmp_path / "f.h5", data=lambda s: rng.normal(size=(6, 4, 3 if s == "test" else 2)).astype(np.float32)), CLS)
+    has(p[0], "f.h5: key `data` has per-sample shape [4, 3] in test but [4, 2] in train", "expected the same T and D in every split")
+
+
+def test_target_names_length(tmp_path):
+    p = problems(write(tmp_path / "f.h5", labels=lambda s: np.zeros((6, 2), np.float32), attrs={"target_names": ["a", "b", "c"]}), REG)
+    has(p[0], "f.h5: attribute `target_names` has 3 name(s); expected 2 (one per label column K)", "fix the attribute or remove it")
+
+
+def test_class_names_disagree_with_num_classes(tmp_path):
+    p = problems(write(tmp_path / "f.h5", attrs={"class_names": ["a", "b", "c"]}), {**CLS, "num_classes": 4})
+    has(p[0], "attribute `class_names` has 3 name(s); expected 4 (tasks.<task>.num_classes)")
+
+
+def test_root_file_too_small_for_auto_split(tmp_path):
+    with h5py.File(tmp_path / "f.h5", "w") as fh:
+        fh["data"], fh["labels"] = np.zeros((2, 4, 2), np.float32), np.zeros(2, np.int64)
+    p = problems(tmp_path / "f.h5", CLS)
+    has(p[0], "f.h5 [auto-split test]: key `data` has no samples", "every split needs at least one", "change split_fractions")

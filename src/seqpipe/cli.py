@@ -12,6 +12,7 @@ import sys
 
 COMMANDS = {
     "demo": ("seqpipe.data.demo", "generate offline demo data in a real dataset layout"),
+    "download": ("seqpipe.data.download", "download a dataset's archives (resumable, size + SHA-256) and extract them safely"),
     "manifest": ("seqpipe.data.manifest", "list an existing dataset copy's files and checksums"),
     "features": ("seqpipe.features.build", "extract one feature set into HDF5"),
     "validate": ("seqpipe.data.validate", "check a task's HDF5 file against its task type"),

@@ -1,4 +1,5 @@
-# Raw datasets: generated offline (source: demo) or indexed from the user's copy (source: root).
+# Raw datasets: generated offline (source: demo), downloaded (source: download) or indexed from
+# the user's copy (source: root).
 # Either way the output is resources/raw/<dataset>.manifest.json, which the features depend on.
 
 
@@ -27,6 +28,32 @@ rule demo:
         " --n-items {params.n_items:q} --duration {params.duration:q} --seed {params.seed:q}"
         " --workers {threads}"
         " --manifest {output.manifest:q} > {log:q} 2>&1"
+
+
+rule download:
+    input:
+        code=code("seqpipe.data.download", "seqpipe.data.manifest"),
+    output:
+        raw=directory("resources/raw/{dataset}"),
+        manifest="resources/raw/{dataset}.manifest.json",
+    log:
+        "logs/download/{dataset}.log",
+    wildcard_constraints:
+        dataset=datasets_from("download"),
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("data", "mem_mb"),
+        runtime=240,
+    params:
+        # the archives stay in resources/downloads (not a declared output, so Snakemake never
+        # deletes them): a rerun re-extracts, and an interrupted download resumes
+        downloads="resources/downloads",
+        base_url=lambda w: config["datasets"][w.dataset]["base_url"] or "",
+    shell:
+        "seqpipe download --dataset {wildcards.dataset:q} --downloads {params.downloads:q}"
+        " --base-url={params.base_url:q} --out {output.raw:q} --manifest {output.manifest:q} > {log:q} 2>&1"
 
 
 rule index_root:

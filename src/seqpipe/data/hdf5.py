@@ -5,6 +5,9 @@ dtype by task type), or root-level `data` + `labels` that `load_splits` splits b
 fixed seed. Files written by seqpipe also hold `item_ids` per sample (the source item of each
 window, for leakage checks) and root attributes: feature names, frame rate, class or target names,
 provenance. Files written by anyone else in this layout train unchanged.
+
+A task with `format: rollout` reads a rollout file instead (`seqpipe.data.rollout`): its successful
+rollouts become root-level data and are auto-split the same way. docs/datasets.md has the details.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from seqpipe.data.rollout import is_rollout_task, looks_like_rollout, read_rollout, rollout_spec
 from seqpipe.datasets import SPLITS
 from seqpipe.io import atomic_path
 
 STR = h5py.string_dtype("utf-8")
+DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
 
 
 @dataclass
@@ -102,17 +107,47 @@ def auto_split_indices(n: int, fractions: list[float], seed: int, groups: np.nda
     return {split: np.sort(part) for split, part in zip(SPLITS, parts)}
 
 
-def load_splits(path: str | Path, fractions: list[float] = (0.7, 0.15, 0.15), seed: int = 0) -> dict[str, Split]:
-    """Read all three splits into memory, auto-splitting a root-level file by `fractions` and `seed`."""
+def split_fractions(task: dict) -> tuple[float, ...]:
+    """The task's train/val/test fractions for root-level files (default 0.7/0.15/0.15)."""
+    return tuple(task.get("split_fractions") or DEFAULT_FRACTIONS)
+
+
+def is_one_hot_task(task: dict) -> bool:
+    """True when the task's `data` holds token ids to one-hot encode (`input_encoding: one_hot`)."""
+    return task.get("input_encoding", "dense") == "one_hot"
+
+
+def split_seed(task: dict) -> int:
+    """The task's auto-split seed (`split_seed`, default 0)."""
+    return int(task.get("split_seed", 0))
+
+
+def _no_data_message(path: str | Path, fh: h5py.File) -> str:
+    """Why a file cannot be read as the seqpipe layout, with the fix."""
+    message = (
+        f"{path}: no `data` dataset and no train/val/test groups; expected the layout of "
+        "SPEC.md (HDF5 dataset contract)"
+    )
+    if looks_like_rollout(fh):
+        message += "; this looks like a rollout file: set tasks.<task>.format: rollout with in_lbl and out_lbl"
+    return message
+
+
+def _read_whole(path: str | Path, task: dict | None) -> Split | dict[str, Split]:
+    """A pre-split file's three splits, or the root-level (or rollout) arrays still to split."""
+    if task is not None and is_rollout_task(task):
+        arrays = read_rollout(path, rollout_spec(task))
+        return Split(data=arrays.data, labels=arrays.labels, item_ids=arrays.item_ids)
     with h5py.File(path, "r") as fh:
         if is_presplit(fh):
             return {split: _read_group(fh[split]) for split in SPLITS}
         if "data" not in fh:
-            raise KeyError(
-                f"{path}: no `data` dataset and no train/val/test groups; expected the layout of "
-                "SPEC.md (HDF5 dataset contract)"
-            )
-        whole = _read_group(fh)
+            raise KeyError(_no_data_message(path, fh))
+        return _read_group(fh)
+
+
+def split_whole(whole: Split, fractions: list[float], seed: int) -> dict[str, Split]:
+    """Auto-split root-level arrays by `fractions` and `seed`, keeping item ids whole."""
     index = auto_split_indices(len(whole.data), list(fractions), seed, whole.item_ids)
     return {
         split: Split(
@@ -122,3 +157,17 @@ def load_splits(path: str | Path, fractions: list[float] = (0.7, 0.15, 0.15), se
         )
         for split, idx in index.items()
     }
+
+
+def load_splits(
+    path: str | Path, fractions: list[float] = DEFAULT_FRACTIONS, seed: int = 0, *, task: dict | None = None
+) -> dict[str, Split]:
+    """Read all three splits into memory, auto-splitting a root-level file by `fractions` and `seed`.
+
+    `task` (optional) selects how the file is read: with `format: rollout` its successful rollouts
+    (`in_lbl` -> data [N, 1, D], `out_lbl` -> labels [N, K]) are split like a root-level file.
+    """
+    whole = _read_whole(path, task)
+    if isinstance(whole, dict):
+        return whole
+    return split_whole(whole, fractions, seed)
