@@ -176,3 +176,29 @@ def test_datasets_from_existing_copies(tmp_path_factory):
         assert (workdir / f"results/runs/{task_name}/mlp/0/metrics.json").exists()
     skipped = yaml.safe_load((workdir / "results/features/lakh/lakh_roll.skipped.json").read_text())
     assert len(skipped["skipped"]) == 1 and "cannot parse MIDI" in skipped["skipped"][0]["reason"]
+
+
+def test_bring_your_own_files_every_task_type(tmp_path_factory):
+    """The six task types of the contract, one-hot tokens and a rollout file, each a `data_path` task."""
+    import numpy as np
+
+    from tests.test_contract import RECIPES
+    from tests.test_rollout import COT, SPEED, write_rollouts
+
+    files = tmp_path_factory.mktemp("own_files")
+    tasks = {}
+    for name, (make, (paradigm, mapping, task_type), extra) in RECIPES.items():
+        path = make(files / f"{name}.h5", np.random.default_rng(0))
+        tasks[name] = {"data_path": str(path), "paradigm": paradigm, "mapping": mapping, "type": task_type, **extra}
+    rollout = write_rollouts(files / "rollouts.h5")
+    tasks["rollout"] = {"data_path": str(rollout), "format": "rollout", "paradigm": "supervised", "mapping": "seq2static",
+                        "type": "regression", "in_lbl": ["gait_cadence", "gait_stride"], "out_lbl": {"cot": COT, "speed": SPEED}}
+    workdir = copy_workflow(tmp_path_factory.mktemp("own_run"))
+    config = {"tasks": tasks, "models": {"gru": {"arch": "gru", "hidden_size": 32}},
+              "training": {"epochs": 20, "optimizer": {"name": "adam", "lr": 0.01}}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    log = snakemake(workdir, "--cores", "2")
+    assert "rule features:" not in log and "rule demo:" not in log  # no conversion step
+    rows = {r["task"]: r for r in csv.DictReader(open(workdir / "results/report/leaderboard.csv")) if r["model"] == "gru"}
+    assert set(rows) == set(tasks)
+    assert all(r["beats_baseline"] == "True" for r in rows.values()), rows
