@@ -11,7 +11,7 @@ FIND_LINKS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
 UV_FLAGS   := $(foreach d,$(FIND_LINKS),--find-links $(d))
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo test test-fast lint fmt lock report clean install
+.PHONY: demo test test-fast lint fmt lock report clean install condor-profile
 .DEFAULT_GOAL := demo
 
 install: $(VENV)/.installed
@@ -57,6 +57,13 @@ lock: install
 	sed -i 's/^torch==\([0-9.]*\)+cpu/torch==\1/' requirements.lock.new
 	@! grep -q '^nvidia-' requirements.lock.new || (echo "lock pulled CUDA packages: is the CPU torch wheel folder in pip's find-links?"; exit 1)
 	mv requirements.lock.new requirements.lock
+
+# One-time step so that `snakemake --profile condor` works from the project root: Snakemake looks
+# for profiles by name in ~/.config/snakemake (or $XDG_CONFIG_HOME/snakemake), not in ./profiles.
+condor-profile:
+	mkdir -p "$${XDG_CONFIG_HOME:-$$HOME/.config}/snakemake"
+	ln -sfn "$(CURDIR)/profiles/condor" "$${XDG_CONFIG_HOME:-$$HOME/.config}/snakemake/condor"
+	@echo "snakemake --profile condor now uses $(CURDIR)/profiles/condor"
 
 clean:
 	rm -rf results resources logs .snakemake

@@ -48,6 +48,26 @@ def task_h5(config: dict, task: str) -> str:
     return cfg["data_path"] if "data_path" in cfg else features_h5(config, cfg["features"])
 
 
+def job_resources(settings: dict, gpu: int = 0) -> dict:
+    """Resources of one rule group for every executor: memory (growing per attempt), disk,
+    runtime and GPUs under Snakemake's names (local, SLURM) and HTCondor's own names."""
+    mem, disk = settings["mem_mb"], settings["disk_mb"]
+
+    def memory(wildcards, attempt):
+        return mem * attempt
+
+    resources = {
+        "mem_mb": memory,
+        "disk_mb": disk,
+        "runtime": settings["runtime"],
+        "htcondor_request_mem_mb": memory,
+        "htcondor_request_disk_mb": disk,
+    }
+    if gpu:
+        resources.update(gpu=gpu, request_gpus=gpu)
+    return resources
+
+
 def report_files() -> dict[str, str]:
     """The leaderboard files the report rule writes."""
     base = f"{RESULTS}/report"

@@ -26,6 +26,12 @@ def res(group, key):
     return config["resources"][group][key]
 
 
+def job_resources(group, gpu=0):
+    """A rule group's resources under Snakemake's names and HTCondor's own (the HTCondor plugin
+    ignores mem_mb, disk_mb, gpu and runtime); memory grows with each retry."""
+    return plan.job_resources(config["resources"][group], gpu)
+
+
 def datasets_from(source):
     """Datasets whose raw files come from `source` (demo or root), as a wildcard pattern."""
     names = [n for n, d in config["datasets"].items() if d["source"] == source]

@@ -17,8 +17,7 @@ rule demo:
         "../../envs/data.yaml"
     threads: res("demo", "threads")
     resources:
-        mem_mb=res("demo", "mem_mb"),
-        runtime=res("demo", "runtime"),
+        **job_resources("demo"),
     params:
         n_items=lambda w: config["demo"][w.dataset]["n_items"],
         duration=lambda w: config["demo"][w.dataset].get("duration_s", 20),
@@ -44,8 +43,7 @@ rule download:
         "../../envs/data.yaml"
     threads: 1
     resources:
-        mem_mb=res("data", "mem_mb"),
-        runtime=240,
+        **job_resources("download"),
     params:
         # the archives stay in resources/downloads (not a declared output, so Snakemake never
         # deletes them): a rerun re-extracts, and an interrupted download resumes
@@ -69,8 +67,7 @@ rule index_root:
         "../../envs/data.yaml"
     threads: res("data", "threads")
     resources:
-        mem_mb=res("data", "mem_mb"),
-        runtime=res("data", "runtime"),
+        **job_resources("data"),
     params:
         root=lambda w: config["datasets"][w.dataset]["root"],
     shell:

@@ -17,8 +17,7 @@ rule evaluate:
         "../../envs/train.yaml"
     threads: res("evaluate", "threads")
     resources:
-        mem_mb=res("evaluate", "mem_mb"),
-        runtime=res("evaluate", "runtime"),
+        **job_resources("evaluate"),
     params:
         task=task_params,
     shell:
@@ -40,8 +39,7 @@ rule baseline:
         "../../envs/train.yaml"
     threads: res("evaluate", "threads")
     resources:
-        mem_mb=res("evaluate", "mem_mb"),
-        runtime=res("evaluate", "runtime"),
+        **job_resources("evaluate"),
     params:
         task=task_params,
     shell:

@@ -16,8 +16,7 @@ rule features:
         "../../envs/data.yaml"
     threads: res("features", "threads")
     resources:
-        mem_mb=res("features", "mem_mb"),
-        runtime=res("features", "runtime"),
+        **job_resources("features"),
     params:
         spec=feature_params,
     shell:

@@ -28,8 +28,7 @@ rule report:
         "../../envs/train.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **job_resources("data"),
     shell:
         "seqpipe report --metrics {input.metrics:q} {input.baselines:q} --csv {output.csv:q}"
         " --md {output.md:q} --html {output.html:q} --figures {output.figures:q} > {log:q} 2>&1"

@@ -13,8 +13,7 @@ rule tracking_setup:
         "../../envs/train.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **job_resources("data"),
     params:
         uri=config["mlflow"]["tracking_uri"] or "",
         experiment=config["mlflow"]["experiment"],

@@ -20,9 +20,7 @@ rule train:
         "../../envs/train.yaml"
     threads: res("train", "threads")
     resources:
-        mem_mb=res("train", "mem_mb"),
-        runtime=res("train", "runtime"),
-        gpu=1,
+        **job_resources("train", gpu=1),
     params:
         job=train_params,
         out_dir=lambda wildcards, output: Path(output.best).parent,

@@ -13,8 +13,7 @@ rule validate:
         "../../envs/data.yaml"
     threads: res("data", "threads")
     resources:
-        mem_mb=res("data", "mem_mb"),
-        runtime=res("data", "runtime"),
+        **job_resources("data"),
     params:
         task=task_params,
     shell:

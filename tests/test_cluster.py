@@ -1,0 +1,84 @@
+"""Cluster profiles. No HTCondor pool can run on these machines (no package ships its daemons), so
+the HTCondor tests drive the real executor plugin and record the submit description it hands to
+the schedd, at the one boundary that needs a pool."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.test_pipeline import copy_workflow
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+RECORDER = '''
+import json, os
+import htcondor2
+
+def _record(self, description, *args, **kwargs):
+    with open(os.environ["SEQPIPE_SUBMITS"], "a") as fh:
+        fh.write(json.dumps({key: str(description[key]) for key in description.keys()}) + "\\n")
+    raise RuntimeError("test: no HTCondor pool here; the submit description was recorded")
+
+htcondor2.Schedd.__init__ = lambda self, *args, **kwargs: None  # would look for the local daemon
+htcondor2.Schedd.submit = _record
+htcondor2.Submit.issue_credentials = lambda self, *args, **kwargs: None
+'''
+
+
+def snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
+    return subprocess.run([str(BIN / "snakemake"), *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_condor_profile_dry_run():
+    proc = snakemake(REPO, "--profile", "profiles/condor", "-n")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "request_gpus=1" in proc.stdout + proc.stderr
+
+
+def test_condor_profile_by_name_after_the_one_time_step(tmp_path):
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path)}
+    subprocess.run(["make", "-s", "condor-profile"], cwd=REPO, env=env, check=True, capture_output=True)
+    assert (tmp_path / "snakemake" / "condor").resolve() == REPO / "profiles" / "condor"
+    proc = snakemake(REPO, "--profile", "condor", "-n", env={"XDG_CONFIG_HOME": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_condor_submit_descriptions(tmp_path):
+    """Training asks a GPU, memory and disk; feature extraction asks memory and disk and no GPU."""
+    workdir = copy_workflow(tmp_path)
+    config = {
+        "demo": {"groove": {"n_items": 20}},
+        "features": {"grid": {"dataset": "groove", "kind": "drum_grid", "target": "style"}},
+        "tasks": {"style": {"features": "grid", "paradigm": "supervised", "mapping": "seq2static", "type": "classification"}},
+        "models": {"mlp": {"arch": "mlp"}},
+        "resources": {"train": {"mem_mb": 3000, "disk_mb": 5000}},
+    }
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    local = snakemake(workdir, "--cores", "2", "--until", "validate", "tracking_setup")
+    assert local.returncode == 0, local.stderr[-3000:]
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(textwrap.dedent(RECORDER))
+    submits = tmp_path / "submits.jsonl"
+    env = {"PYTHONPATH": str(shim), "SEQPIPE_SUBMITS": str(submits)}
+    for target, rule in (("results/runs/style/mlp/0/best.pt", "train"), ("results/features/groove/grid.h5", "features")):
+        snakemake(workdir, "--profile", "profiles/condor", "--retries", "0", target, "--forcerun", rule, env=env)
+    described = {d["batch_name"].rsplit("-", 1)[0]: d for d in map(json.loads, submits.read_text().splitlines())}
+    train, features = described["train"], described["features"]
+    assert train["request_gpus"] == "1"
+    assert train["request_memory"] == "3000MB"
+    assert train["request_disk"] == str(5000 * 1024)  # KB
+    assert "request_gpus" not in features
+    assert features["request_memory"] == "4000MB" and features["request_disk"] == str(4000 * 1024)
+    assert features["request_cpus"] == "2" and train["getenv"] == "True"
