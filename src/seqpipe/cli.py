@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 COMMANDS = {
@@ -21,6 +22,7 @@ COMMANDS = {
     "evaluate": ("seqpipe.evaluation.evaluate", "evaluate a checkpoint on the test split"),
     "baseline": ("seqpipe.evaluation.baseline", "score a task's trivial baseline"),
     "report": ("seqpipe.evaluation.report", "write the leaderboard"),
+    "sync-mlflow": ("seqpipe.tracking.sync", "log runs trained while MLflow was unreachable"),
 }
 
 
@@ -41,6 +43,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"seqpipe: unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # MLflow 3 sends usage telemetry from every process (a network request of up to ~1 s per job on
+    # a closed network); off unless the user asks for it.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     result = importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
     if isinstance(result, int) and result:
         sys.exit(result)

@@ -1,6 +1,7 @@
 # Input functions and helpers shared by the rules. The logic lives in src/seqpipe (plan, config,
 # codedeps) so that the tests and the DAG agree on every path.
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -9,8 +10,17 @@ sys.path.insert(0, str(SRC))
 
 from seqpipe import codedeps, plan
 from seqpipe.config import check_config, train_job, task_config
+from seqpipe.tracking.invocation import ensure_invocation
 
 check_config(config)
+ensure_invocation(
+    os.environ
+)  # one id per `snakemake` call: tags its MLflow runs as a group
+
+
+envvars:
+    "SEQPIPE_INVOCATION",
+
 
 TRACKING = plan.TRACKING
 REPORT = plan.report_files()

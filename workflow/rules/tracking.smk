@@ -17,6 +17,7 @@ rule tracking_setup:
     params:
         uri=config["mlflow"]["tracking_uri"] or "",
         experiment=config["mlflow"]["experiment"],
+        log_model="--log-model" if config["mlflow"]["log_model"] else "--no-log-model",
     shell:
         "seqpipe tracking-setup --uri={params.uri:q} --experiment {params.experiment:q}"
-        " --out {output:q} > {log:q} 2>&1"
+        " {params.log_model:q} --out {output:q} > {log:q} 2>&1"

@@ -14,6 +14,7 @@ import csv
 import json
 import logging
 import math
+import os
 import random
 import sys
 import time
@@ -34,12 +35,18 @@ log = logging.getLogger("seqpipe.train")
 SCALAR_FIELDS = ["epoch", "split", "loss", "metric", "lr", "epoch_time_s", "samples_per_s", "max_memory_mib"]
 
 
-def seed_everything(seed: int, deterministic: bool) -> torch.Generator:
-    """Seed Python, NumPy and torch; in deterministic mode, ask torch for deterministic kernels."""
+def seed_everything(seed: int, deterministic: bool, device: torch.device) -> torch.Generator:
+    """Seed Python, NumPy and torch; in deterministic mode on an accelerator, ask for deterministic kernels.
+
+    CPU kernels are deterministic at a fixed thread count already (the rebuild test checks the
+    bytes), and `use_deterministic_algorithms` costs ~1 s of imports per job, so CPU skips it.
+    """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    if deterministic and device.type != "cpu":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
     return torch.Generator().manual_seed(seed)
 
 
@@ -57,7 +64,7 @@ def select_device(preference: str) -> torch.device:
 def make_model(job: dict, data: TaskData) -> Normalised:
     """Build the configured model with train-split normalisation statistics in its buffers."""
     model = build_model(job["model"], **data.dims)
-    model.x_mean, model.x_std = standardisation(data.x["train"])
+    model.x_mean, model.x_std = standardisation(data.x["train"], one_hot_inputs=data.input_encoding == "one_hot")
     if data.dims["target_dim"] is not None:
         model.y_mean, model.y_std = standardisation(data.y["train"])
     return model
@@ -191,9 +198,9 @@ def train(job: dict, data_path: str | Path, out_dir: str | Path, tracking: dict 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
-    generator = seed_everything(job["seed"], job["training"]["deterministic"])
-    check_losses(job["task"]["losses"])
     device = select_device(job["training"]["device"])
+    generator = seed_everything(job["seed"], job["training"]["deterministic"], device)
+    check_losses(job["task"]["losses"])
     data = load_task_data(data_path, job["task"])
     provenance = read_attrs(data_path).get("provenance", "{}")
     raw_sha = json.loads(provenance).get("raw_sha256", "unknown") if isinstance(provenance, str) else "unknown"
@@ -207,9 +214,10 @@ def train(job: dict, data_path: str | Path, out_dir: str | Path, tracking: dict 
         Facts(out_dir).event("on_exception", error=f"{type(err).__name__}: {err}")
         tracker.end("FAILED")
         raise
-    tracker.artifacts([out_dir / "scalars.csv", out_dir / "events.jsonl"], "facts")
+    tracker.log_outputs(out_dir)  # facts, best.pt and the model; tags go to run.json for `seqpipe sync-mlflow`
     tracker.end()
-    run = {"name": name, "mlflow_run_id": tracker.run_id, "tracking_uri": (tracking or {}).get("tracking_uri"), "config_hash": config_hash(job), **summary}
+    run = {"name": name, "mlflow_run_id": tracker.run_id, "tracking_uri": (tracking or {}).get("tracking_uri"), "config_hash": config_hash(job),
+           "tags": tracker.tags, "mlflow_error": tracker.error, **summary}
     write_json(out_dir / "run.json", run)
     return run
 
