@@ -18,11 +18,13 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     dataset="|".join(config["datasets"]),
-    task="|".join(config["tasks"]) or "NONE",
-    model="|".join(config["models"]),
+    task="|".join(map(re.escape, config["tasks"])),
+    model="|".join(map(re.escape, config["models"])),
     seed=r"\d+",
+    modules=r"seqpipe[\w.+]*",
 
 
+include: "workflow/rules/code.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/validate.smk"

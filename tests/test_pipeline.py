@@ -116,7 +116,9 @@ def test_feature_code_edit_reruns_features_and_downstream_only(demo_run):
     finally:
         module.write_text(original)
     rules = {rule for rule, _ in jobs}
-    assert rules == {"features", "validate", "baseline", "train", "evaluate", "report", "all"}
+    assert rules == {"code_stamp", "features", "validate", "baseline", "train", "evaluate", "report", "all"}
+    stamps = sorted(wc["modules"] for rule, wc in jobs if rule == "code_stamp")
+    assert len(stamps) == 2 and all("kinds.drum_grid" in m or "kinds.piano_roll" in m for m in stamps), stamps
     assert sorted(wc["feature_set"] for rule, wc in jobs if rule == "features") == ["groove_grid", "maestro_roll"]
     assert not any(wc.get("task") == "deam_emotion" for _, wc in jobs)  # the audio branch is untouched
     # Snakemake compares checksums of small inputs: touching a module without changing it reruns nothing

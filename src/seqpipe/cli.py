@@ -12,6 +12,7 @@ import os
 import sys
 
 COMMANDS = {
+    "code-stamp": ("seqpipe.codedeps", "checksum the source files a rule runs (its code dependency)"),
     "demo": ("seqpipe.data.demo", "generate offline demo data in a real dataset layout"),
     "download": ("seqpipe.data.download", "download a dataset's archives (resumable, size + SHA-256) and extract them safely"),
     "manifest": ("seqpipe.data.manifest", "list an existing dataset copy's files and checksums"),

@@ -57,12 +57,14 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> dict:
-    """Read a YAML configuration (safe_load), apply `overrides` (deep merge), validate it."""
+    """Read a YAML configuration (safe_load), apply `overrides` (deep merge), validate it, expand sweeps."""
+    from seqpipe.sweep import apply_sweep
+
     with open(path, encoding="utf-8") as fh:
         config = yaml.safe_load(fh) or {}
     if overrides:
         config = deep_merge(config, overrides)
-    return validate_config(config)
+    return apply_sweep(validate_config(config))
 
 
 def deep_merge(base: dict, update: dict) -> dict:

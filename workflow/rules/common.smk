@@ -2,6 +2,7 @@
 # codedeps) so that the tests and the DAG agree on every path.
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -10,9 +11,13 @@ sys.path.insert(0, str(SRC))
 
 from seqpipe import codedeps, plan
 from seqpipe.config import check_config, train_job, task_config
+from seqpipe.sweep import apply_sweep
 from seqpipe.tracking.invocation import ensure_invocation
 
 check_config(config)
+config.update(
+    apply_sweep(config)
+)  # a sweep grid becomes one model per cell, before any rule
 ensure_invocation(
     os.environ
 )  # one id per `snakemake` call: tags its MLflow runs as a group
@@ -27,8 +32,14 @@ REPORT = plan.report_files()
 
 
 def code(*modules):
-    """Source files the given seqpipe modules run: declared as inputs, so edits rerun the rule."""
-    return list(codedeps.source_files(tuple(modules), str(SRC)))
+    """The stamp of the seqpipe source files the given modules run, written by the code_stamp
+    rule; an input of every rule, so editing the code a rule runs reruns that rule."""
+    return f"results/code/{'+'.join(modules)}.sha256"
+
+
+def code_files(wildcards):
+    """The source files behind a code stamp."""
+    return list(codedeps.source_files(tuple(wildcards.modules.split("+")), str(SRC)))
 
 
 def res(group, key):

@@ -1,0 +1,39 @@
+import pytest
+import yaml
+
+from seqpipe.config import ConfigError, load_config, train_job
+from seqpipe.plan import cells
+from seqpipe.sweep import apply_sweep, expand_models, value_label
+
+
+def test_value_labels_are_path_safe():
+    assert [value_label(v) for v in (0.001, 64, [64, 32], "relu", True, "a/b c")] == ["0.001", "64", "64x32", "relu", "true", "a_b_c"]
+
+
+def test_grid_expands_swept_models_with_stable_names():
+    models = {"gru": {"arch": "gru", "hidden_size": 8}, "mlp": {"arch": "mlp"}}
+    out, variants = expand_models(models, {"models": ["gru"], "grid": {"hidden_size": [32, 64], "training.optimizer.lr": [0.001, 0.01]}})
+    assert variants["gru"] == ["gru--hidden_size-32--lr-0.001", "gru--hidden_size-32--lr-0.01",
+                               "gru--hidden_size-64--lr-0.001", "gru--hidden_size-64--lr-0.01"]
+    assert variants["mlp"] == ["mlp"] and out["mlp"] == models["mlp"]
+    assert out["gru--hidden_size-64--lr-0.01"] == {"arch": "gru", "hidden_size": 64, "training": {"optimizer": {"lr": 0.01}}}
+
+
+def test_unknown_swept_model_is_named():
+    with pytest.raises(ConfigError, match=r"sweep.models: \['nope'\]"):
+        expand_models({"gru": {}}, {"models": ["nope"], "grid": {"x": [1]}})
+
+
+def test_sweep_cells_and_jobs(repo, tmp_path):
+    cfg = yaml.safe_load((repo / "config.yaml").read_text())
+    cfg["training"]["seeds"] = [0, 1]
+    cfg["sweep"] = {"models": ["gru"], "grid": {"hidden_size": [16, 32, 64], "training.optimizer.lr": [0.001, 0.003]}}
+    cfg["tasks"]["groove_style"]["models"] = ["gru"]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    config = load_config(tmp_path / "c.yaml")
+    grid = cells(config)
+    n_tasks = len(cfg["tasks"])
+    assert len(grid) == (n_tasks - 1) * (1 + 6) * 2 + 6 * 2  # groove_style trains the gru variants only
+    job = train_job(config, "deam_emotion", "gru--hidden_size-64--lr-0.003", 1)
+    assert job["model"]["hidden_size"] == 64 and job["training"]["optimizer"]["lr"] == 0.003 and job["seed"] == 1
+    assert apply_sweep(config) == config  # once applied, a sweep is not applied again

@@ -1,0 +1,21 @@
+# Code dependencies: the checksums of the source files each rule runs, so a code edit reruns
+# exactly the rules that run that code (Snakemake does not track imported modules by itself).
+
+
+rule code_stamp:
+    input:
+        code_files,
+    output:
+        "results/code/{modules}.sha256",
+    log:
+        "logs/code/{modules}.log",
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        **job_resources("data"),
+    params:
+        src=SRC,
+    shell:
+        "seqpipe code-stamp --src {params.src:q} --out {output:q} {input:q} > {log:q} 2>&1"
