@@ -158,7 +158,8 @@ def test_write_leaderboard_files_and_html(tmp_path: Path, runs: list[Path]) -> N
     md_lines = out["md"].read_text().splitlines()
     table = [line for line in md_lines if line.startswith("|")]
     assert len(table) == len(RECORDS) - 2 + 2  # 6 rows + header + rule
-    assert table[0].startswith("| task | task_type | model |")
+    assert table[0].startswith("| task | task_type | model | seeds | metric | mean ± std |")
+    assert "| style | classification | gru | 2 | accuracy ↑ | 0.85 ± 0.0707107 |" in "\n".join(table)
 
 
 def test_rewrite_gives_identical_bytes(tmp_path: Path, runs: list[Path]) -> None:

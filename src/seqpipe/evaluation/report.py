@@ -189,12 +189,15 @@ def _cell(value: Any) -> str:
 
 
 def leaderboard_markdown(df: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table of the leaderboard (written by hand, no extra packages)."""
-    header = [str(c) for c in df.columns]
+    """A compact Markdown leaderboard: the primary metric per (task, model); every metric is in the CSV."""
+    header = ["task", "task_type", "model", "seeds", "metric", "mean ± std", "vs baseline", "beats baseline"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
-    return "# Leaderboard\n\n" + "\n".join(lines) + "\n"
+        direction = "↑" if row.higher_is_better else "↓"
+        cells = [row.task, row.task_type, row.model, row.n_seeds, f"{row.primary} {direction}",
+                 f"{_cell(row.mean)} ± {_cell(row.std)}", _cell(row.vs_baseline), "yes" if row.beats_baseline else ""]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "# Leaderboard\n\nPrimary test metric per (task, model); all metrics are in leaderboard.csv.\n\n" + "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------
