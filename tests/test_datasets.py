@@ -209,7 +209,7 @@ def test_groove_missing_midi_is_skipped_with_a_warning(tmp_path: Path) -> None:
 
 def test_groove_duplicate_id_is_an_error(tmp_path: Path) -> None:
     root = write_groove(tmp_path, [GROOVE_ROWS[0], GROOVE_ROWS[0]])
-    with pytest.raises(ValueError, match="appears twice"):
+    with pytest.raises(ValueError, match=r"info.csv, line 3 .*is listed twice; ids must be unique"):
         groove.load_items(root)
 
 

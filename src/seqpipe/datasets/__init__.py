@@ -11,6 +11,8 @@ Every dataset module exposes the same small surface:
 from __future__ import annotations
 
 import importlib
+import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -61,3 +63,27 @@ def normalise_split(value: str, *, where: str) -> str:
 def as_root(path: str | Path) -> Path:
     """Resolve a user-given root path."""
     return Path(path).expanduser().resolve()
+
+
+def index_items(entries: Iterable[tuple[str, Item]], *, dataset: str, index: Path) -> list[Item]:
+    """Items sorted by id from (where, item) pairs of a metadata file.
+
+    A repeated id is an error naming where it appears; files the index lists but that are missing
+    are skipped with one warning naming a few of them.
+    """
+    items: dict[str, Item] = {}
+    missing: list[str] = []
+    for where, item in entries:
+        if item.item_id in items:
+            raise ValueError(f"{where}: id {item.item_id!r} is listed twice; ids must be unique, remove one row")
+        if not Path(item.path).is_file():
+            missing.append(Path(item.path).name)
+            continue
+        items[item.item_id] = item
+    if missing:
+        warnings.warn(
+            f"{dataset}: {len(missing)} file(s) listed in {index} are missing and were skipped, "
+            f"e.g. {missing[:3]}; re-extract the archive to get them back",
+            stacklevel=3,
+        )
+    return [items[key] for key in sorted(items)]

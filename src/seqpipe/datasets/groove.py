@@ -14,11 +14,10 @@ Layout after extraction: `groove/info.csv` and `groove/drummerN/<session>/*.mid`
 from __future__ import annotations
 
 import csv
-import warnings
 from pathlib import Path
 from typing import Any
 
-from seqpipe.datasets import Item, normalise_split
+from seqpipe.datasets import Item, index_items, normalise_split
 
 NAME = "groove"
 HOME = "https://magenta.tensorflow.org/datasets/groove"
@@ -106,24 +105,13 @@ def _item_from_row(root: Path, row: dict[str, str], where: str) -> Item:
 def load_items(root: Path) -> list[Item]:
     """One `Item` per MIDI file listed in `info.csv`, sorted by id; missing files are skipped with a warning."""
     root = Path(root)
-    items: dict[str, Item] = {}
-    missing: list[str] = []
-    for line, row in enumerate(load_metadata(root), start=2):
-        where = f"{root / INDEX_FILE}, line {line} (id={row.get('id')!r})"
-        item = _item_from_row(root, row, where)
-        if item.item_id in items:
-            raise ValueError(f"{where}: id {item.item_id!r} appears twice; ids must be unique, remove one row")
-        if not item.path.is_file():
-            missing.append(row["midi_filename"])
-            continue
-        items[item.item_id] = item
-    if missing:
-        warnings.warn(
-            f"Groove MIDI: {len(missing)} file(s) listed in {root / INDEX_FILE} are missing and were skipped, "
-            f"e.g. {missing[:3]}; re-extract the archive to get them back",
-            stacklevel=2,
-        )
-    return [items[key] for key in sorted(items)]
+
+    def entries():
+        for line, row in enumerate(load_metadata(root), start=2):
+            where = f"{root / INDEX_FILE}, line {line} (id={row.get('id')!r})"
+            yield where, _item_from_row(root, row, where)
+
+    return index_items(entries(), dataset="Groove MIDI", index=root / INDEX_FILE)
 
 
 def load_midi(path: Path) -> Any:

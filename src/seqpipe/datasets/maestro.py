@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import csv
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
-from seqpipe.datasets import Item, normalise_split
+from seqpipe.datasets import Item, index_items, normalise_split
 
 NAME = "maestro"
 HOME = "https://magenta.tensorflow.org/datasets/maestro"
@@ -139,24 +138,13 @@ def load_items(root: Path) -> list[Item]:
     """One `Item` per performance, sorted by id; files listed but missing are skipped with a warning."""
     root = Path(root)
     source = root / CSV_FILE if (root / CSV_FILE).is_file() else root / JSON_FILE
-    items: dict[str, Item] = {}
-    missing: list[str] = []
-    for row, record in enumerate(load_metadata(root)):
-        where = f"{source}, row {row} (midi_filename={record['midi_filename']!r})"
-        item = _item_from_record(root, record, where)
-        if item.item_id in items:
-            raise ValueError(f"{where}: listed twice; each midi_filename must be unique, remove one row")
-        if not item.path.is_file():
-            missing.append(record["midi_filename"])
-            continue
-        items[item.item_id] = item
-    if missing:
-        warnings.warn(
-            f"MAESTRO: {len(missing)} file(s) listed in {source} are missing and were skipped, "
-            f"e.g. {missing[:3]}; re-extract the archive to get them back",
-            stacklevel=2,
-        )
-    return [items[key] for key in sorted(items)]
+
+    def entries():
+        for row, record in enumerate(load_metadata(root)):
+            where = f"{source}, row {row} (midi_filename={record['midi_filename']!r})"
+            yield where, _item_from_record(root, record, where)
+
+    return index_items(entries(), dataset="MAESTRO", index=source)
 
 
 def load_midi(path: Path) -> Any:
