@@ -1,4 +1,6 @@
-# Training: one job per (task, model, seed); checkpoints, facts and the MLflow run id in its folder.
+# Training: one job per (task, model, seed); checkpoints, facts, figures and the MLflow run id in its folder.
+# The resume state lives outside the declared outputs (Snakemake deletes those before it reruns an
+# incomplete, failed or evicted job): a rerun continues from results/resume/... and clears it when done.
 
 
 rule train:
@@ -10,7 +12,9 @@ rule train:
     output:
         best="results/runs/{task}/{model}/{seed}/best.pt",
         last="results/runs/{task}/{model}/{seed}/last.pt",
+        model="results/runs/{task}/{model}/{seed}/model.pt",
         scalars="results/runs/{task}/{model}/{seed}/scalars.csv",
+        figure="results/runs/{task}/{model}/{seed}/figures/loss.png",
         run="results/runs/{task}/{model}/{seed}/run.json",
     log:
         "logs/train/{task}/{model}/{seed}.log",
@@ -24,6 +28,7 @@ rule train:
     params:
         job=train_params,
         out_dir=lambda wildcards, output: Path(output.best).parent,
+        resume_dir="results/resume/{task}/{model}/{seed}",
     shell:
         "seqpipe train --data {input.h5:q} --job {params.job:q} --tracking {input.tracking:q}"
-        " --threads {threads} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        " --threads {threads} --out-dir {params.out_dir:q} --resume-dir {params.resume_dir:q} > {log:q} 2>&1"
