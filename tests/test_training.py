@@ -106,3 +106,40 @@ def test_nan_loss_stops_with_clear_message(tmp_path):
     h5 = make_file(tmp_path / "d.h5", "regression")
     with pytest.raises(FloatingPointError, match="lower training.optimizer.lr"):
         train(job("regression", "mlp", optimizer={"name": "sgd", "lr": 1e12, "momentum": 0.0, "weight_decay": 0.0}, grad_clip=None), h5, tmp_path / "run")
+
+
+def test_seq2seq_metrics_per_step_and_aggregated(tmp_path):
+    h5 = make_file(tmp_path / "d.h5", "classification")
+    j = job("reconstruction", "gru", "seq2seq", epochs=2)
+    train(j, h5, tmp_path / "run")
+    model, _ = load_checkpoint(tmp_path / "run" / "best.pt")
+    got = evaluate(load_task_data(h5, j["task"]), j["task"], model, "gru", 0)
+    assert len(got["per_step"]) == 12 and set(got["per_step"][0]) == {"mse", "mae"}
+    assert got["metrics"]["mse"] == pytest.approx(np.mean([step["mse"] for step in got["per_step"]]), rel=1e-5)
+    json.dumps(got, allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    ("arch", "task_type"),
+    [("transformer", "classification"), ("autoencoder", "reconstruction"), ("vae", "reconstruction"),
+     ("gan_ae", "reconstruction"), ("diffusion_ae", "reconstruction"), ("tcn_vae", "classification"),
+     ("tcn_vae", "reconstruction")],
+)
+def test_every_model_trains_through_the_training_stage(tmp_path, arch, task_type):
+    """The real loop (aux losses, set_progress) trains each model; evaluation reloads it from best.pt."""
+    from seqpipe.config import load_schema
+
+    defaults = {k: v["default"] for k, v in load_schema()["$defs"]["model"]["properties"].items() if "default" in v}
+    h5 = make_file(tmp_path / "d.h5", "classification")
+    mapping = "seq2seq" if task_type == "reconstruction" else "seq2static"
+    j = job(task_type, arch, mapping, epochs=12)
+    j["model"] = {**defaults, **j["model"], "arch": arch}
+    train(j, h5, tmp_path / "run")
+    model, _ = load_checkpoint(tmp_path / "run" / "best.pt")
+    data = load_task_data(h5, j["task"])
+    got, base = evaluate(data, j["task"], model, arch, 0), run_baseline(data, j["task"])
+    primary = got["primary"]
+    if got["higher_is_better"]:
+        assert got["metrics"][primary] > base["metrics"][primary] + 0.2, (got["metrics"], base["metrics"])
+    else:
+        assert got["metrics"][primary] < 0.9 * base["metrics"][primary], (got["metrics"], base["metrics"])

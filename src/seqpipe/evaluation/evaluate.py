@@ -39,10 +39,19 @@ def predict(model: Normalised, x: torch.Tensor, task_type: str, batch_size: int 
 
 
 def score(task: dict, y_true: np.ndarray, y_pred: np.ndarray, names: dict) -> dict:
-    """The metrics of a task type, from metrics.py."""
+    """The metrics of a task type, from metrics.py; seq2seq tasks also get them per step."""
+    scored = _score(task, y_true, y_pred, names)
+    if task["mapping"] == "seq2seq" and y_true.ndim >= 2:
+        scored["per_step"] = [_score(task, y_true[:, t], y_pred[:, t], names)["metrics"] for t in range(y_true.shape[1])]
+    return scored
+
+
+def _score(task: dict, y_true: np.ndarray, y_pred: np.ndarray, names: dict) -> dict:
     if task["type"] == "classification":
         return classification_metrics(y_true.reshape(-1), y_pred.reshape(-1), names["class_names"])
     if task["type"] == "reconstruction":
+        if y_true.ndim == 2:  # one step of [N, T, D]: score it as a one-step sequence
+            y_true, y_pred = y_true[:, None], y_pred[:, None]
         return reconstruction_metrics(y_true, y_pred, names.get("feature_names"))
     return regression_metrics(y_true, y_pred, names["target_names"])
 
