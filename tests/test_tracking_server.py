@@ -109,8 +109,9 @@ def test_train_and_evaluate_against_a_tracking_server(tmp_path, monkeypatch):
             answer = requests.get(f"{api}/artifacts/list", params={"run_id": run_id, "path": path}, timeout=10).json()
             return {f["path"] for f in answer.get("files", [])}
 
-        assert listing("") == {"facts", "checkpoints"}
+        assert listing("") == {"facts", "checkpoints", "figures"}
         assert listing("facts") == {"facts/scalars.csv", "facts/events.jsonl"} and listing("checkpoints") == {"checkpoints/best.pt"}
+        assert listing("figures") == {"figures/loss.png"}
 
         outputs = requests.get(f"{api}/runs/get", params={"run_id": run_id}, timeout=10).json()["run"]["outputs"]["model_outputs"]
         assert [o["step"] for o in outputs] == [run["best_epoch"]]
