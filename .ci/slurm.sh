@@ -225,6 +225,10 @@ stop() {
     stop_pid slurmctld "$CTLD_PID"
     # munged only when this script started it: another service may use it
     if [[ -f $RUN_DIR/munged ]]; then stop_pid munged "$MUNGE_PID"; fi
+    # Remove the configuration this script wrote: with a slurm.conf naming a controller that is
+    # not running, `scontrol` waits ~9 s, and the SLURM executor plugin runs it whenever
+    # Snakemake loads its plugins, i.e. on every `snakemake` call on this machine.
+    if [[ -f $CONF ]] && grep -qF "$MARK" "$CONF"; then rm -f "$CONF" "$GRES_CONF"; fi
     say "stopped"
 }
 
