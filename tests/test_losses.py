@@ -119,7 +119,8 @@ def test_total_loss_weights_and_parts():
     specs = [{"name": "mse", "weight": 2.0, "params": {}}, {"name": "mae", "weight": 0.5}]
     total, parts = total_loss(specs, pred, target)
     # mse (1 + 4) / 2 = 2.5, mae (1 + 2) / 2 = 1.5 -> 2 * 2.5 + 0.5 * 1.5
-    assert total.item() == pytest.approx(5.75) and parts == {"mse": 2.5, "mae": 1.5}
+    assert total.item() == pytest.approx(5.75) and {k: v.item() for k, v in parts.items()} == {"mse": 2.5, "mae": 1.5}
+    assert all(not v.requires_grad for v in parts.values())  # detached tensors: no sync per batch
 
 
 def test_kl_divergence_by_hand():

@@ -56,6 +56,21 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     return config
 
 
+def section_with_defaults(section: str, value: dict, schema: dict | None = None) -> dict:
+    """A copy of one top-level section (e.g. `training`) validated, with the schema's defaults filled in.
+
+    For code that receives a section outside a full config (a training job's settings).
+    """
+    schema = schema or load_schema()
+    subschema = {**schema["properties"][section], "$defs": schema.get("$defs", {})}
+    value = copy.deepcopy(value)
+    errors = list(_with_defaults(jsonschema.Draft202012Validator)(subschema).iter_errors(value))
+    if errors:
+        where = ".".join([section, *(str(p) for p in errors[0].absolute_path)])
+        raise ConfigError(f"config key {where}: {errors[0].message}; see workflow/schemas/config.schema.yaml")
+    return value
+
+
 def load_config(path: str | Path, overrides: dict | None = None) -> dict:
     """Read a YAML configuration (safe_load), apply `overrides` (deep merge), validate it, expand sweeps."""
     from seqpipe.sweep import apply_sweep

@@ -55,14 +55,23 @@ def _constant(x: np.ndarray) -> bool:
     return bool(np.all(x == x[0]))
 
 
-def pearson_cc(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson's correlation of two flattened arrays; 0.0 when either side is constant."""
+def _paired(a: np.ndarray, b: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Both sides flattened to float64; None when a correlation is undefined (constant or < 2 values)."""
     x = np.asarray(a, dtype=np.float64).ravel()
     y = np.asarray(b, dtype=np.float64).ravel()
     if x.size != y.size:
-        raise ValueError(f"pearson_cc: sizes differ ({x.size} vs {y.size})")
+        raise ValueError(f"{name}: sizes differ ({x.size} vs {y.size})")
     if x.size < 2 or _constant(x) or _constant(y):
+        return None
+    return x, y
+
+
+def pearson_cc(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's correlation of two flattened arrays; 0.0 when either side is constant."""
+    pair = _paired(a, b, "pearson_cc")
+    if pair is None:
         return 0.0
+    x, y = pair
     dx, dy = x - x.mean(), y - y.mean()
     denom = math.sqrt(float(np.dot(dx, dx)) * float(np.dot(dy, dy)))
     return _finite(float(np.dot(dx, dy)) / denom) if denom > 0.0 else 0.0
@@ -74,12 +83,10 @@ def concordance_cc(a: np.ndarray, b: np.ndarray) -> float:
     CCC = 2·cov(a, b) / (var(a) + var(b) + (mean(a) − mean(b))²), with population (1/n) moments as
     in Lin (1989). Returns 0.0 when either side is constant or has fewer than two values.
     """
-    x = np.asarray(a, dtype=np.float64).ravel()
-    y = np.asarray(b, dtype=np.float64).ravel()
-    if x.size != y.size:
-        raise ValueError(f"concordance_cc: sizes differ ({x.size} vs {y.size})")
-    if x.size < 2 or _constant(x) or _constant(y):
+    pair = _paired(a, b, "concordance_cc")
+    if pair is None:
         return 0.0
+    x, y = pair
     mx, my = x.mean(), y.mean()
     vx, vy = float(np.mean((x - mx) ** 2)), float(np.mean((y - my) ** 2))
     cov = float(np.mean((x - mx) * (y - my)))

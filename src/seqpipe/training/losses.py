@@ -230,13 +230,19 @@ def check_losses(specs: list[dict]) -> None:
             raise KeyError(f"tasks.<task>.losses: unknown loss {spec['name']!r}; known: {', '.join(sorted(LOSSES))}")
 
 
-def total_loss(specs: list[dict], pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted sum of the configured losses, and each term's value for logging."""
-    total, parts = pred.new_zeros(()), {}
+def total_loss(specs: list[dict], pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Weighted sum of the configured losses, and each (unweighted) term, detached for logging.
+
+    The terms stay tensors: reading them with float() here would force a device sync on every
+    batch; the training loop reads them once per epoch.
+    """
+    total, parts = None, {}
     for spec in specs:
         value = LOSSES[spec["name"]](pred, target, **spec.get("params", {}))
-        total = total + spec.get("weight", 1.0) * value
-        parts[spec["name"]] = float(value.detach())
+        parts[spec["name"]] = value.detach()
+        weight = spec.get("weight", 1.0)
+        weighted = value if weight == 1.0 else weight * value
+        total = weighted if total is None else total + weighted
     return total, parts
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import csv
 import json
 import logging
@@ -43,7 +42,7 @@ from seqpipe.tracking.run import Tracker, git_commit
 from seqpipe.training import checkpoint, losses
 from seqpipe.training.figures import plot_history
 from seqpipe.training.loader import TrainingData, epoch_order, training_data
-from seqpipe.training.losses import LOSSES, check_losses
+from seqpipe.training.losses import check_losses, total_loss
 from seqpipe.training.schedule import make_optimizer, make_scheduler, step_scheduler
 
 log = logging.getLogger("seqpipe.train")
@@ -51,19 +50,10 @@ SCALAR_FIELDS = ["epoch", "split", "loss", "metric", "lr", "epoch_time_s", "samp
 
 
 def training_settings(training: dict) -> dict:
-    """`training` with every default of the schema's `training` section filled in (for callers outside Snakemake)."""
-    from seqpipe.config import load_schema
+    """`training` validated, with every default of the schema's `training` section filled in."""
+    from seqpipe.config import section_with_defaults
 
-    def fill(schema: dict, value: dict) -> dict:
-        out = copy.deepcopy(value)
-        for name, sub in schema.get("properties", {}).items():
-            if name not in out and "default" in sub:
-                out[name] = copy.deepcopy(sub["default"])
-            if isinstance(out.get(name), dict) and sub.get("type") == "object":
-                out[name] = fill(sub, out[name])
-        return out
-
-    return fill(load_schema()["properties"]["training"], training)
+    return section_with_defaults("training", training)
 
 
 def seed_everything(seed: int, deterministic: bool, device: torch.device) -> torch.Generator:
@@ -159,23 +149,6 @@ def regularizers_fn(specs: list[dict]):
     return fn
 
 
-def task_loss(specs: list[dict], out: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The weighted sum of the task's losses, and each term as `loss_<name>` when there are several.
-
-    `losses.total_loss` computes the same sum but reads every term with float(), a device sync per
-    batch on a GPU; here the terms stay tensors and are read once per epoch.
-    """
-    total, parts = None, {}
-    for spec in specs:
-        value = LOSSES[spec["name"]](out, target, **spec.get("params", {}))
-        if len(specs) > 1:
-            parts[f"loss_{spec['name']}"] = value.detach()
-        weight = spec.get("weight", 1.0)
-        value = value if weight == 1.0 else weight * value
-        total = value if total is None else total + value
-    return total, parts
-
-
 def model_terms(model: Normalised) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """The network's extra losses of the last forward (`net.aux_losses`, already weighted; consumed, so
     none is counted twice) as `aux_<name>`, and what it reports (`net.aux_metrics`) as `model_<name>`."""
@@ -224,7 +197,8 @@ def run_epoch(model: Normalised, source, job: dict, device: torch.device, optimi
             target = yb if classify else model.normalise_target(yb)
             with amp:
                 out = model(xb)
-                loss, parts = task_loss(task["losses"], out, target)
+                loss, terms = total_loss(task["losses"], out, target)
+                parts = {f"loss_{name}": value for name, value in terms.items()} if len(terms) > 1 else {}
                 terms, info = model_terms(model)
                 if regularize is not None:
                     terms["reg"], reg_parts = regularize(training["regularizers"], model, xb, out)
