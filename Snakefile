@@ -1,13 +1,23 @@
 # seqpipe: raw datasets -> features (HDF5) -> validation -> training -> evaluation -> report.
-from snakemake.utils import min_version, validate
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version
 
 min_version("9")
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from seqpipe.config import checked_config
 
 
 configfile: "config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# Before any job: --config overrides and an experiment file applied, every problem of the config
+# reported at once (one line each; ConfigError), defaults filled in (seqpipe.config.checked_config).
+_checked = checked_config(config, workflow.config_settings.config)
+config.clear()
+config.update(_checked)
 
 
 report: "workflow/report/workflow.rst"

@@ -10,11 +10,11 @@ SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 
 from seqpipe import codedeps, plan
-from seqpipe.config import check_config, train_job, task_config
+from seqpipe.config import train_job, task_config
 from seqpipe.sweep import apply_sweep
 from seqpipe.tracking.invocation import ensure_invocation
 
-check_config(config)
+# the config was checked as a whole in the Snakefile (seqpipe.config.checked_config)
 config.update(
     apply_sweep(config)
 )  # a sweep grid becomes one model per cell, before any rule
