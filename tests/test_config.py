@@ -59,3 +59,16 @@ def test_data_path_task(tmp_path, repo):
     config = load_config(tmp_path / "c.yaml")
     assert task_h5(config, "mine") == "my.h5"
     assert {c.model for c in cells(config) if c.task == "mine"} == {"mlp", "gru"}
+
+
+def test_schema_ships_inside_the_package(repo):
+    """A wheel install has no workflow/ folder: the schema is package data, read through SCHEMA_PATH/load_schema."""
+    import tomllib
+
+    from seqpipe.config import SCHEMA_PATH, load_schema
+
+    assert SCHEMA_PATH.parent == (repo / "src" / "seqpipe").resolve() and SCHEMA_PATH.is_file()
+    assert not (repo / "workflow" / "schemas" / "config.schema.yaml").exists()
+    package_data = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["seqpipe"]
+    assert SCHEMA_PATH.name in package_data
+    assert load_schema()["properties"]["training"]["properties"]["epochs"]["default"] == 25

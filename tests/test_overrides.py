@@ -153,3 +153,22 @@ def test_bad_config_stops_snakemake_before_any_job_and_keeps_results(tmp_path):
         assert line in out, out
     assert "the configuration has 4 problems" in out and len(out.splitlines()) < 20, out
     assert all(path.read_text() == "an earlier result" for path in kept)
+
+
+def readme_config_entries() -> list[list[str]]:
+    """The `--config` entries of every snakemake command in the README (code blocks and inline code)."""
+    import shlex
+
+    found = []
+    for command in re.findall(r"(?:^|`)(snakemake [^`\n#]*?--config [^`\n#]*)", (REPO / "README.md").read_text(), flags=re.M):
+        entries = shlex.split(command)
+        entries = entries[entries.index("--config") + 1:]
+        found.append(entries[: next((i for i, w in enumerate(entries) if w.startswith("-")), len(entries))])
+    return found
+
+
+def test_readme_override_examples_work(raw):
+    examples = readme_config_entries()
+    assert len(examples) >= 3, examples
+    for entries in examples:
+        as_snakemake(raw, *entries)
