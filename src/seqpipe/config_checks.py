@@ -10,7 +10,6 @@ contradict the monitored metric and reserved names; `file_problems` checks the f
 
 from __future__ import annotations
 
-import copy
 import difflib
 import fnmatch
 import re
@@ -46,7 +45,8 @@ def did_you_mean(word: str, choices: list[str] | set[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def listed(choices) -> str:
+def listed(choices) -> str:  # noqa: ANN001 - any iterable of names
+    """Names sorted and joined for a message."""
     return ", ".join(sorted(map(str, choices))) or "(none)"
 
 
@@ -70,6 +70,7 @@ def serves(rules: dict, arch: str, task: dict) -> bool:
 
 
 def _at(config: object, path: list) -> object:
+    """The value at a key path."""
     for part in path:
         config = config[part]
     return config
@@ -283,6 +284,7 @@ def sweep_problems(config: dict, schema: dict, rules: dict) -> list[str]:
 
 
 def _model_lines(name: str, model: dict, schema: dict, model_schema: dict, rules: dict) -> list[str]:
+    """Schema and semantic problems of one model's settings."""
     return subschema_problems(model, model_schema, schema, ["models", name], rules) + model_problems(name, model, schema, rules)
 
 
@@ -369,8 +371,3 @@ def file_problems(config: dict, cells: set[tuple[str, str, int]] | None = None) 
         lines.append(f"{key}: the checkpoint {path} does not exist and no training cell of this config writes it; "
                      "give a best.pt or model.pt of an earlier run, or results/runs/<task>/<model>/<seed>/best.pt of a cell here")
     return lines
-
-
-def copy_of(config: dict) -> dict:
-    """A deep copy (the checks never change the config they are given)."""
-    return copy.deepcopy(config)

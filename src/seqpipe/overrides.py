@@ -144,7 +144,7 @@ def _types(node: dict, root: dict) -> set[str] | None:
     return None
 
 
-def _child(node: dict, key: object, root: dict, value: dict) -> dict | None:
+def _child(node: dict, key: object, root: dict) -> dict | None:
     """The schema node of `key` under `node` (None: free-form)."""
     node = _resolve(node, root)
     if isinstance(key, int):
@@ -180,9 +180,9 @@ def coerce(value: object, node: dict | None, root: dict) -> object:
         parsed = _parsed(value, _types(node, root) if node else None)
         return coerce(parsed, node, root) if not isinstance(parsed, str) else parsed
     if isinstance(value, dict):
-        return {k: coerce(v, _child(node, k, root, value) if node else None, root) for k, v in value.items()}
+        return {k: coerce(v, _child(node, k, root) if node else None, root) for k, v in value.items()}
     if isinstance(value, list):
-        item = _child(node, 0, root, {}) if node else None
+        item = _child(node, 0, root) if node else None
         return [coerce(v, item, root) for v in value]
     return value
 
@@ -197,7 +197,7 @@ def coerce_config(config: dict, schema: dict) -> dict:
             parts = key.split(".")
             node: dict | None = schema["properties"]["training"] if parts[0] == "training" else model
             for part in parts[1:] if parts[0] == "training" else parts:
-                node = _child(node, part, schema, {}) if node else None
+                node = _child(node, part, schema) if node else None
             if isinstance(values, list):
                 grid[key] = [coerce(v, node, schema) for v in values]
     return out
