@@ -72,3 +72,24 @@ def test_schema_ships_inside_the_package(repo):
     package_data = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["seqpipe"]
     assert SCHEMA_PATH.name in package_data
     assert load_schema()["properties"]["training"]["properties"]["epochs"]["default"] == 25
+
+
+@pytest.mark.slow
+def test_wheel_install_reads_its_schema(repo, tmp_path):
+    """Built as a wheel and installed elsewhere (no source tree), the package checks a config with its own schema."""
+    import os
+    import subprocess
+    import sys
+
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(repo), "-w", str(wheels)],
+                   check=True, capture_output=True, timeout=300, cwd=tmp_path)
+    wheel = next(wheels.glob("seqpipe-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    code = ("import seqpipe.config as c, yaml; "
+            "print(c.SCHEMA_PATH.is_relative_to(sys.argv[1]), c.validate_config(yaml.safe_load(open(sys.argv[2])))['training']['epochs'])")
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    out = subprocess.run([sys.executable, "-c", "import sys; " + code, str(target), str(repo / "config.yaml")],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert out.stdout.split() == ["True", "40"], out.stdout + out.stderr

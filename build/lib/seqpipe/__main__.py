@@ -1,0 +1,5 @@
+"""`python -m seqpipe` is the same as the `seqpipe` command."""
+
+from seqpipe.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Data stage: demo generation, raw manifests, HDF5 reading and writing, validation."""

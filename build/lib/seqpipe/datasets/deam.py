@@ -1,0 +1,241 @@
+"""DEAM: the MediaEval Database for Emotional Analysis in Music.
+
+1,802 songs (`MEMD_audio/<song_id>.mp3`): 1,744 excerpts of about 45 s and 58 full songs of
+49-629 s, from freely licensed music, with valence and arousal annotated on a 1-9 scale per song
+(static, averaged over annotators) and continuously at 2 Hz from 15 s on (dynamic, on [-1, 1]).
+Audio 1.3 GB, annotations 4.7 MB. Real quirks: 24 files are not 44.1 kHz and 13 are mono; the
+static CSV headers have leading spaces, and the second static file (songs 2000-2058) has extra
+columns and a stray space inside one header. DEAM has no official split: seqpipe derives one
+from a hash of the song id (70/15/15), so a song's split never depends on the other songs.
+
+Licence: the audio excerpts are under Creative Commons licences; see the home page for the terms.
+Home page: https://cvml.unige.ch/databases/DEAM/
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+import warnings
+from pathlib import Path
+import numpy as np
+
+from seqpipe.datasets import Item
+
+NAME = "deam"
+HOME = "https://cvml.unige.ch/databases/DEAM/"
+LICENSE_INFO = "Audio excerpts under Creative Commons licences; see the home page for the terms"
+REMOTES = {
+    "audio": dict(
+        url="https://cvml.unige.ch/databases/DEAM/DEAM_audio.zip",
+        bytes=1_343_203_527,
+        sha256="e2814325f573ade8caebc697f0efcfdf7207142b737d72558a416117ca591353",
+        filename="DEAM_audio.zip",
+    ),
+    "annotations": dict(
+        url="https://cvml.unige.ch/databases/DEAM/DEAM_Annotations.zip",
+        bytes=4_735_283,
+        sha256="809b0feb4ba6196c1eda9b2b7b33b892b11fa71457cfceb0d47e832ed1a5f15f",
+        filename="DEAM_Annotations.zip",
+    ),
+    "metadata": dict(
+        url="https://cvml.unige.ch/databases/DEAM/metadata.zip",
+        bytes=344_760,
+        sha256="3d1d5ab42e852803a770f2cfbd685c6b464e1ebe76f26b0e10954597902b90f8",
+        filename="metadata.zip",
+    ),
+}
+
+FOLDER = "DEAM"
+AUDIO_DIR = "MEMD_audio"
+ANNOTATIONS_DIR = "annotations"
+AVERAGED = Path(ANNOTATIONS_DIR) / "annotations averaged per song"
+STATIC_FILES = (
+    AVERAGED / "song_level" / "static_annotations_averaged_songs_1_2000.csv",
+    AVERAGED / "song_level" / "static_annotations_averaged_songs_2000_2058.csv",
+)
+DYNAMIC_DIR = AVERAGED / "dynamic (per second annotations)"
+DYNAMIC_FILES = {"valence": DYNAMIC_DIR / "valence.csv", "arousal": DYNAMIC_DIR / "arousal.csv"}
+STATIC_COLUMNS = ("song_id", "valence_mean", "valence_std", "arousal_mean", "arousal_std")
+AUDIO_EXTENSIONS = (".mp3", ".wav", ".flac")
+DYNAMIC_START_S = 15.0  # the first dynamic annotation is at 15 s
+DYNAMIC_RATE_HZ = 2.0
+SPLIT_FRACTIONS = (("train", 0.70), ("val", 0.15), ("test", 0.15))
+
+
+def find_root(path: Path) -> Path:
+    """Return the folder holding both `MEMD_audio/` and `annotations/`, given that folder or its parent."""
+    path = Path(path)
+    for candidate in (path, path / FOLDER):
+        if (candidate / AUDIO_DIR).is_dir() and (candidate / ANNOTATIONS_DIR).is_dir():
+            return candidate
+    raise FileNotFoundError(
+        f"DEAM: no folder holding both {AUDIO_DIR}/ and {ANNOTATIONS_DIR}/ at {path} nor at {path / FOLDER}; "
+        f"set datasets.{NAME}.root to the folder holding {AUDIO_DIR}/ (from DEAM_audio.zip) and "
+        f"{ANNOTATIONS_DIR}/ (from DEAM_Annotations.zip), or run the download or demo rule"
+    )
+
+
+def normalise_header(name: str) -> str:
+    """DEAM header cell without any whitespace: ` valence_mean` and `arousal_max_ mean` become clean names."""
+    return re.sub(r"\s+", "", name or "")
+
+
+def split_of(song_id: str) -> str:
+    """Deterministic split of one song from the SHA-256 of its id: 70% train, 15% val, 15% test."""
+    digest = hashlib.sha256(f"{song_id}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2.0**64
+    edge = 0.0
+    for split, fraction in SPLIT_FRACTIONS:
+        edge += fraction
+        if u < edge:
+            return split
+    return SPLIT_FRACTIONS[-1][0]
+
+
+def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
+    """Header (whitespace removed) and data rows (cells stripped, blank lines dropped) of a CSV file."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"DEAM: {path} is missing; extract DEAM_Annotations.zip into the folder that datasets.{NAME}.root names"
+        )
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        rows = [[cell.strip() for cell in row] for row in csv.reader(fh)]
+    rows = [row for row in rows if any(row)]
+    if not rows:
+        raise ValueError(f"{path}: empty file, expected a header row starting with 'song_id'; re-extract the archive")
+    return [normalise_header(cell) for cell in rows[0]], rows[1:]
+
+
+def _song_id(cell: str, where: str) -> str:
+    """Canonical song id string (`'10'` for `'10'` or `'10.0'`)."""
+    try:
+        value = float(cell)
+    except ValueError:
+        raise ValueError(f"{where}: song_id {cell!r} is not a number; fix or remove the row") from None
+    if not value.is_integer():
+        raise ValueError(f"{where}: song_id {cell!r} is not an integer; fix or remove the row")
+    return str(int(value))
+
+
+def _static_file(path: Path) -> dict[str, dict[str, float]]:
+    """Static labels of one song-level CSV: {song_id: {column: value}} for `STATIC_COLUMNS`."""
+    header, rows = _read_table(path)
+    missing = [c for c in STATIC_COLUMNS if c not in header]
+    if missing:
+        raise ValueError(
+            f"{path}: missing column(s) {missing} (after removing whitespace from the header); "
+            f"found {header}. Use the unmodified DEAM_Annotations.zip"
+        )
+    position = {c: header.index(c) for c in STATIC_COLUMNS}
+    labels: dict[str, dict[str, float]] = {}
+    for line, row in enumerate(rows, start=2):
+        where = f"{path}, line {line}"
+        if len(row) < len(header):
+            raise ValueError(f"{where}: {len(row)} cells, expected {len(header)} as in the header; fix the row")
+        song = _song_id(row[position["song_id"]], where)
+        values = {}
+        for column in STATIC_COLUMNS[1:]:
+            try:
+                values[column] = float(row[position[column]])
+            except ValueError:
+                raise ValueError(
+                    f"{where} (song {song}): column {column!r} = {row[position[column]]!r} is not a number"
+                ) from None
+        if song in labels:
+            raise ValueError(f"{where}: song {song} appears twice in this file; remove one row")
+        labels[song] = values
+    return labels
+
+
+def load_static(root: Path) -> dict[str, dict[str, float]]:
+    """Static labels of both song-level files, merged: {song_id: {valence_mean, valence_std, arousal_*}}."""
+    root = Path(root)
+    merged: dict[str, dict[str, float]] = {}
+    for relative in STATIC_FILES:
+        for song, values in _static_file(root / relative).items():
+            if song in merged:
+                if merged[song] != values:
+                    warnings.warn(
+                        f"DEAM: song {song} has different static labels in {relative.name}; keeping the first file's",
+                        stacklevel=2,
+                    )
+                continue
+            merged[song] = values
+    return merged
+
+
+def audio_path(root: Path, song_id: str) -> Path | None:
+    """The audio file of a song (`.mp3`, else `.wav` or `.flac`), or None when there is none."""
+    for ext in AUDIO_EXTENSIONS:
+        path = Path(root) / AUDIO_DIR / f"{song_id}{ext}"
+        if path.is_file():
+            return path
+    return None
+
+
+def load_items(root: Path) -> list[Item]:
+    """One `Item` per labelled song with audio, sorted by id; songs lacking audio are skipped with a warning."""
+    root = Path(root)
+    items: dict[str, Item] = {}
+    no_audio: list[str] = []
+    for song, values in load_static(root).items():
+        path = audio_path(root, song)
+        if path is None:
+            no_audio.append(song)
+            continue
+        items[song] = Item(item_id=song, path=path, split=split_of(song), labels=dict(values))
+    if no_audio:
+        no_audio.sort(key=int)
+        warnings.warn(
+            f"DEAM: {len(no_audio)} song(s) have static labels but no audio in {root / AUDIO_DIR} and were skipped: "
+            f"{', '.join(no_audio[:10])}{' ...' if len(no_audio) > 10 else ''}",
+            stacklevel=2,
+        )
+    return [items[key] for key in sorted(items)]
+
+
+def _dynamic_file(path: Path) -> dict[str, np.ndarray]:
+    """One dynamic CSV: {song_id: float array at 2 Hz from 15 s}, trailing empty or NaN cells dropped."""
+    header, rows = _read_table(path)
+    if not header or header[0] != "song_id":
+        raise ValueError(
+            f"{path}: first header cell is {header[:1]}, expected 'song_id'; use the unmodified DEAM_Annotations.zip"
+        )
+    series: dict[str, np.ndarray] = {}
+    for line, row in enumerate(rows, start=2):
+        where = f"{path}, line {line}"
+        song = _song_id(row[0], where)
+        try:
+            values = np.array([float(cell) if cell else np.nan for cell in row[1:]], dtype=np.float64)
+        except ValueError as err:
+            raise ValueError(f"{where} (song {song}): a cell is not a number ({err}); fix the row") from None
+        finite = np.flatnonzero(~np.isnan(values))
+        series[song] = values[: finite[-1] + 1] if finite.size else values[:0]
+    return series
+
+
+def load_dynamic(root: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Dynamic labels {song_id: {"valence": array, "arousal": array}} at 2 Hz from 15 s.
+
+    A song missing from one of the two files gets an empty array for that dimension.
+    """
+    root = Path(root)
+    per_dim = {dim: _dynamic_file(root / relative) for dim, relative in DYNAMIC_FILES.items()}
+    songs = sorted(set().union(*per_dim.values()), key=int)
+    empty = np.zeros(0, dtype=np.float64)
+    return {song: {dim: per_dim[dim].get(song, empty) for dim in DYNAMIC_FILES} for song in songs}
+
+
+def load_audio(path: Path) -> tuple[np.ndarray, int]:
+    """Decode one DEAM clip: float32 array `[samples, channels]` and its sample rate."""
+    import soundfile as sf  # imported here: metadata parsing does not need it
+
+    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    return data, int(rate)
+
+
+def label_names() -> list[str]:
+    """Names of the static regression targets, in order."""
+    return list(STATIC_COLUMNS[1:])

@@ -1,0 +1,1 @@
+"""Feature extraction: pure extractors (midi, audio), one module per feature kind, and `build`."""

@@ -1,0 +1,113 @@
+"""TCN-VAE: a causal TCN encoder, a VAE latent, a reconstruction decoder, a task head and a domain adversary.
+
+encoder: tcn.CausalBlock x num_layers (dilations 1, 2, 4, ...) over [B, T, D] -> pooled [B, hidden_size]
+         -> mu, logvar [B, latent_dim]; z = mu + exp(logvar / 2) eps while training, z = mu otherwise.
+decoder: z -> hidden_size -> the input window [B, T, D] (the model's normalised input).
+head:    z -> hidden_size -> the prediction [B, out_dim] (class logits for classification).
+domain:  grad_reverse(z, alpha) -> hidden_size -> n_domains logits (only when n_domains >= 2),
+         alpha = grl.dann_alpha(p) rising with the training progress p given by `set_progress`.
+
+The seed's objective is  recon + beta KL + lambda_act CE(activity) + lambda_dom CE(domain).
+Here the task loss (configured under the task, e.g. cross_entropy) plays lambda_act CE(activity) up to
+one global factor: the auxiliary terms are divided by lambda_act, so that
+    task + aux = (recon + beta KL + lambda_dom CE(domain)) / lambda_act + CE(activity)
+               = (the seed's objective) / lambda_act.
+aux_losses while training: `reconstruction` = MSE(decoder(z), x) / lambda_act, `kl` = beta_now KL / lambda_act
+(beta_now annealed over `kl_anneal` as in vae.py), and `domain` = lambda_dom CE / lambda_act when domain
+labels were given.
+
+seq2seq tasks (e.g. reconstruction): the prediction is the decoder's output shaped [B, out_len, out_dim];
+the task loss is then the reconstruction term, so aux_losses holds `kl` = beta_now KL and `domain` =
+lambda_dom CE only (no activity head, lambda_act unused).
+
+Domains: call `set_domains(ids)` (int64 [B], values in 0..n_domains-1) right before a training forward;
+that forward consumes them. Without them (or with n_domains < 2) the domain term is off.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from seqpipe.models.autoencoder import stack, xavier
+from seqpipe.models.grl import GradientReversal
+from seqpipe.models.pooling import Pool
+from seqpipe.models.protocol import AuxLossModule
+from seqpipe.models.registry import register_model
+from seqpipe.models.tcn import CausalBlock
+from seqpipe.models.vae import annealed_beta
+from seqpipe.training.losses import kl_divergence
+
+DEFAULTS = {"hidden_size": 64, "num_layers": 1, "kernel_size": 3, "dropout": 0.0, "pooling": {}, "latent_dim": 16, "beta": 0.01,
+            "kl_anneal": 0.0, "lambda_act": 1.0, "lambda_dom": 0.1, "n_domains": 0}
+
+
+class TCNVAE(AuxLossModule):
+    """TCN encoder -> VAE latent -> (reconstruction, task head, domain head behind gradient reversal)."""
+
+    def __init__(self, cfg: dict, in_dim: int, seq_len: int, out_dim: int, mapping: str, out_len: int | None):
+        super().__init__()
+        width, z_dim = cfg["hidden_size"], cfg["latent_dim"]
+        if cfg["lambda_act"] <= 0:
+            raise ValueError(f"model tcn_vae: lambda_act must be > 0 (got {cfg['lambda_act']}); it divides the auxiliary losses")
+        self.blocks = nn.Sequential(
+            *(CausalBlock(in_dim if i == 0 else width, width, cfg["kernel_size"], 2**i, cfg["dropout"]) for i in range(cfg["num_layers"]))
+        )
+        self.pool = Pool(**(cfg.get("pooling") or {}))
+        self.mu, self.logvar = xavier(nn.Linear(width, z_dim)), xavier(nn.Linear(width, z_dim))
+        self.static = mapping == "seq2static"
+        self.input_shape = (seq_len, in_dim)
+        self.out_shape = (out_len or seq_len, out_dim)
+        self.decoder = stack([z_dim, width, seq_len * in_dim if self.static else (out_len or seq_len) * out_dim], "relu", 0.0, last_activation=False)
+        self.head = stack([z_dim, width, out_dim], "relu", 0.0, last_activation=False) if self.static else None
+        self.reverse = GradientReversal()
+        self.domain_head = stack([z_dim, width, cfg["n_domains"]], "relu", 0.0, last_activation=False) if cfg["n_domains"] >= 2 else None
+        self.beta, self.kl_anneal, self.progress = cfg["beta"], cfg["kl_anneal"], 1.0
+        self.lambda_act, self.lambda_dom = cfg["lambda_act"], cfg["lambda_dom"]
+        self.domains: torch.Tensor | None = None
+
+    def set_progress(self, p: float) -> None:
+        """Training progress p = epoch / epochs: sets the reversal strength alpha and the KL weight."""
+        self.progress = float(p)
+        self.reverse.set_progress(p)
+
+    def set_domains(self, domains: torch.Tensor | None) -> None:
+        """Domain ids [B] of the next training batch (consumed by the next forward)."""
+        self.domains = domains
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar) [B, latent_dim] of windows x [B, T, D]."""
+        h = self.pool(self.blocks(x.transpose(1, 2)).transpose(1, 2))
+        return self.mu(h), self.logvar(h).clamp(-10.0, 10.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu, logvar = self.encode(x)
+        domains, self.domains = self.domains, None
+        self.aux_losses, self.aux_metrics = {}, {}
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if self.training else mu
+        if self.static:
+            out = self.head(z)
+        else:
+            out = self.decoder(z).view(len(x), *self.out_shape)
+        if not self.training:
+            return out
+        kl, beta = kl_divergence(mu, logvar), annealed_beta(self.beta, self.kl_anneal, self.progress)
+        scale = 1.0 / self.lambda_act if self.static else 1.0
+        self.aux_losses["kl"] = beta * kl * scale
+        self.aux_metrics = {"kl": float(kl.detach()), "beta": beta, "alpha": self.reverse.alpha}
+        if self.static:
+            self.aux_losses["reconstruction"] = F.mse_loss(self.decoder(z).view(len(x), *self.input_shape), x) * scale
+        if self.domain_head is not None and domains is not None and self.lambda_dom > 0:
+            if domains.shape != (len(x),):
+                raise ValueError(f"model tcn_vae: domains have shape {list(domains.shape)}; expected [{len(x)}] (one id per sample of the batch)")
+            logits = self.domain_head(self.reverse(z))
+            self.aux_losses["domain"] = self.lambda_dom * F.cross_entropy(logits, domains.to(x.device)) * scale
+            self.aux_metrics["domain_accuracy"] = float((logits.argmax(1) == domains.to(x.device)).float().mean())
+        return out
+
+
+@register_model("tcn_vae")
+def build_tcn_vae(cfg: dict, *, in_dim: int, seq_len: int, out_dim: int, mapping: str, out_len: int | None) -> nn.Module:
+    """The `tcn_vae` model."""
+    return TCNVAE({**DEFAULTS, **cfg}, in_dim, seq_len, out_dim, mapping, out_len)

@@ -1,0 +1,1 @@
+"""MLflow tracking: files are the source of truth, MLflow is a view of them."""

@@ -1,0 +1,191 @@
+"""`seqpipe sync-mlflow`: log to MLflow the runs that trained while tracking was down, from their files.
+
+A run folder needs syncing when its run.json has no `mlflow_run_id` (tracking was unreachable or
+off) or records an `mlflow_error` (tracking failed part-way; the partial MLflow run is deleted
+and replaced). Everything is rebuilt from the files training wrote: params from the job stored in
+best.pt (or last.pt), per-epoch metrics from scalars.csv with their times from events.jsonl, test
+metrics from metrics.json, artifacts and the model, tags from run.json. The new run id is then
+written into run.json. Idempotent: a synced folder is skipped, and a run the previous sync
+created but did not record (it stopped in between) is found again by its `seqpipe.sync_key` tag.
+Run one sync at a time, while no pipeline is writing these run folders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from seqpipe.io import config_hash, read_json, sha256_file, write_json
+from seqpipe.tracking.run import CHECKPOINT, Tracker
+
+log = logging.getLogger("seqpipe.tracking")
+SYNC_KEY_TAG = "seqpipe.sync_key"
+SYNCED_TAG = "seqpipe.synced_from_files"
+TRAIN_COLUMNS = {"loss": "train_loss", "metric": "train_metric", "epoch_time_s": "epoch_time_s", "samples_per_s": "samples_per_s"}
+VAL_COLUMNS = {"loss": "val_loss", "metric": "val_metric"}
+
+
+class SyncError(RuntimeError):
+    """A run folder that could not be logged (its run.json is left unchanged)."""
+
+
+def needs_sync(run: dict) -> bool:
+    """True when run.json has no MLflow run id or records a tracking failure."""
+    return not run.get("mlflow_run_id") or bool(run.get("mlflow_error"))
+
+
+def pending(runs_dir: str | Path) -> list[Path]:
+    """Run folders under `runs_dir` (any depth) whose run.json needs syncing, sorted."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise SyncError(f"{runs_dir}: no such folder of training runs")
+    return sorted(path.parent for path in runs_dir.rglob("run.json") if needs_sync(read_json(path)))
+
+
+def read_checkpoint(run_dir: Path) -> dict:
+    """The best (else last) checkpoint's state, which holds the job's resolved settings."""
+    for name in (CHECKPOINT, "last.pt"):
+        if (run_dir / name).exists():
+            return torch.load(run_dir / name, map_location="cpu", weights_only=True)
+    raise SyncError(f"{run_dir}: neither best.pt nor last.pt; the job's params cannot be recovered")
+
+
+def epoch_metrics(scalars: Path) -> dict[int, dict[str, float]]:
+    """Per-epoch metrics from scalars.csv under the names training logs them with."""
+    out: dict[int, dict[str, float]] = {}
+    with open(scalars, newline="") as fh:
+        for row in csv.DictReader(fh):
+            columns = TRAIN_COLUMNS if row["split"] == "train" else VAL_COLUMNS
+            values = out.setdefault(int(row["epoch"]), {})
+            values.update({name: float(row[col]) for col, name in columns.items() if row.get(col) not in (None, "")})
+    return out
+
+
+def event_times(events: Path) -> dict[str | int, int]:
+    """Milliseconds of `on_start`, `on_train_end` and each epoch's end (keyed by epoch) from events.jsonl."""
+    times: dict[str | int, int] = {}
+    if not events.exists():
+        return times
+    for line in events.read_text(encoding="utf-8").splitlines():
+        event = json.loads(line)
+        key = event["epoch"] if event["event"] == "on_epoch_end" else event["event"]
+        times[key] = int(event["time"] * 1000)
+    return times
+
+
+def run_tags(run: dict, state: dict, key: str) -> dict[str, str]:
+    """Tags recorded in run.json (or rebuilt from the checkpoint for older runs) plus the sync tags."""
+    job = state["job"]
+    rebuilt = {"task": job["task"]["name"], "model": job["model"]["name"], "seed": str(job["seed"]), "config_hash": config_hash(job),
+               "seqpipe_version": str(state.get("seqpipe_version", "unknown"))}
+    return {**(run.get("tags") or rebuilt), SYNC_KEY_TAG: key, SYNCED_TAG: "true"}
+
+
+def sync_key(run_dir: Path) -> str:
+    """Identifies one training of a folder (events.jsonl carries its wall-clock times)."""
+    source = run_dir / "events.jsonl" if (run_dir / "events.jsonl").exists() else run_dir / CHECKPOINT
+    return sha256_file(source)[:16]
+
+
+def adopt_or_clear(tracker: Tracker, key: str, stale_run_id: str | None) -> str | None:
+    """A FINISHED run an earlier sync made for `key` (returned to adopt); unfinished ones and the stale run are deleted."""
+    client, adopted = tracker.client, None
+    for found in client.search_runs([tracker.tracking["experiment_id"]], filter_string=f"tags.`{SYNC_KEY_TAG}` = '{key}'"):
+        if found.info.status == "FINISHED" and adopted is None:
+            adopted = found.info.run_id
+        else:
+            client.delete_run(found.info.run_id)
+    if stale_run_id and stale_run_id != adopted:
+        try:
+            client.delete_run(stale_run_id)
+        except Exception as err:  # noqa: BLE001 - the partial run may live in another store
+            log.info("could not delete the partial MLflow run %s (%s); leaving it", stale_run_id, err)
+    return adopted
+
+
+def log_from_files(tracker: Tracker, run_dir: Path, run: dict, state: dict, key: str) -> None:
+    """Create the MLflow run of `run_dir` and log params, metrics, artifacts and model from its files."""
+    times = event_times(run_dir / "events.jsonl")
+    tracker.start(run["name"], state["job"], run_tags(run, state, key), start_time_ms=times.get("on_start"), environ={})
+    for epoch, values in sorted(epoch_metrics(run_dir / "scalars.csv").items()):
+        tracker.metrics(values, step=epoch, timestamp_ms=times.get(epoch))
+    if (run_dir / "metrics.json").exists():
+        tracker.metrics({f"test_{k}": v for k, v in read_json(run_dir / "metrics.json")["metrics"].items()})
+    tracker.log_outputs(run_dir)
+    tracker.end(end_time_ms=times.get("on_train_end"))
+
+
+def record(run_dir: Path, run: dict, run_id: str, tracker: Tracker) -> None:
+    """Write the run id into run.json atomically, keeping its mtime so Snakemake reruns nothing downstream."""
+    path = run_dir / "run.json"
+    stat = path.stat()
+    updated = {k: v for k, v in run.items() if k != "mlflow_error"}
+    write_json(path, {**updated, "mlflow_run_id": run_id, "tracking_uri": tracker.tracking["tracking_uri"], "tags": tracker.tags or run.get("tags")})
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def sync_run(run_dir: str | Path, tracking: dict) -> str:
+    """Log one run folder to MLflow and record the run id in its run.json; returns the id."""
+    run_dir = Path(run_dir)
+    run, state = read_json(run_dir / "run.json"), read_checkpoint(run_dir)
+    if not (run_dir / "scalars.csv").exists():
+        raise SyncError(f"{run_dir}: no scalars.csv; training did not finish here")
+    tracker = Tracker(tracking)
+    if tracker.client is None:
+        raise SyncError(f"{run_dir}: {tracker.error or 'no tracking configured'}")
+    key = sync_key(run_dir)
+    try:
+        run_id = adopt_or_clear(tracker, key, run.get("mlflow_run_id") if run.get("mlflow_error") else None)
+    except Exception as err:  # noqa: BLE001 - reported per folder, the others still sync
+        raise SyncError(f"{run_dir}: looking for an earlier sync failed ({type(err).__name__}: {err})") from err
+    if run_id is None:
+        log_from_files(tracker, run_dir, run, state, key)
+        if tracker.error or not tracker.run_id:
+            raise SyncError(f"{run_dir}: {tracker.error}; run.json left unchanged, sync again once tracking works")
+        run_id = tracker.run_id
+    record(run_dir, run, run_id, tracker)
+    return run_id
+
+
+def sync(runs_dir: str | Path, tracking: dict) -> tuple[list[str], list[str]]:
+    """Sync every pending run folder; returns (synced run ids, error messages). Stops at once if tracking is down."""
+    synced, errors = [], []
+    todo = pending(runs_dir)
+    if todo and (probe := Tracker(tracking)).client is None:
+        raise SyncError(f"{len(todo)} run(s) to sync, but {probe.error or 'no tracking is configured'}; run again once it answers")
+    for run_dir in todo:
+        try:
+            synced.append(sync_run(run_dir, tracking))
+            log.info("%s -> MLflow run %s", run_dir, synced[-1])
+        except SyncError as err:
+            errors.append(str(err))
+            log.error("%s", err)
+    return synced, errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`seqpipe sync-mlflow --runs results/runs --tracking results/mlflow/tracking.json [--dry-run]`"""
+    parser = argparse.ArgumentParser(prog="seqpipe sync-mlflow", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", default="results/runs", help="folder of training runs (searched for run.json)")
+    parser.add_argument("--tracking", default="results/mlflow/tracking.json", help="tracking.json written by `seqpipe tracking-setup`")
+    parser.add_argument("--dry-run", action="store_true", help="only list the run folders that need syncing")
+    args = parser.parse_args(argv)
+    try:
+        if args.dry_run:
+            for run_dir in pending(args.runs):
+                print(run_dir)
+            return 0
+        if not Path(args.tracking).exists():
+            raise SyncError(f"{args.tracking}: no tracking file; run `seqpipe tracking-setup` (or the tracking_setup rule) first")
+        synced, errors = sync(args.runs, read_json(args.tracking))
+    except SyncError as err:
+        log.error("%s", err)
+        return 1
+    log.info("synced %d run(s) to MLflow, %d failed", len(synced), len(errors))
+    return 1 if errors else 0

@@ -1,0 +1,1 @@
+"""Training: losses, data preparation, the training loop and checkpoints."""

@@ -1,0 +1,122 @@
+"""Checkpoints as plain dicts, written atomically and loadable with `torch.load(..., weights_only=True)`.
+
+A checkpoint holds everything a run needs to continue bit for bit: epoch, model, optimizer,
+scheduler and grad-scaler state, early-stopping state, the history of facts, and the random
+number generators (torch, CUDA, NumPy, Python and the shuffling generator) converted to tensors
+and lists, since weights-only loading refuses NumPy objects. `resume_key` ties the state to the
+job's config hash, the data file and the training code, so a changed job never continues an old
+run.
+
+Where the resume state lives: Snakemake deletes an incomplete job's declared outputs before it
+reruns it (`--rerun-incomplete`, `--retries`, an evicted HTCondor job), so the train rule keeps it
+outside them, under `results/resume/<task>/<model>/<seed>/` (`--resume-dir`), and training clears
+it after a successful run. Without a resume folder the run folder's own last.pt is the state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seqpipe import codedeps
+from seqpipe.io import atomic_path, config_hash, sha256_file
+
+SRC = Path(__file__).resolve().parents[2]
+STATE_FILES = ("last.pt", "best.pt", "model.pt")
+
+
+def save(path: str | Path, state: dict) -> None:
+    """torch.save a plain dict atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load(path: str | Path) -> dict:
+    """A checkpoint on the CPU, weights only (no pickled code runs)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def rng_state(generator: torch.Generator) -> dict:
+    """Every random number generator training draws from, as tensors and lists."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "python": [version, list(internal), gauss_next],
+        "shuffle": generator.get_state(),
+    }
+
+
+def set_rng_state(state: dict, generator: torch.Generator) -> None:
+    """Put every generator back where `rng_state` found it."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    generator.set_state(state["shuffle"])
+
+
+def code_digest() -> str:
+    """Hash of the source files training runs (its seqpipe import closure)."""
+    digest = hashlib.sha256()
+    for path in codedeps.source_files(("seqpipe.training.train",), str(SRC)):
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def data_fingerprint(path: str | Path) -> str:
+    """Size and modification time of the data file (a file too large to hash on every start)."""
+    stat = Path(path).stat()
+    if stat.st_size <= 64 * 2**20:
+        return sha256_file(path)[:16]
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def resume_key(job: dict, data_path: str | Path) -> dict:
+    """What must match for a saved state to continue: the job, the data file and the code."""
+    return {"config_hash": config_hash(job), "data": data_fingerprint(data_path), "code": code_digest()}
+
+
+def find_resume_state(folder: Path, key: dict) -> tuple[dict | None, str]:
+    """The unfinished state in `folder`/last.pt saved under `key`, or None and why not."""
+    path = folder / "last.pt"
+    if not path.exists():
+        return None, "no saved state"
+    try:
+        state = load(path)
+    except Exception as err:  # noqa: BLE001 - a damaged file must not stop a fresh start
+        return None, f"{path} could not be read ({type(err).__name__}: {err})"
+    if state.get("complete", False):
+        return None, f"{path} is a finished run"
+    saved = state.get("resume_key", {})
+    changed = [k for k in key if saved.get(k) != key[k]]
+    if changed:
+        return None, f"{path} was saved for another {'/'.join(changed)} ({', '.join(changed)} changed)"
+    return state, f"{path} (epoch {state['epoch']})"
+
+
+def remove_partial(folder: Path) -> None:
+    """Remove the temporary files of checkpoint writes that a kill cut short (`.<name>.*.part`)."""
+    for name in STATE_FILES:
+        for part in folder.glob(f".{name}.*.part"):
+            part.unlink(missing_ok=True)
+
+
+def clear(folder: Path) -> None:
+    """Remove the resume state of a finished run (the files training wrote, then the folder if empty)."""
+    remove_partial(folder)
+    for name in ("last.pt", "best.pt"):
+        (folder / name).unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
