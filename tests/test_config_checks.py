@@ -247,3 +247,19 @@ def test_problems_do_not_change_the_config(raw):
     before = copy.deepcopy(raw)
     problems(raw, files=True)
     assert raw == before
+
+
+def test_schema_problems_read_as_one_line_each(raw):
+    raw["tasks"]["groove_style"]["data_path"] = "x.h5"
+    del raw["tasks"]["groove_reconstruction"]["features"]
+    raw["tasks"]["maestro_composer"]["type"] = "clasification"
+    del raw["tasks"]["deam_emotion"]["paradigm"]
+    raw["training"]["optimizer"]["lr"] = -1
+    assert problems(raw) == [
+        "tasks.deam_emotion: the required key 'paradigm' is missing; add it",
+        "tasks.groove_reconstruction: found neither; give exactly one of `features` or `data_path`",
+        "tasks.groove_style: found both features and data_path; give exactly one of `features` or `data_path`",
+        "tasks.maestro_composer.type: found 'clasification' (did you mean 'classification'?); "
+        "allowed: classification, reconstruction, regression, summary",
+        "training.optimizer.lr: found -1; allowed: > 0",
+    ]

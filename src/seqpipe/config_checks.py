@@ -107,8 +107,10 @@ def _schema_line(err: jsonschema.ValidationError, config: dict, rules: dict) -> 
     if err.validator == "required":
         missing = err.message.split("'")[1] if "'" in err.message else err.message
         return [f"{key}: the required key {missing!r} is missing; add it"]
-    if err.validator == "oneOf" and path[:1] == ["tasks"] and {"features", "data_path"} & set(map(str, err.instance)):
-        return [f"{key}: give exactly one of `features` (a feature set) or `data_path` (an HDF5 file)"]
+    if err.validator == "oneOf" and all(set(b) == {"required"} for b in err.validator_value):
+        options = " or ".join(f"`{b['required'][0]}`" for b in err.validator_value)
+        given = [b["required"][0] for b in err.validator_value if b["required"][0] in err.instance]
+        return [f"{key}: found {'both ' + ' and '.join(given) if given else 'neither'}; give exactly one of {options}"]
     if err.validator == "const":
         return [f"{key}: found {shown(err.instance)}; allowed: {err.validator_value!r} here"]
     if err.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
