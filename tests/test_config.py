@@ -81,8 +81,14 @@ def test_wheel_install_reads_its_schema(repo, tmp_path):
     import subprocess
     import sys
 
-    wheels, target = tmp_path / "wheels", tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(repo), "-w", str(wheels)],
+    import shutil
+
+    source, wheels, target = tmp_path / "source", tmp_path / "wheels", tmp_path / "site"
+    source.mkdir()  # build from a copy: an in-tree build would leave build/ in the repository
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(repo / name, source / name)
+    shutil.copytree(repo / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(source), "-w", str(wheels)],
                    check=True, capture_output=True, timeout=300, cwd=tmp_path)
     wheel = next(wheels.glob("seqpipe-*.whl"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],

@@ -1,1 +1,0 @@
-"""Feature extraction: pure extractors (midi, audio), one module per feature kind, and `build`."""

@@ -1,1 +1,0 @@
-"""Training: losses, data preparation, the training loop and checkpoints."""
