@@ -263,3 +263,12 @@ def test_schema_problems_read_as_one_line_each(raw):
         "allowed: classification, reconstruction, regression, summary",
         "training.optimizer.lr: found -1; allowed: > 0",
     ]
+
+
+def test_init_from_a_sweep_cell_of_this_config(raw, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    raw["sweep"] = {"models": ["gru"], "grid": {"hidden_size": [16, 32]}}
+    raw["models"]["mlp"]["training"] = {"init_from": "results/runs/groove_reconstruction/gru--hidden_size-16/0/best.pt"}
+    assert problems(raw, files=True) == []
+    raw["training"]["seeds"] = [0, 0]
+    assert problems(raw) == ["training.seeds: [0, 0] has non-unique elements"]

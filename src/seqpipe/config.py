@@ -92,8 +92,10 @@ def problems(config: dict, schema: dict | None = None, *, files: bool = False) -
         lines += config_checks.semantic_problems(filled, schema, rules)
         if files:
             from seqpipe.plan import cells
+            from seqpipe.sweep import apply_sweep
 
-            lines += config_checks.file_problems(filled, {(c.task, c.model, c.seed) for c in cells(filled)} if not lines else None)
+            built = {(c.task, c.model, c.seed) for c in cells(apply_sweep(filled))} if not lines else None
+            lines += config_checks.file_problems(filled, built)
     except (KeyError, TypeError, AttributeError, ValueError):
         if not lines:  # a malformed part the schema reported already stops these checks; otherwise it is a bug
             raise

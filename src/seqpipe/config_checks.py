@@ -281,7 +281,8 @@ def sweep_problems(config: dict, schema: dict, rules: dict) -> list[str]:
                 found.append(f"the cell name {variant!r} is not a safe name (letters, digits, '_', '.', '-'); use plain values")
             for line in found:
                 lines.setdefault(line, []).append(variant)
-    return [f"sweep.grid: {line} (in {cells[0]}{f' and {len(cells) - 1} more cells' if len(cells) > 1 else ''})"
+    hint = "" if sweep.get("models") else "; sweep.models chooses which models are swept (default: all)"
+    return [f"sweep.grid: {line} (in {cells[0]}{f' and {len(cells) - 1} more cells' if len(cells) > 1 else ''}){hint}"
             for line, cells in lines.items()]
 
 
