@@ -101,7 +101,7 @@ def test_train_and_evaluate_against_a_tracking_server(tmp_path, monkeypatch):
         assert {"task": "synthetic_regression", "model": "tcn", "seed": "0", TAG: "server-invocation"}.items() <= tags.items()
         assert {"git_commit", "config_hash", "dataset_sha256", "seqpipe_version"} <= set(tags)
         assert metrics["test_rmse"] == pytest.approx(result["metrics"]["rmse"])
-        for name in ("train_loss", "val_loss", "train_metric", "val_metric"):
+        for name in ("train_loss", "val_loss", "train_rmse", "val_rmse"):
             history = requests.get(f"{api}/metrics/get-history", params={"run_id": run_id, "metric_key": name}, timeout=10).json()
             assert sorted(m["step"] for m in history["metrics"]) == list(range(EPOCHS)), name
 
@@ -109,9 +109,9 @@ def test_train_and_evaluate_against_a_tracking_server(tmp_path, monkeypatch):
             answer = requests.get(f"{api}/artifacts/list", params={"run_id": run_id, "path": path}, timeout=10).json()
             return {f["path"] for f in answer.get("files", [])}
 
-        assert listing("") == {"facts", "checkpoints", "figures"}
+        assert listing("") == {"facts", "checkpoints", "figures", "evaluation"}
         assert listing("facts") == {"facts/scalars.csv", "facts/events.jsonl"} and listing("checkpoints") == {"checkpoints/best.pt"}
-        assert listing("figures") == {"figures/loss.png"}
+        assert listing("figures") == {"figures/loss.png"} and "evaluation/metrics.json" in listing("evaluation")
 
         outputs = requests.get(f"{api}/runs/get", params={"run_id": run_id}, timeout=10).json()["run"]["outputs"]["model_outputs"]
         assert [o["step"] for o in outputs] == [run["best_epoch"]]

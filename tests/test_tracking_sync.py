@@ -3,6 +3,8 @@
 import json
 import math
 
+import torch
+
 from mlflow.tracking import MlflowClient
 
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint, log_test_metrics
@@ -53,11 +55,13 @@ def test_outage_then_sync_logs_the_run_once(tmp_path, monkeypatch, capsys):
     assert got.data.tags[TAG] == "invocation-of-training" and got.data.tags[SYNCED_TAG] == "true"
     assert got.data.tags["config_hash"] == run["config_hash"] and got.data.tags["git_commit"] == run["tags"]["git_commit"]
     assert got.data.metrics["test_accuracy"] == result["metrics"]["accuracy"]
-    rows = [line.split(",") for line in (run_dir / "scalars.csv").read_text().splitlines()[1:]]
-    for name, split in (("train_loss", "train"), ("val_loss", "val")):
-        history = sorted((m.step, m.value) for m in client.get_metric_history(got.info.run_id, name))
-        assert history == [(int(r[0]), float(r[2])) for r in rows if r[1] == split]
-    assert {"epoch_time_s", "samples_per_s", "train_metric", "val_metric"} <= set(got.data.metrics)
+    logged = torch.load(run_dir / "last.pt", weights_only=True)["history"]["metrics"]  # exactly what training logged
+    assert {"train_loss", "val_loss", "lr"} <= set(logged[0][1])
+    for name in sorted(logged[0][1]):
+        history = sorted((m.step, m.value) for m in client.get_metric_history(got.info.run_id, name.replace("_metric", "_accuracy")))
+        assert history == [(int(epoch), values[name]) for epoch, values in logged], name  # full precision, every term
+    assert {"epoch_time_s", "samples_per_s", "train_accuracy", "val_accuracy"} <= set(got.data.metrics)
+    assert not {"train_metric", "val_metric"} & set(got.data.metrics)
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     assert got.info.start_time == int(events[0]["time"] * 1000)  # when it trained, not when it synced
     assert {a.path for a in client.list_artifacts(got.info.run_id, "facts")} == {"facts/scalars.csv", "facts/events.jsonl"}

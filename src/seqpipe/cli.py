@@ -24,14 +24,28 @@ COMMANDS = {
     "baseline": ("seqpipe.evaluation.baseline", "score a task's trivial baseline"),
     "report": ("seqpipe.evaluation.report", "write the leaderboard"),
     "sync-mlflow": ("seqpipe.tracking.sync", "log runs trained while MLflow was unreachable"),
+    "relocate-mlflow": ("seqpipe.tracking.relocate", "point a moved SQLite MLflow store at its artifacts' new folder"),
 }
+
+
+def is_own_error(err: BaseException) -> bool:
+    """An error seqpipe raised on purpose (its message says what was found, what was expected and the fix)."""
+    return type(err).__module__.startswith("seqpipe")
+
+
+def one_paragraph(command: str, err: BaseException) -> str:
+    """The error as one paragraph for the log: no traceback (set SEQPIPE_DEBUG=1 for one)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return f"seqpipe {command}: error: {text}"
 
 
 def usage() -> str:
     """The command list."""
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
-    return "usage: seqpipe <command> [options]\n\ncommands:\n" + "\n".join(lines) + "\n\n`seqpipe <command> --help` for a command's options."
+    return ("usage: seqpipe <command> [options]\n       seqpipe --version\n\ncommands:\n" + "\n".join(lines)
+            + "\n\n`seqpipe <command> --help` for a command's options. Errors print as one paragraph; "
+            "SEQPIPE_DEBUG=1 shows the traceback.")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,6 +54,11 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in {"-h", "--help"}:
         print(usage())
         return
+    if argv[0] in {"-V", "--version"}:
+        from seqpipe import __version__
+
+        print(f"seqpipe {__version__}")
+        return
     if argv[0] not in COMMANDS:
         print(f"seqpipe: unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
@@ -47,7 +66,13 @@ def main(argv: list[str] | None = None) -> None:
     # MLflow 3 sends usage telemetry from every process (a network request of up to ~1 s per job on
     # a closed network); off unless the user asks for it.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    result = importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
+    try:
+        result = importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
+    except Exception as err:
+        if not is_own_error(err) or os.environ.get("SEQPIPE_DEBUG"):
+            raise
+        print(one_paragraph(argv[0], err), file=sys.stderr)
+        sys.exit(1)
     if isinstance(result, int) and result:
         sys.exit(result)
 

@@ -67,13 +67,25 @@ def evaluate(data: TaskData, task: dict, model: Normalised, model_name: str, see
     return record(task, model_name, seed, len(y_pred), score(task, data.y["test"].numpy(), y_pred, data.names))
 
 
-def log_test_metrics(run: dict, tracking: dict | None, result: dict) -> None:
-    """Add `test_<metric>` values to the training job's MLflow run (no-op if tracking is off)."""
-    if not run.get("mlflow_run_id"):
-        log.warning("training run has no MLflow run id (tracking was unavailable); metrics are in the files only")
-        return
+def log_test_metrics(run: dict, tracking: dict | None, result: dict, run_dir: str | Path | None = None) -> bool:
+    """Add `test_<metric>` values, the metrics file and (classification) the confusion matrix and per-class table
+    to the training job's MLflow run. When tracking fails, or the run is not logged yet, a marker in `run_dir`
+    keeps the test metrics for `seqpipe sync-mlflow`; returns whether they reached MLflow."""
+    from seqpipe.tracking.sync import mark_evaluation_pending, log_evaluation
+
+    if not tracking:
+        return False
+    if not run.get("mlflow_run_id") or run.get("mlflow_error"):
+        log.warning("training run is not in MLflow yet (tracking was unavailable); `seqpipe sync-mlflow` logs it with its test metrics")
+        return False
     tracker = Tracker(tracking, run_id=run["mlflow_run_id"])
-    tracker.metrics({f"test_{k}": v for k, v in result["metrics"].items()})
+    if tracker.active:
+        log_evaluation(tracker, result)
+    if tracker.error or not tracker.active:
+        if run_dir is not None:
+            mark_evaluation_pending(run_dir, tracker.error or "tracking unavailable")
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -93,4 +105,4 @@ def main(argv: list[str] | None = None) -> None:
     result = evaluate(data, task, model, state["job"]["model"]["name"], args.seed)
     write_json(args.out, result)
     log.info("%s: %s", args.out, result["metrics"])
-    log_test_metrics(read_json(args.run), read_json(args.tracking) if args.tracking else None, result)
+    log_test_metrics(read_json(args.run), read_json(args.tracking) if args.tracking else None, result, Path(args.out).parent)

@@ -56,8 +56,22 @@ def log_model(client, experiment_id: str, run_id: str, checkpoint: str | Path, t
     import mlflow.pytorch
 
     model, state = load_model(checkpoint)
+    example, signature = input_example(model, state["dims"])
     logged = client.create_logged_model(experiment_id, name=MODEL_NAME, source_run_id=run_id, tags=tags)
     with global_tracking_uri(client.tracking_uri):
         info = mlflow.pytorch.log_model(model, name=MODEL_NAME, model_id=logged.model_id, run_id=run_id, step=int(state["epoch"]),
-                                        pip_requirements=pip_requirements(), serialization_format="pickle")
+                                        pip_requirements=pip_requirements(), serialization_format="pickle",
+                                        signature=signature, input_example=example)
     return info.model_id
+
+
+def input_example(model: torch.nn.Module, dims: dict):
+    """A one-sample input of the model's shape [1, T, D] (float32) and the signature inferred from it and its output."""
+    import numpy as np
+    from mlflow.models import infer_signature
+
+    example = np.zeros((1, int(dims["seq_len"]), int(dims["in_dim"])), dtype=np.float32)
+    with torch.no_grad():
+        output = model(torch.from_numpy(example))
+    output = output[0] if isinstance(output, (tuple, list)) else output
+    return example, infer_signature(example, output.detach().numpy())

@@ -8,6 +8,7 @@ at the end (`log_outputs`), the facts, figures, the best checkpoint and the mode
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import time
@@ -46,12 +47,75 @@ def git_commit(cwd: str | Path | None = None) -> str:
         return "unknown"
 
 
-def check_server(uri: str, timeout: float = 5.0) -> None:
+def check_server(uri: str, timeout: float = 3.0) -> None:
     """Fail fast when a tracking server does not answer, instead of MLflow's minutes of retries."""
     import requests
 
     response = requests.get(uri.rstrip("/") + "/health", timeout=timeout)
     response.raise_for_status()
+
+
+def metric_name(task_type: str) -> str:
+    """What a task's per-epoch `metric` measures, as named in MLflow (`val_accuracy`, `val_rmse`, ...)."""
+    return {"classification": "accuracy"}.get(task_type, "rmse")
+
+
+def rename_metrics(values: dict[str, float], measured: str | None) -> dict[str, float]:
+    """`train_metric`/`val_metric` under the name of what they measure, so charts never mix accuracy and RMSE."""
+    if not measured:
+        return dict(values)
+    return {(k[: -len("metric")] + measured if k.endswith("_metric") else k): v for k, v in values.items()}
+
+
+def run_params(job: dict) -> dict:
+    """MLflow params of a job: the task's settings, the model's own keys (not every architecture's defaults) and
+    the training settings."""
+    return {"task": job.get("task", {}), "model": own_settings(job.get("model", {}), job.get("task", {})),
+            "training": job.get("training", {}), "seed": job.get("seed")}
+
+
+def dataset_input(task: dict, tags: dict[str, str]):
+    """The task's HDF5 data as an MLflow dataset input (name, digest = the raw files' SHA-256, source path)."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    source = task.get("data_path") or f"features/{task.get('features', 'unknown')}"
+    name = task.get("features") or Path(str(source)).stem
+    digest = str(tags.get("dataset_sha256", "unknown"))[:36]
+    dataset = Dataset(name=name, digest=digest, source_type="local", source=json.dumps({"path": str(source)}),
+                      schema=None, profile=json.dumps({"task_type": task.get("type"), "mapping": task.get("mapping")}))
+    return DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")])
+
+
+class _Recording(dict):
+    """A dict that remembers which keys were read."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+
+def own_settings(model: dict, task: dict) -> dict:
+    """The model settings its architecture actually reads (found by building it once on a tiny shape), plus its
+    name and arch: a GRU run does not list `codebook_size` or `diffusion_steps`. Falls back to all settings."""
+    from seqpipe.models import build_model
+
+    recording = _Recording(model)
+    mapping = task.get("mapping", "seq2static")
+    try:
+        out_len = task.get("target_seq_len") or 8 if mapping == "seq2seq" else None
+        build_model(recording, in_dim=4, seq_len=8, out_dim=2, mapping=mapping, out_len=out_len, target_dim=2)
+    except Exception:  # noqa: BLE001 - params are informative: never fail a run over them
+        return dict(model)
+    keep = recording.read | {"name", "arch"}
+    return {k: v for k, v in model.items() if k in keep}
 
 
 class Tracker:
@@ -66,6 +130,7 @@ class Tracker:
         self.tracking = tracking or {}
         self.tags: dict[str, str] = {}
         self.error: str | None = None
+        self.measured: str | None = None  # what `*_metric` measures, from the job's task type
         if tracking:
             self._safely("connect", self._connect)
 
@@ -75,6 +140,10 @@ class Tracker:
             check_server(uri)
         from mlflow.tracking import MlflowClient
 
+        if self.tracking.get("experiment_id") is None:  # the server was down at setup: create the experiment now
+            from seqpipe.tracking.setup import ensure_experiment
+
+            self.tracking = {**self.tracking, "experiment_id": ensure_experiment(uri, self.tracking.get("experiment", "seqpipe"))}
         self.client = MlflowClient(tracking_uri=uri)
 
     def _safely(self, what: str, fn: Callable[[], Any]) -> Any:
@@ -97,6 +166,7 @@ class Tracker:
         Returns the run id, or None when tracking is unavailable.
         """
         self.tags = with_invocation(tags, environ)
+        self.measured = metric_name(params.get("task", {}).get("type", ""))
         if self.client is None:
             return None
 
@@ -106,10 +176,11 @@ class Tracker:
 
         self.run_id = self._safely("create run", create)
         if self.active:
-            flat = sorted(flatten(params).items())
+            flat = sorted(flatten(run_params(params)).items())
             from mlflow.entities import Param
 
             self._safely("log params", lambda: self.client.log_batch(self.run_id, params=[Param(k, v[:6000]) for k, v in flat]))
+            self._safely("log dataset", lambda: self.client.log_inputs(self.run_id, datasets=[dataset_input(params.get("task", {}), self.tags)]))
         return self.run_id
 
     def metrics(self, values: dict[str, float], step: int | None = None, timestamp_ms: int | None = None) -> None:
@@ -119,6 +190,7 @@ class Tracker:
         from mlflow.entities import Metric
 
         when = timestamp_ms or int(time.time() * 1000)
+        values = rename_metrics(values, self.measured)
         batch = [Metric(k, float(v), when, step or 0) for k, v in sorted(values.items())]
         self._safely("log metrics", lambda: self.client.log_batch(self.run_id, metrics=batch))
 

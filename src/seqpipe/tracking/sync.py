@@ -2,9 +2,12 @@
 
 A run folder needs syncing when its run.json has no `mlflow_run_id` (tracking was unreachable or
 off) or records an `mlflow_error` (tracking failed part-way; the partial MLflow run is deleted
-and replaced). Everything is rebuilt from the files training wrote: params from the job stored in
-best.pt (or last.pt), per-epoch metrics from scalars.csv with their times from events.jsonl, test
-metrics from metrics.json, artifacts and the model, tags from run.json. The new run id is then
+and replaced), or when evaluation could not log its test metrics (a `mlflow_eval_pending.json`
+marker). Everything is rebuilt from the files training wrote: params from the job stored in
+last.pt (or best.pt), every per-epoch metric exactly as training logged it (the checkpoint's
+history, full precision: losses, per-term losses, metrics, lr, timings; scalars.csv for older
+runs) with their times from events.jsonl, test metrics and evaluation tables from metrics.json,
+artifacts and the model, tags from run.json. The new run id is then
 written into run.json. Idempotent: a synced folder is skipped, and a run the previous sync
 created but did not record (it stopped in between) is found again by its `seqpipe.sync_key` tag.
 Run one sync at a time, while no pipeline is writing these run folders.
@@ -31,6 +34,9 @@ TRAIN_COLUMNS = {"loss": "train_loss", "metric": "train_metric", "epoch_time_s":
 VAL_COLUMNS = {"loss": "val_loss", "metric": "val_metric"}
 
 
+EVAL_PENDING = "mlflow_eval_pending.json"
+
+
 class SyncError(RuntimeError):
     """A run folder that could not be logged (its run.json is left unchanged)."""
 
@@ -41,16 +47,46 @@ def needs_sync(run: dict) -> bool:
 
 
 def pending(runs_dir: str | Path) -> list[Path]:
-    """Run folders under `runs_dir` (any depth) whose run.json needs syncing, sorted."""
+    """Run folders under `runs_dir` (any depth) whose run.json needs syncing or whose test metrics wait, sorted."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise SyncError(f"{runs_dir}: no such folder of training runs")
-    return sorted(path.parent for path in runs_dir.rglob("run.json") if needs_sync(read_json(path)))
+    return sorted(path.parent for path in runs_dir.rglob("run.json")
+                  if needs_sync(read_json(path)) or (path.parent / EVAL_PENDING).exists())
+
+
+def mark_evaluation_pending(run_dir: str | Path, why: str) -> None:
+    """Record that a run's test metrics did not reach MLflow (metrics.json keeps them; sync logs them)."""
+    write_json(Path(run_dir) / EVAL_PENDING, {"why": why})
+    log.warning("test metrics not logged to MLflow (%s); kept for `seqpipe sync-mlflow` (%s)", why, Path(run_dir) / EVAL_PENDING)
+
+
+def log_evaluation(tracker: Tracker, result: dict) -> None:
+    """Test metrics (`test_<name>`), the metrics file, and for classification the confusion matrix (figure and
+    table) and the per-class scores, into the tracker's run."""
+    tracker.metrics({f"test_{k}": v for k, v in result["metrics"].items() if isinstance(v, (int, float))})
+    if not tracker.active:
+        return
+    client, run_id = tracker.client, tracker.run_id
+    tracker._safely("log evaluation", lambda: client.log_dict(run_id, result, "evaluation/metrics.json"))
+    if "per_class" in result:
+        rows = ["class,precision,recall,f1,support"] + [
+            ",".join([str(name)] + [f"{scores.get(k, '')}" for k in ("precision", "recall", "f1", "support")])
+            for name, scores in result["per_class"].items()]
+        tracker._safely("log per-class table", lambda: client.log_text(run_id, "\n".join(rows) + "\n", "evaluation/per_class.csv"))
+    if "confusion_matrix" in result:
+        from seqpipe.tracking.figures import confusion_figure
+
+        figure = confusion_figure(result["confusion_matrix"], list(result.get("per_class", {})) or None)
+        tracker._safely("log confusion matrix", lambda: client.log_figure(run_id, figure, "evaluation/confusion_matrix.png"))
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
 
 
 def read_checkpoint(run_dir: Path) -> dict:
-    """The best (else last) checkpoint's state, which holds the job's resolved settings."""
-    for name in (CHECKPOINT, "last.pt"):
+    """The last (else best) checkpoint's state: the job's resolved settings and the whole training history."""
+    for name in ("last.pt", CHECKPOINT):
         if (run_dir / name).exists():
             return torch.load(run_dir / name, map_location="cpu", weights_only=True)
     raise SyncError(f"{run_dir}: neither best.pt nor last.pt; the job's params cannot be recovered")
@@ -113,10 +149,12 @@ def log_from_files(tracker: Tracker, run_dir: Path, run: dict, state: dict, key:
     """Create the MLflow run of `run_dir` and log params, metrics, artifacts and model from its files."""
     times = event_times(run_dir / "events.jsonl")
     tracker.start(run["name"], state["job"], run_tags(run, state, key), start_time_ms=times.get("on_start"), environ={})
-    for epoch, values in sorted(epoch_metrics(run_dir / "scalars.csv").items()):
+    logged = (state.get("history") or {}).get("metrics")
+    per_epoch = {int(epoch): values for epoch, values in logged} if logged else epoch_metrics(run_dir / "scalars.csv")
+    for epoch, values in sorted(per_epoch.items()):
         tracker.metrics(values, step=epoch, timestamp_ms=times.get(epoch))
     if (run_dir / "metrics.json").exists():
-        tracker.metrics({f"test_{k}": v for k, v in read_json(run_dir / "metrics.json")["metrics"].items()})
+        log_evaluation(tracker, read_json(run_dir / "metrics.json"))
     tracker.log_outputs(run_dir)
     tracker.end(end_time_ms=times.get("on_train_end"))
 
@@ -130,10 +168,25 @@ def record(run_dir: Path, run: dict, run_id: str, tracker: Tracker) -> None:
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
+def sync_evaluation(run_dir: Path, run: dict, tracking: dict) -> str:
+    """Log the test metrics of an already logged run whose evaluation could not reach MLflow; returns the run id."""
+    tracker = Tracker(tracking, run_id=run["mlflow_run_id"])
+    if not tracker.active:
+        raise SyncError(f"{run_dir}: {tracker.error or 'no tracking configured'}")
+    log_evaluation(tracker, read_json(run_dir / "metrics.json"))
+    if tracker.error:
+        raise SyncError(f"{run_dir}: {tracker.error}; the marker stays, sync again once tracking works")
+    (run_dir / EVAL_PENDING).unlink()
+    return run["mlflow_run_id"]
+
+
 def sync_run(run_dir: str | Path, tracking: dict) -> str:
     """Log one run folder to MLflow and record the run id in its run.json; returns the id."""
     run_dir = Path(run_dir)
-    run, state = read_json(run_dir / "run.json"), read_checkpoint(run_dir)
+    run = read_json(run_dir / "run.json")
+    if not needs_sync(run):
+        return sync_evaluation(run_dir, run, tracking)
+    state = read_checkpoint(run_dir)
     if not (run_dir / "scalars.csv").exists():
         raise SyncError(f"{run_dir}: no scalars.csv; training did not finish here")
     tracker = Tracker(tracking)
@@ -150,6 +203,7 @@ def sync_run(run_dir: str | Path, tracking: dict) -> str:
             raise SyncError(f"{run_dir}: {tracker.error}; run.json left unchanged, sync again once tracking works")
         run_id = tracker.run_id
     record(run_dir, run, run_id, tracker)
+    (run_dir / EVAL_PENDING).unlink(missing_ok=True)  # its test metrics went in with the run
     return run_id
 
 

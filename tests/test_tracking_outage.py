@@ -1,0 +1,102 @@
+"""Tracking outages and what a run carries: setup never blocks training, evaluation keeps its metrics for sync,
+runs are named, typed and described so the MLflow UI explains them, and a moved store finds its artifacts."""
+
+import shutil
+import subprocess
+import sys
+
+from mlflow.tracking import MlflowClient
+
+from seqpipe.evaluation.evaluate import evaluate, load_checkpoint, log_test_metrics
+from seqpipe.io import read_json, write_json
+from seqpipe.tracking.relocate import relocate
+from seqpipe.tracking.setup import setup
+from seqpipe.tracking.sync import EVAL_PENDING, main, pending
+from seqpipe.training.data import load_task_data
+from seqpipe.training.train import train
+from tests.test_training import job, make_file
+
+DOWN = "http://127.0.0.1:9"  # nothing listens on port 9
+
+
+def test_setup_with_a_down_server_records_it_and_training_still_runs(tmp_path):
+    info = setup(DOWN, "exp", tmp_path / "tracking.json")
+    assert info["available"] is False and info["experiment_id"] is None and "ConnectionError" in info["error"]
+    assert read_json(tmp_path / "tracking.json") == info
+    h5 = make_file(tmp_path / "d.h5", "classification")
+    run = train(job("classification", "mlp", epochs=2), h5, tmp_path / "run", info)
+    assert run["mlflow_run_id"] is None and run["mlflow_error"]
+    assert (tmp_path / "run" / "best.pt").exists() and pending(tmp_path) == [tmp_path / "run"]
+
+    # the server answers again: sync creates the experiment the setup could not, and logs the run
+    good = setup(f"sqlite:///{tmp_path}/m.db", "exp", tmp_path / "good.json")
+    assert main(["--runs", str(tmp_path), "--tracking", str(tmp_path / "good.json")]) == 0
+    assert len(MlflowClient(good["tracking_uri"]).search_runs([good["experiment_id"]])) == 1
+
+
+def test_setup_cli_with_a_down_server_exits_zero(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "seqpipe", "tracking-setup", f"--uri={DOWN}", "--out", str(tmp_path / "t.json")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "unreachable" in out.stderr and "sync-mlflow" in out.stderr
+
+
+def test_evaluation_outage_is_kept_for_sync(tmp_path):
+    info = setup(f"sqlite:///{tmp_path}/m.db", "exp", tmp_path / "tracking.json")
+    h5 = make_file(tmp_path / "d.h5", "classification")
+    j = job("classification", "gru", epochs=2)
+    run_dir = tmp_path / "runs" / "t" / "gru" / "0"
+    run = train(j, h5, run_dir, info)
+    model, _ = load_checkpoint(run_dir / "best.pt")
+    result = evaluate(load_task_data(h5, j["task"]), j["task"], model, "gru", 0)
+    write_json(run_dir / "metrics.json", result)
+
+    down = {**info, "tracking_uri": DOWN}  # the store goes away while evaluation runs
+    assert log_test_metrics(run, down, result, run_dir) is False
+    assert (run_dir / EVAL_PENDING).exists() and pending(tmp_path / "runs") == [run_dir]
+
+    assert main(["--runs", str(tmp_path / "runs"), "--tracking", str(tmp_path / "tracking.json")]) == 0
+    assert not (run_dir / EVAL_PENDING).exists() and pending(tmp_path / "runs") == []
+    client = MlflowClient(info["tracking_uri"])
+    got = client.get_run(run["mlflow_run_id"])
+    assert got.data.metrics["test_accuracy"] == result["metrics"]["accuracy"]
+    artifacts = {a.path for a in client.list_artifacts(got.info.run_id, "evaluation")}
+    assert {"evaluation/metrics.json", "evaluation/per_class.csv", "evaluation/confusion_matrix.png"} <= artifacts
+
+
+def test_run_explains_itself(tmp_path):
+    info = setup(f"sqlite:///{tmp_path}/m.db", "exp", tmp_path / "tracking.json")
+    client = MlflowClient(info["tracking_uri"])
+    assert client.get_experiment(info["experiment_id"]).tags["mlflow.experimentKind"] == "custom_model_development"
+    h5 = make_file(tmp_path / "d.h5", "regression")
+    run = train(job("regression", "gru", epochs=2), h5, tmp_path / "run", info)
+    got = client.get_run(run["mlflow_run_id"])
+    params = got.data.params
+    assert params["model.hidden_size"] == "32" and params["model.arch"] == "gru"
+    assert not {"model.codebook_size", "model.diffusion_steps", "model.n_heads"} & set(params)  # other archs' keys
+    assert {"val_rmse", "train_rmse"} <= set(got.data.metrics) and "val_metric" not in got.data.metrics
+    [dataset] = got.inputs.dataset_inputs
+    assert dataset.dataset.digest and dataset.tags[0].value == "training"
+    [model] = got.outputs.model_outputs
+    logged = client.get_logged_model(model.model_id)
+    import mlflow
+
+    mlflow.set_tracking_uri(info["tracking_uri"])
+    meta = mlflow.models.get_model_info(logged.model_uri)
+    assert meta.signature is not None and meta.saved_input_example_info is not None
+
+
+def test_moved_store_finds_its_artifacts_after_relocate(tmp_path):
+    old = tmp_path / "a" / "results" / "mlflow"
+    info = setup(f"sqlite:///{old}/mlflow.db", "exp", old / "tracking.json")
+    client = MlflowClient(info["tracking_uri"])
+    run = client.create_run(info["experiment_id"])
+    client.log_text(run.info.run_id, "hello", "note.txt")
+    new = tmp_path / "b" / "results" / "mlflow"
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    shutil.rmtree(tmp_path / "a")
+    assert relocate(new / "mlflow.db", new / "artifacts") >= 2
+    moved = MlflowClient(f"sqlite:///{new}/mlflow.db")
+    path = moved.download_artifacts(run.info.run_id, "note.txt", str(tmp_path))
+    assert open(path).read() == "hello"
+    assert relocate(new / "mlflow.db", new / "artifacts") == 0  # idempotent
