@@ -16,11 +16,14 @@ export PATH := $(BIN):$(PATH)
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+$(VENV)/.installed: requirements.lock pyproject.toml envs/condor_config.pth
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(VENV)/bin/uv pip install --python $(VENV)/bin/python --compile-bytecode $(UV_FLAGS) -r requirements.lock
 	$(VENV)/bin/uv pip install --python $(VENV)/bin/python --no-deps -e .
+	@# No HTCondor pool configured on this machine: tell its bindings so once (what they do anyway), instead of a
+	@# CONDOR_CONFIG warning at the top of every snakemake call. A real pool's condor_config is left alone.
+	cp envs/condor_config.pth "$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/"
 	@touch $@
 
 demo: install

@@ -160,6 +160,14 @@ def test_clean_download_is_verified_and_leaves_no_part(server: Server, dest: Pat
     assert [r["range"] for r in server.how.requests] == [None]
 
 
+def test_download_logs_its_progress_when_not_on_a_terminal(server: Server, dest: Path, caplog) -> None:
+    caplog.set_level("INFO", logger="seqpipe.progress")
+    url = server.publish("file.bin", DATA)
+    download(url, dest, size=len(DATA), sha256=SHA, **FAST)
+    [line] = [r.getMessage() for r in caplog.records if r.name == "seqpipe.progress"]
+    assert line.startswith("file.bin") and "100%" in line and "B/s" in line
+
+
 def test_transfer_cut_midway_resumes_with_range(server: Server, dest: Path) -> None:
     url = server.publish("file.bin", DATA)
     server.how.cut_after = 100_000

@@ -35,7 +35,6 @@ import posixpath
 import re
 import shutil
 import stat
-import sys
 import tarfile
 import tempfile
 import time
@@ -46,10 +45,10 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from urllib.parse import urlsplit
 
 import requests
-from tqdm import tqdm
 
 from seqpipe.datasets import dataset_names, get_dataset
 from seqpipe.io import sha256_file
+from seqpipe.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -262,16 +261,7 @@ def _write_body(job: _Job, response: requests.Response, offset: int, total: int 
     received = 0
     with (
         open(job.part, "ab" if offset else "wb") as fh,
-        tqdm(
-            total=total,
-            initial=offset,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=job.dest.name,
-            file=sys.stderr,
-            disable=not sys.stderr.isatty(),
-        ) as bar,
+        progress(total, job.dest.name, unit="B", unit_scale=True, initial=offset) as bar,
     ):
         try:
             for block in response.iter_content(chunk_size=job.chunk):
