@@ -29,8 +29,17 @@ COMMANDS = {
 
 
 def is_own_error(err: BaseException) -> bool:
-    """An error seqpipe raised on purpose (its message says what was found, what was expected and the fix)."""
-    return type(err).__module__.startswith("seqpipe")
+    """An error seqpipe raised on purpose (its message says what was found, what was expected and the fix): a
+    seqpipe exception class, or a built-in one raised by a `raise` in seqpipe's own code (not deep in a library,
+    where a traceback is what a bug report needs)."""
+    if type(err).__module__.startswith("seqpipe"):
+        return True
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    package = os.path.dirname(os.path.abspath(__file__))
+    return tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(package + os.sep) and isinstance(
+        err, (ValueError, KeyError, FileNotFoundError, TypeError, RuntimeError))
 
 
 def one_paragraph(command: str, err: BaseException) -> str:
