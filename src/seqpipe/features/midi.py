@@ -53,19 +53,23 @@ DRUM_CLASSES: tuple[str, ...] = (
 """The 9 drum classes of the Groove MIDI paper (Gillick et al. 2019), in grid column order."""
 
 _CLASS_PITCHES: dict[str, tuple[int, ...]] = {
-    "kick": (35, 36),
-    "snare": (37, 38, 40),
-    "hh_closed": (42, 22, 44),
-    "hh_open": (46, 26),
-    "tom_low": (41, 43, 45, 58),
-    "tom_mid": (47, 48),
-    "tom_high": (50,),
-    "crash": (49, 52, 55, 57),
-    "ride": (51, 53, 59),
+    # The Groove MIDI paper's table (Gillick et al. 2019, Table 2): the 22 Roland TD-11 pitches.
+    "kick": (36,),
+    "snare": (38, 40, 37),  # head, rim, cross-stick
+    "hh_closed": (42, 22, 44),  # bow, edge, pedal
+    "hh_open": (46, 26),  # bow, edge
+    "tom_low": (43, 58),  # tom 3 (floor) head, rim
+    "tom_mid": (45, 47),  # tom 2 head, rim
+    "tom_high": (48, 50),  # tom 1 head, rim
+    "crash": (49, 55, 57, 52),  # crash 1 bow, edge; crash 2 bow, edge
+    "ride": (51, 59, 53),  # bow, edge, bell
 }
+_GM_EXTRAS: dict[int, str] = {35: "kick", 41: "tom_low"}
+"""General MIDI drums the TD-11 never sends: acoustic bass drum and low floor tom."""
+
 DRUM_PITCH_TO_CLASS: dict[int, int] = {
     pitch: DRUM_CLASSES.index(name) for name, pitches in _CLASS_PITCHES.items() for pitch in pitches
-}
+} | {pitch: DRUM_CLASSES.index(name) for pitch, name in _GM_EXTRAS.items()}
 """General MIDI / Roland TD-11 drum pitch -> index into DRUM_CLASSES; other pitches are ignored."""
 
 _PITCH_CLASS_LUT = np.full(128, -1, dtype=np.int64)
@@ -116,23 +120,78 @@ GROOVE_NAMES: tuple[str, ...] = (
 """Meaning of each entry of `groove_features` (mapped drum hits only; bars of `beats_per_bar`)."""
 
 
+def _seconds(ticks: np.ndarray, tempo_ticks: np.ndarray, mspq: np.ndarray, tpq: int) -> np.ndarray:
+    """Tick -> seconds in float64 with pretty_midi's tempo map and arithmetic (bit for bit).
+
+    As pretty_midi: 120 bpm until the first tempo event unless one sits at tick 0, a repeated tempo
+    is ignored, and each segment's time is `segment start time + tick_scale * (tick - start)`.
+    """
+    starts, scales = [0], [60.0 / (120.0 * tpq)]
+    for tick, value in zip(tempo_ticks.tolist(), mspq.tolist(), strict=True):
+        if value <= 0:
+            continue
+        scale = 60.0 / ((6e7 / value) * tpq)
+        if tick == 0:
+            starts, scales = [0], [scale]
+        elif scale != scales[-1]:
+            starts.append(tick)
+            scales.append(scale)
+    base = [0.0]
+    for k in range(1, len(starts)):
+        base.append(base[-1] + scales[k - 1] * float(starts[k] - starts[k - 1]))
+    if len(starts) == 1:
+        return scales[0] * ticks.astype(np.float64)
+    segment = np.searchsorted(np.asarray(starts), ticks, side="right") - 1
+    return np.asarray(base)[segment] + np.asarray(scales)[segment] * (ticks - np.asarray(starts)[segment])
+
+
+def _pretty_midi_ends(key: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Note-off ticks as pretty_midi pairs them, from symusic's first-in-first-out pairs.
+
+    pretty_midi ends every open note of a (track, channel, pitch) at the next note-off at a later
+    tick; symusic pairs note-offs first in, first out. Both see the same note-offs, so a note's
+    pretty_midi end is the first symusic end of its key strictly after its start. `key` must fit
+    in 31 bits and ticks in 32.
+    """
+    composite_end = np.sort((key.astype(np.int64) << 32) | end.astype(np.int64))
+    at = np.searchsorted(composite_end, (key.astype(np.int64) << 32) | start.astype(np.int64), side="right")
+    return (composite_end[at] & 0xFFFFFFFF).astype(np.int64)
+
+
 def read_notes(path: str | os.PathLike[str]) -> Notes:
-    """Parse a MIDI file with symusic into `Notes`; raise MidiReadError if unreadable or empty."""
+    """Parse a MIDI file into `Notes` as pretty_midi reads it; raise MidiReadError if unreadable or empty.
+
+    symusic parses the file in ticks; note-offs are then re-paired as pretty_midi pairs them (a
+    re-struck pitch ends at the first note-off after it) and ticks become float64 seconds with
+    pretty_midi's tempo map, so a quantised take sits exactly on its grid. Zero-length notes
+    (note-on and note-off on one tick) are dropped as pretty_midi drops them.
+    """
     try:
-        score = symusic.Score(str(path), ttype="second")
+        score = symusic.Score(str(path), ttype="tick")
+        tempos = score.tempos.numpy()
         parts = [(track.notes.numpy(), bool(track.is_drum)) for track in score.tracks]
+        tpq = int(score.ticks_per_quarter)
     except Exception as exc:  # symusic raises RuntimeError/ValueError with a parser message
         raise MidiReadError(f"{path}: cannot parse MIDI ({type(exc).__name__}: {exc})") from exc
-    parts = [(arrays, drum) for arrays, drum in parts if arrays["time"].size]
-    if not parts:
+    parts = [(arrays, drum, i) for i, (arrays, drum) in enumerate(parts) if arrays["time"].size]
+    if not parts or tpq <= 0:
         raise MidiReadError(f"{path}: the file holds no notes")
-    start = np.concatenate([a["time"].astype(np.float64) for a, _ in parts])
-    end = start + np.concatenate([a["duration"].astype(np.float64) for a, _ in parts])
-    pitch = np.concatenate([a["pitch"].astype(np.int16) for a, _ in parts])
-    velocity = np.concatenate([a["velocity"].astype(np.int16) for a, _ in parts])
-    is_drum = np.concatenate([np.full(a["time"].size, drum) for a, drum in parts])
-    if not (np.isfinite(start).all() and np.isfinite(end).all()):
-        raise MidiReadError(f"{path}: non-finite note times")
+    on = np.concatenate([a["time"] for a, _, _ in parts]).astype(np.int64)
+    off = on + np.concatenate([a["duration"] for a, _, _ in parts])
+    pitch = np.concatenate([a["pitch"] for a, _, _ in parts]).astype(np.int16)
+    velocity = np.concatenate([a["velocity"] for a, _, _ in parts]).astype(np.int16)
+    is_drum = np.concatenate([np.full(a["time"].size, drum) for a, drum, _ in parts])
+    track = np.concatenate([np.full(a["time"].size, i, dtype=np.int64) for a, _, i in parts])
+    if on.min() < 0 or off.max() >= 2**32:
+        raise MidiReadError(f"{path}: note ticks outside [0, 2**32); the file is corrupt")
+    keep = off > on  # symusic's zero-length pairs: pretty_midi drops them
+    off = _pretty_midi_ends(track * 128 + pitch, on, off)
+    if not keep.any():
+        raise MidiReadError(f"{path}: the file holds no notes of non-zero length")
+    if not keep.all():
+        on, off, pitch, velocity, is_drum = on[keep], off[keep], pitch[keep], velocity[keep], is_drum[keep]
+    times = _seconds(np.concatenate([on, off]), tempos["time"], tempos["mspq"], tpq)
+    start, end = times[: on.size], times[on.size :]
     order = np.lexsort((pitch, start))
     return Notes(start[order], end[order], pitch[order], velocity[order], is_drum[order])
 
@@ -160,7 +219,9 @@ def _drum_hits(
         raise MidiReadError("no drum hits on a mapped drum pitch (see DRUM_PITCH_TO_CLASS)")
     _check_length(float(drums.start.max()), max_seconds)
     step_seconds = 60.0 / bpm / steps_per_beat
-    position = drums.start[mapped] / step_seconds
+    # Rounded to 1e-9 steps (sub-nanosecond): a quantised take's float64 tick times sit exactly
+    # on the grid, so its micro-timing is exactly 0 instead of rounding noise of ~1e-16.
+    position = np.round(drums.start[mapped] / step_seconds, 9)
     step = np.floor(position + 0.5).astype(np.int64)
     offset = np.clip(position - step, -0.5, 0.5 - 1e-6)  # [-0.5, 0.5), also in float32
     n_steps = int(np.floor(drums.start.max() / step_seconds + 0.5)) + 1
