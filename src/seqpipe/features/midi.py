@@ -150,12 +150,24 @@ def _pretty_midi_ends(key: np.ndarray, start: np.ndarray, end: np.ndarray) -> np
 
     pretty_midi ends every open note of a (track, channel, pitch) at the next note-off at a later
     tick; symusic pairs note-offs first in, first out. Both see the same note-offs, so a note's
-    pretty_midi end is the first symusic end of its key strictly after its start. `key` must fit
-    in 31 bits and ticks in 32.
+    pretty_midi end is the first symusic end of its key strictly after its start. Notes must come
+    sorted by start within each key (symusic's order); ticks must fit in 32 bits. Without an
+    overlap of two notes of one key (the usual case) the ends are returned as they are.
     """
-    composite_end = np.sort((key.astype(np.int64) << 32) | end.astype(np.int64))
-    at = np.searchsorted(composite_end, (key.astype(np.int64) << 32) | start.astype(np.int64), side="right")
-    return (composite_end[at] & 0xFFFFFFFF).astype(np.int64)
+    order = np.argsort(key, kind="stable")  # radix sort on small ints: groups keys, keeps start order
+    k, s, e = key[order], start[order], end[order]
+    overlapped = np.flatnonzero((k[1:] == k[:-1]) & (e[:-1] > s[1:])) + 1
+    if not overlapped.size:
+        return end  # FIFO ends rise with the starts, so no overlap means nothing to re-pair
+    k = k.astype(np.int64)
+    composite = (k << 32) | e
+    if np.any(composite[1:] < composite[:-1]):  # notes on one tick may come in either order
+        composite = np.sort(composite, kind="stable")
+    # Only a note that starts before the previous note of its key ends can end earlier than it does.
+    at = np.searchsorted(composite, (k[overlapped] << 32) | s[overlapped], side="right")
+    paired = end.copy()
+    paired[order[overlapped]] = composite[at] & 0xFFFFFFFF
+    return paired
 
 
 def read_notes(path: str | os.PathLike[str]) -> Notes:
@@ -164,10 +176,11 @@ def read_notes(path: str | os.PathLike[str]) -> Notes:
     symusic parses the file in ticks; note-offs are then re-paired as pretty_midi pairs them (a
     re-struck pitch ends at the first note-off after it) and ticks become float64 seconds with
     pretty_midi's tempo map, so a quantised take sits exactly on its grid. Zero-length notes
-    (note-on and note-off on one tick) are dropped as pretty_midi drops them.
+    (note-on and note-off on one tick) are dropped as pretty_midi drops them. A note-on that
+    symusic leaves unpaired (never followed by a note-off of its own) is lost; see docs/features.md.
     """
     try:
-        score = symusic.Score(str(path), ttype="tick")
+        score = symusic.Score(os.fspath(path), ttype="tick")
         tempos = score.tempos.numpy()
         parts = [(track.notes.numpy(), bool(track.is_drum)) for track in score.tracks]
         tpq = int(score.ticks_per_quarter)
@@ -176,24 +189,36 @@ def read_notes(path: str | os.PathLike[str]) -> Notes:
     parts = [(arrays, drum, i) for i, (arrays, drum) in enumerate(parts) if arrays["time"].size]
     if not parts or tpq <= 0:
         raise MidiReadError(f"{path}: the file holds no notes")
-    on = np.concatenate([a["time"] for a, _, _ in parts]).astype(np.int64)
-    off = on + np.concatenate([a["duration"] for a, _, _ in parts])
-    pitch = np.concatenate([a["pitch"] for a, _, _ in parts]).astype(np.int16)
-    velocity = np.concatenate([a["velocity"] for a, _, _ in parts]).astype(np.int16)
-    is_drum = np.concatenate([np.full(a["time"].size, drum) for a, drum, _ in parts])
-    track = np.concatenate([np.full(a["time"].size, i, dtype=np.int64) for a, _, i in parts])
+    if len(parts) == 1:  # the usual piano file: no concatenation
+        (arrays, drum, _), = parts
+        on, pitch, velocity = arrays["time"].astype(np.int64), arrays["pitch"], arrays["velocity"]
+        off, is_drum, key = on + arrays["duration"], np.full(on.size, drum), pitch.astype(np.int16)
+    else:
+        on = np.concatenate([a["time"] for a, _, _ in parts]).astype(np.int64)
+        off = on + np.concatenate([a["duration"] for a, _, _ in parts])
+        pitch = np.concatenate([a["pitch"] for a, _, _ in parts])
+        velocity = np.concatenate([a["velocity"] for a, _, _ in parts])
+        is_drum = np.concatenate([np.full(a["time"].size, drum) for a, drum, _ in parts])
+        track = np.concatenate([np.full(a["time"].size, i, dtype=np.int32) for a, _, i in parts])
+        key = track * 128 + pitch
+        key = key.astype(np.int16) if len(score.tracks) < 256 else key
     if on.min() < 0 or off.max() >= 2**32:
         raise MidiReadError(f"{path}: note ticks outside [0, 2**32); the file is corrupt")
+    if any((a["time"][1:] < a["time"][:-1]).any() for a, _, _ in parts):  # symusic sorts; never trust it blindly
+        order = np.lexsort((on, key))
+        on, off, pitch, velocity, is_drum, key = on[order], off[order], pitch[order], velocity[order], is_drum[order], key[order]
     keep = off > on  # symusic's zero-length pairs: pretty_midi drops them
-    off = _pretty_midi_ends(track * 128 + pitch, on, off)
-    if not keep.any():
-        raise MidiReadError(f"{path}: the file holds no notes of non-zero length")
+    off = _pretty_midi_ends(key, on, off)
     if not keep.all():
         on, off, pitch, velocity, is_drum = on[keep], off[keep], pitch[keep], velocity[keep], is_drum[keep]
-    times = _seconds(np.concatenate([on, off]), tempos["time"], tempos["mspq"], tpq)
-    start, end = times[: on.size], times[on.size :]
-    order = np.lexsort((pitch, start))
-    return Notes(start[order], end[order], pitch[order], velocity[order], is_drum[order])
+        if not on.size:
+            raise MidiReadError(f"{path}: the file holds no notes of non-zero length")
+    rank = (on << 7) | pitch
+    if (rank[1:] < rank[:-1]).any():  # into (start, pitch) order: a merge of sorted runs
+        order = np.argsort(rank, kind="stable")
+        on, off, pitch, velocity, is_drum = on[order], off[order], pitch[order], velocity[order], is_drum[order]
+    start, end = (_seconds(t, tempos["time"], tempos["mspq"], tpq) for t in (on, off))
+    return Notes(start, end, pitch.astype(np.int16), velocity.astype(np.int16), is_drum)
 
 
 def _check_length(seconds: float, max_seconds: float) -> None:
@@ -258,15 +283,21 @@ _CHUNK_CELLS = 4_000_000
 def _paint_max(
     flat: np.ndarray, origin: np.ndarray, lengths: np.ndarray, value: np.ndarray, stride: int
 ) -> None:
-    """flat[origin[i] + k * stride] = max(..., value[i]) for k < lengths[i]; in bounded chunks."""
+    """flat[origin[i] + k * stride] = max(..., value[i]) for k < lengths[i]; in bounded chunks.
+
+    The cell indexes are a cumulative sum of strides with a jump at each note's first cell
+    (cheaper than repeating the origins and adding an arange).
+    """
     cumulative = np.cumsum(lengths)
     chunk = (cumulative - 1) // _CHUNK_CELLS
     edges = np.r_[0, np.flatnonzero(np.diff(chunk)) + 1, lengths.size]
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        n = lengths[lo:hi]
-        within = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
-        index = np.repeat(origin[lo:hi], n) + within * stride
-        np.maximum.at(flat, index, np.repeat(value[lo:hi], n))
+        n, o = lengths[lo:hi], origin[lo:hi]
+        firsts = np.cumsum(n) - n
+        steps = np.full(int(n.sum()), stride, dtype=np.int64)
+        steps[firsts[0]] = o[0]
+        steps[firsts[1:]] = o[1:] - (o[:-1] + (n[:-1] - 1) * stride)
+        np.maximum.at(flat, np.cumsum(steps), np.repeat(value[lo:hi], n))
 
 
 def piano_roll(notes: Notes, fps: float, max_seconds: float = MAX_SECONDS) -> np.ndarray:
@@ -277,14 +308,14 @@ def piano_roll(notes: Notes, fps: float, max_seconds: float = MAX_SECONDS) -> np
     """
     if not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"need fps > 0, got {fps}")
-    tonal = notes.select(~notes.is_drum)
+    tonal = notes.select(~notes.is_drum) if notes.is_drum.any() else notes
     if len(tonal) == 0:
         raise MidiReadError("no non-drum notes for a piano roll")
     _check_length(float(tonal.end.max()), max_seconds)
-    first = np.floor(tonal.start * fps).astype(np.int64)
-    stop = np.maximum(np.floor(tonal.end * fps).astype(np.int64), first + 1)
+    first = (tonal.start * fps).astype(np.int64)  # times are >= 0: truncation is floor
+    stop = np.maximum((tonal.end * fps).astype(np.int64), first + 1)
     roll = np.zeros((int(stop.max()), 128), dtype=np.float32)
-    value = (tonal.velocity / 127.0).astype(np.float32)
+    value = tonal.velocity.astype(np.float32) / np.float32(127.0)
     _paint_max(roll.reshape(-1), first * 128 + tonal.pitch, stop - first, value, stride=128)
     return roll
 
@@ -306,6 +337,14 @@ def _mean(x: np.ndarray) -> float:
     return float(x.mean()) if x.size else 0.0
 
 
+def _onsets(start: np.ndarray) -> np.ndarray:
+    """The distinct onset times, sorted (without a sort when `start` already is, as `read_notes` gives it)."""
+    step = np.diff(start)
+    if np.all(step >= 0):
+        return start[np.r_[True, step > 0]]
+    return np.unique(start)
+
+
 def dynamics_features(notes: Notes) -> np.ndarray:
     """Velocity, note-length and timing statistics, float32 [16]; see DYNAMICS_NAMES."""
     if len(notes) == 0:
@@ -314,13 +353,13 @@ def dynamics_features(notes: Notes) -> np.ndarray:
     v = velocity / 127.0
     hist = np.bincount(np.clip(notes.velocity, 0, 127) // 32, minlength=4)[:4] / len(notes)
     length = notes.end - notes.start
-    ioi = np.diff(np.unique(notes.start))
+    ioi = np.diff(_onsets(notes.start))
     mean, std = velocity.mean(), velocity.std()
     accent = float((velocity > mean + std).mean()) if std > 0 else 0.0
     duration = float(notes.end.max())
     density = len(notes) / duration if duration > 0 else 0.0
     values = [
-        v.mean(), v.std(), v.max() - v.min(), np.median(v), *hist,
+        mean / 127.0, std / 127.0, v.max() - v.min(), np.median(v), *hist,
         length.mean(), length.std(), np.median(length), _mean(ioi), _std(ioi),
         accent, density, duration,
     ]
