@@ -86,7 +86,14 @@ def mp3_stream_frames(data: bytes) -> int | None:
 def _stopped_early(path: str, decoded: int, rate: int) -> str | None:
     """Why an MP3 decode ended before its stream did (a VBR file without a Xing/Info header), or None."""
     with open(path, "rb") as fh:
-        held = mp3_stream_frames(fh.read())
+        head = fh.read(10)
+        tag = 10 + ((head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | (head[9] & 0x7F)) \
+            if head[:3] == b"ID3" and len(head) == 10 else 0
+        fh.seek(tag)
+        first = fh.read(4096)  # holds the first frame: with a Xing/Info/VBRI header, the rest need not be read
+        if any(t in first for t in _VBR_TAGS) and mp3_stream_frames(first) is None:
+            return None
+        held = mp3_stream_frames(first + fh.read())
     if held is None or decoded >= held - _FRAME_SLACK:
         return None
     return (
