@@ -249,3 +249,34 @@ def test_a_clip_shorter_than_one_pooled_step_is_skipped_with_its_reason(tmp_path
     assert logmel.extract(Item("e", enough, "train"), spec).shape == (1, 128)
     with pytest.raises(AudioReadError, match=r"short\.wav: the clip is 0\.30 s long, shorter than one pooled step \(0\.49 s"):
         logmel.extract(Item("s", short, "train"), spec)
+
+
+@pytest.mark.slow
+def test_benchmark_ends_with_the_limit_line(tmp_path, files):
+    """benchmarks/features.py times seqpipe against symusic's parse and soundfile's decode in one run."""
+    import re
+    import subprocess
+    import sys
+
+    import pretty_midi
+
+    midi_dir, audio_dir = tmp_path / "midi", tmp_path / "audio"
+    midi_dir.mkdir()
+    audio_dir.mkdir()
+    for i in range(2):
+        pm = pretty_midi.PrettyMIDI()
+        piano = pretty_midi.Instrument(program=0)
+        piano.notes += [pretty_midi.Note(80, 60 + (k % 12), k * 0.25, k * 0.25 + 0.5) for k in range(40)]
+        pm.instruments.append(piano)
+        pm.write(str(midi_dir / f"{i}.mid"))
+        (audio_dir / f"{i}.wav").write_bytes(files["wav"].read_bytes())
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "features.py"), "--midi-dir", str(midi_dir),
+         "--audio-dir", str(audio_dir), "--n", "2", "--repeats", "1"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    pattern = r"limit: MIDI \d+\.\d+ x symusic parse-only \(goal <= 1\.5\), audio \d+\.\d+ x soundfile decode-only \(goal <= 1\.3\)"
+    assert re.fullmatch(pattern, last), last
