@@ -523,3 +523,14 @@ def test_a_wrong_root_ends_in_one_paragraph_not_a_traceback(tmp_path: Path, data
         assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
         assert str(root) in done.stderr and "looked for" in done.stderr.lower() or "no " in done.stderr
         assert f"datasets.{dataset}.root" in done.stderr
+
+
+def test_deam_a_readable_file_wins_over_an_unusable_one_and_duplicates_are_reported(tmp_path: Path) -> None:
+    root = write_deam(tmp_path, {2: ".wav", 3: ".mp3", 5: ".mp3", 2001: ".mp3", 2002: ".mp3"})
+    (root / "MEMD_audio" / "2.mp3").mkdir()  # a folder under the preferred name; 2.wav is fine
+    (root / "MEMD_audio" / "3.flac").write_bytes(b"")  # a second file for song 3
+    index = deam.index(root)
+    assert {i.item_id: i.path.name for i in index.items}["2"] == "2.wav"
+    reasons = {e["path"]: e["reason"] for e in index.skipped}
+    assert set(reasons) == {"MEMD_audio/2.mp3", "MEMD_audio/3.flac"}
+    assert "another audio file (3.mp3)" in reasons["MEMD_audio/3.flac"]

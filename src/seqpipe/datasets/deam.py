@@ -193,13 +193,13 @@ def load_static(root: Path) -> dict[str, dict[str, float]]:
 
 
 def audio_path(root: Path, song_id: str) -> Path | None:
-    """The audio file of a song (`.mp3`, else `.wav` or `.flac`), or None when there is none."""
+    """The audio file of a song (`.mp3`, else `.wav` or `.flac`), or None when there is none.
+
+    A readable file wins over an unusable one (a folder, a dangling link) of another extension.
+    """
     audio_dir = _layout_or_raise(Path(root))[0]
-    for ext in AUDIO_EXTENSIONS:
-        path = audio_dir / f"{song_id}{ext}"
-        if path.exists() or path.is_symlink():
-            return path
-    return None
+    present = [p for p in (audio_dir / f"{song_id}{ext}" for ext in AUDIO_EXTENSIONS) if p.exists() or p.is_symlink()]
+    return next((p for p in present if file_problem(p) is None), present[0] if present else None)
 
 
 def index(root: Path) -> Index:
@@ -224,7 +224,8 @@ def index(root: Path) -> Index:
             skipped.append(skipped_entry(song, path or audio_dir / f"{song}.mp3", root, reason))
             continue
         items[song] = Item(item_id=song, path=path, split=split_of(song), labels=dict(values))
-    used = {item.path.name for item in items.values()} | {Path(e["path"]).name for e in skipped}
+    song_files = {item.item_id: item.path.name for item in items.values()}
+    used = set(song_files.values()) | {Path(e["path"]).name for e in skipped}
     for path in sorted(audio_dir.iterdir()):
         if path.name.startswith(".") or path.name in used:
             continue
@@ -232,7 +233,7 @@ def index(root: Path) -> Index:
         if ext not in AUDIO_EXTENSIONS or not stem.isdigit():
             reason = f"not named as DEAM names its audio (<song_id>{' or '.join(AUDIO_EXTENSIONS)})"
         elif stem in labels:
-            reason = f"song {stem} already has audio {items[stem].path.name if stem in items else ''}; remove the duplicate"
+            reason = f"song {stem} has another audio file ({song_files.get(stem, 'skipped above')}); remove the duplicate"
         else:
             reason = f"song {stem} has no static labels in {STATIC_FILES[0].parent.as_posix()}/"
         skipped.append(skipped_entry(path.name, path, root, reason))
