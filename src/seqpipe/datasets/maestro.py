@@ -141,7 +141,9 @@ def _row_records(rows: list[dict], path: Path) -> list[dict[str, str]]:
 
 def metadata_source(root: Path) -> Path:
     """The metadata file `load_metadata` reads: the newest release's CSV if present, else its JSON."""
-    csv_path, json_path = metadata_files(find_root(root)) or (Path(), Path())  # find_root raises if none
+    found = metadata_files(find_root(root))  # find_root raises DatasetLayoutError when there is none
+    assert found is not None
+    csv_path, json_path = found
     return csv_path if csv_path.is_file() else json_path
 
 
