@@ -1,9 +1,14 @@
 """Feature extraction speed against plain baselines timed in the same run, one core.
 
-MIDI (by default on synthetic pieces the size of a MAESTRO performance): seqpipe's extraction of one file (symusic parse + piano roll + pitch distribution +
-dynamics) against pretty_midi merely parsing the same file. Audio: seqpipe's decode + resample +
-log-mel against librosa.load(sr=22050) + librosa.feature.melspectrogram, in seconds of audio per
-second of wall time. Baseline and candidate alternate file by file, so machine noise hits both.
+MIDI (by default on synthetic pieces the size of a MAESTRO performance): seqpipe's extraction of
+one file (parse + pretty_midi note pairing + piano roll + pitch distribution + dynamics) against
+pretty_midi merely parsing the same file, and against symusic merely parsing it (the limit:
+seqpipe parses with symusic). Audio: seqpipe's decode + resample + log-mel against
+librosa.load(sr=22050) + librosa.feature.melspectrogram, in seconds of audio per second of wall
+time, and against soundfile merely decoding the file (the limit). Candidate and baselines
+alternate file by file, so machine noise hits all of them. The last line is the limit:
+
+    limit: MIDI R x symusic parse-only (goal <= 1.5), audio R x soundfile decode-only (goal <= 1.3)
 
     .venv/bin/python benchmarks/features.py                  # demo-like files made on the fly
     .venv/bin/python benchmarks/features.py --midi-dir D1 --audio-dir D2   # your own files
@@ -32,18 +37,22 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def compare(files: list[Path], ours: Callable[[Path], object], base: Callable[[Path], object], repeats: int) -> tuple[float, float]:
-    """Total seconds per pass over `files` (median of `repeats`) for ours and the baseline, interleaved."""
-    ours(files[0]), base(files[0])  # warm up: imports, caches, numba compilation
-    ours_t, base_t = [], []
-    for _ in range(repeats):
-        ours_t.append(sum(timed(lambda f=f: ours(f)) for f in files))
-        base_t.append(sum(timed(lambda f=f: base(f)) for f in files))
-    return statistics.median(ours_t), statistics.median(base_t)
+def compare(files: list[Path], runs: list[Callable[[Path], object]], repeats: int) -> list[float]:
+    """Total seconds per pass over `files` (median of `repeats`) of each of `runs`, interleaved file by file."""
+    for run in runs:  # warm up: imports, caches, numba compilation
+        run(files[0])
+    totals = [[0.0] * len(runs) for _ in range(repeats)]
+    for r in range(repeats):
+        for f in files:
+            for i, run in enumerate(runs):
+                totals[r][i] += timed(lambda run=run, f=f: run(f))
+    return [statistics.median(t[i] for t in totals) for i in range(len(runs))]
 
 
-def midi_benchmark(files: list[Path], repeats: int) -> None:
+def midi_benchmark(files: list[Path], repeats: int) -> float:
+    """Print seqpipe against pretty_midi; return seqpipe's time over symusic's parse-only time."""
     import pretty_midi
+    import symusic
 
     from seqpipe.features.midi import dynamics_features, piano_roll, pitch_distribution, read_notes
 
@@ -51,13 +60,20 @@ def midi_benchmark(files: list[Path], repeats: int) -> None:
         notes = read_notes(path)
         piano_roll(notes, 8.0), pitch_distribution(notes), dynamics_features(notes)
 
-    ours_s, base_s = compare(files, ours, lambda p: pretty_midi.PrettyMIDI(str(p)), repeats)
+    def symusic_parse(path: Path) -> None:
+        symusic.Score(str(path))
+
+    runs = [ours, lambda p: pretty_midi.PrettyMIDI(str(p)), symusic_parse, read_notes]
+    ours_s, base_s, parse_s, read_s = compare(files, runs, repeats)
     n = len(files)
     print(f"MIDI  {n} files: seqpipe features {n / ours_s:9.1f} files/s | pretty_midi parse only {n / base_s:7.1f} files/s"
-          f" | ratio {base_s / ours_s:6.1f}x (goal >= 50x)")
+          f" | ratio {base_s / ours_s:6.1f}x (goal >= 50x) | symusic parse only {n / parse_s:7.1f} files/s"
+          f" | seqpipe read_notes alone {read_s / parse_s:.2f} x symusic parse-only")
+    return ours_s / parse_s
 
 
-def audio_benchmark(files: list[Path], repeats: int) -> None:
+def audio_benchmark(files: list[Path], repeats: int) -> float:
+    """Print seqpipe against librosa; return seqpipe's time over soundfile's decode-only time."""
     import librosa
     import soundfile as sf
 
@@ -67,10 +83,14 @@ def audio_benchmark(files: list[Path], repeats: int) -> None:
         y, sr = librosa.load(str(path), sr=22050)
         librosa.feature.melspectrogram(y=y, sr=sr, n_fft=2048, hop_length=512, n_mels=128)
 
-    ours_s, base_s = compare(files, lambda p: log_mel(load_audio(p, 22050)), base, repeats)
+    def decode(path: Path) -> None:
+        sf.read(str(path), dtype="float32", always_2d=True)
+
+    ours_s, base_s, decode_s = compare(files, [lambda p: log_mel(load_audio(p, 22050)), base, decode], repeats)
     seconds = sum(sf.info(str(f)).duration for f in files)
     print(f"Audio {len(files)} files, {seconds:.0f} s: seqpipe {seconds / ours_s:7.0f}x real time | librosa {seconds / base_s:7.0f}x real time"
-          f" | ratio {base_s / ours_s:5.2f}x (goal: seqpipe >= 1000x real time per core)")
+          f" | ratio {base_s / ours_s:5.2f}x (goal: seqpipe >= 1000x real time per core) | soundfile decode only {seconds / decode_s:7.0f}x real time")
+    return ours_s / decode_s
 
 
 def maestro_sized_midi(folder: Path, n: int) -> list[Path]:
@@ -116,8 +136,10 @@ def main() -> None:
             midi = sorted(p for p in args.midi_dir.rglob("*") if p.suffix.lower() in {".mid", ".midi"})
         if args.audio_dir:
             audio = sorted(p for p in args.audio_dir.rglob("*") if p.suffix.lower() in {".mp3", ".wav", ".flac"})
-        midi_benchmark(midi[: args.n], args.repeats)
-        audio_benchmark(audio[: args.n], args.repeats)
+        midi_limit = midi_benchmark(midi[: args.n], args.repeats)
+        audio_limit = audio_benchmark(audio[: args.n], args.repeats)
+    print(f"limit: MIDI {midi_limit:.2f} x symusic parse-only (goal <= 1.5), "
+          f"audio {audio_limit:.2f} x soundfile decode-only (goal <= 1.3)")
 
 
 if __name__ == "__main__":

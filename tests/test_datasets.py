@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -202,9 +204,38 @@ def test_groove_unknown_split_is_rejected(tmp_path: Path) -> None:
 def test_groove_missing_midi_is_skipped_with_a_warning(tmp_path: Path) -> None:
     root = write_groove(tmp_path, GROOVE_ROWS)
     (root / "drummer10/session1/2_rock_120_fill_4-4.mid").unlink()
-    with pytest.warns(UserWarning, match=r"1 file\(s\).*missing"):
+    with pytest.warns(UserWarning, match=r"1 listed item\(s\) skipped.*missing"):
         items = groove.load_items(root)
     assert [i.item_id for i in items] == ["drummer1/eval_session/1", "drummer1/eval_session/10"]
+
+
+def test_groove_every_unusable_listed_file_is_in_the_skipped_list(tmp_path: Path) -> None:
+    rows = GROOVE_ROWS + [GROOVE_ROWS[2].replace("session1/2", "session1/3").replace("4-4.mid", "4-4.txt")]
+    root = write_groove(tmp_path, rows)
+    (root / "drummer1/eval_session/1_funk-groove1_138_beat_4-4.mid").unlink()  # missing
+    (root / "drummer1/eval_session/1_funk-groove1_138_beat_4-4.mid").mkdir()  # ... a folder in its place
+    (root / "drummer1/eval_session/10_soul-groove10_102_beat_4-4.mid").unlink()  # missing
+    index = groove.index(root)
+    assert [i.item_id for i in index.items] == ["drummer10/session1/2"]
+    by_id = {e["id"]: e for e in index.skipped}
+    assert set(by_id) == {"drummer1/eval_session/1", "drummer1/eval_session/10", "drummer10/session1/3"}
+    assert all(set(e) == {"id", "path", "reason"} for e in index.skipped)
+    assert by_id["drummer1/eval_session/1"]["path"] == "drummer1/eval_session/1_funk-groove1_138_beat_4-4.mid"
+    assert "a folder where a file is expected" in by_id["drummer1/eval_session/1"]["reason"]
+    assert "missing" in by_id["drummer1/eval_session/10"]["reason"]
+    assert "not named as Groove MIDI names its files" in by_id["drummer10/session1/3"]["reason"]
+
+
+def test_manifest_lists_the_skipped_items(tmp_path: Path) -> None:
+    from seqpipe.data.manifest import build_manifest
+
+    root = write_groove(tmp_path, GROOVE_ROWS)
+    (root / "drummer10/session1/2_rock_120_fill_4-4.mid").unlink()
+    manifest = build_manifest("groove", tmp_path, "root")
+    assert manifest["skipped"] == [
+        {"id": "drummer10/session1/2", "path": "drummer10/session1/2_rock_120_fill_4-4.mid",
+         "reason": "listed in the dataset's metadata but missing; re-extract the archive to get it back"},
+    ]  # fmt: skip
 
 
 def test_groove_duplicate_id_is_an_error(tmp_path: Path) -> None:
@@ -247,11 +278,42 @@ def test_maestro_falls_back_to_the_json(tmp_path: Path) -> None:
     assert [(i.item_id, i.split, i.labels) for i in json_only] == [(i.item_id, i.split, i.labels) for i in with_csv]
 
 
-def test_maestro_row_oriented_json_is_rejected_clearly(tmp_path: Path) -> None:
+def test_maestro_non_tabular_json_is_rejected_clearly(tmp_path: Path) -> None:
     path = tmp_path / "maestro-v3.0.0.json"
-    path.write_text(json.dumps([dict(zip(MAESTRO_COLUMNS, rec)) for rec in MAESTRO_RECORDS]))
-    with pytest.raises(ValueError, match="column-oriented"):
+    path.write_text(json.dumps({"midi_filename": ["a.midi"]}))
+    with pytest.raises(ValueError, match="column-oriented.*list of row objects"):
         maestro.load_metadata_json(path)
+
+
+def write_maestro_release(parent: Path, version: str, *, csv_file: bool = True) -> Path:
+    """A MAESTRO v1.0.0/v2.0.0 folder: `maestro-<version>.csv` and the row-oriented JSON they shipped."""
+    root = write_maestro(parent, csv_file=csv_file, json_file=False)
+    renamed = root.with_name(f"maestro-{version}")
+    root.rename(renamed)
+    if csv_file:
+        (renamed / "maestro-v3.0.0.csv").rename(renamed / f"maestro-{version}.csv")
+    rows = [dict(zip(MAESTRO_COLUMNS, rec, strict=True)) for rec in MAESTRO_RECORDS]
+    (renamed / f"maestro-{version}.json").write_text(json.dumps(rows), encoding="utf-8")
+    return renamed
+
+
+@pytest.mark.parametrize("version", ["v2.0.0", "v1.0.0"])
+@pytest.mark.parametrize("csv_file", [True, False])
+def test_maestro_v1_and_v2_layouts_are_read(tmp_path: Path, version: str, csv_file: bool) -> None:
+    v3 = maestro.load_items(write_maestro(tmp_path / "v3"))
+    root = write_maestro_release(tmp_path / "old", version, csv_file=csv_file)
+    assert maestro.find_root(tmp_path / "old") == root == maestro.find_root(root)
+    index = maestro.index(tmp_path / "old")
+    assert index.skipped == []
+    assert [(i.item_id, i.split, i.labels) for i in index.items] == [(i.item_id, i.split, i.labels) for i in v3]
+    assert all(i.path.is_file() and root in i.path.parents for i in index.items)
+
+
+def test_maestro_newest_release_wins_in_a_shared_folder(tmp_path: Path) -> None:
+    root = write_maestro_release(tmp_path, "v2.0.0")
+    (root / "maestro-v3.0.0.csv").write_text(",".join(MAESTRO_COLUMNS) + "\n")  # v3 metadata, no rows
+    assert maestro.metadata_source(root).name == "maestro-v3.0.0.csv"
+    assert maestro.load_items(root) == []
 
 
 def test_maestro_find_root_and_its_error(tmp_path: Path) -> None:
@@ -292,9 +354,10 @@ def test_deam_items_labels_paths_and_audio_fallbacks(tmp_path: Path) -> None:
 
 def test_deam_songs_without_audio_are_skipped_and_counted(tmp_path: Path) -> None:
     root = write_deam(tmp_path, {2: ".mp3", 2001: ".mp3"})
-    with pytest.warns(UserWarning, match=r"3 song\(s\).*no audio.*3, 5, 2002"):
+    with pytest.warns(UserWarning, match=r"3 listed item\(s\) skipped.*no audio"):
         items = deam.load_items(root)
     assert [i.item_id for i in items] == ["2", "2001"]
+    assert sorted(e["id"] for e in deam.index(root).skipped) == ["2002", "3", "5"]
 
 
 def test_deam_split_is_a_pure_function_of_the_song_id() -> None:
@@ -347,5 +410,127 @@ def test_deam_bad_value_names_the_line(tmp_path: Path) -> None:
 def test_deam_find_root_accepts_the_folder_or_its_parent(tmp_path: Path) -> None:
     root = write_deam(tmp_path / "DEAM", {2: ".mp3"})
     assert deam.find_root(tmp_path) == root == deam.find_root(root)
-    with pytest.raises(FileNotFoundError, match=r"MEMD_audio/ and annotations/.*datasets\.deam\.root"):
+    with pytest.raises(FileNotFoundError, match=r"MEMD_audio/.*annotations/.*datasets\.deam\.root"):
         deam.find_root(tmp_path / "DEAM" / "MEMD_audio")
+
+
+def test_deam_unpacked_mirror_layouts_are_found(tmp_path: Path) -> None:
+    # DEAM_Annotations.zip and DEAM_audio.zip each extracted into a folder of their own name.
+    flat = write_deam(tmp_path / "flat", {2: ".mp3", 3: ".mp3"})
+    root = tmp_path / "mirror"
+    (root / "DEAM_Annotations").mkdir(parents=True)
+    (root / "DEAM_audio").mkdir()
+    (flat / "annotations").rename(root / "DEAM_Annotations" / "annotations")
+    (flat / "MEMD_audio").rename(root / "DEAM_audio" / "MEMD_audio")
+    assert deam.find_root(root) == root
+    index = deam.index(root)
+    assert [i.item_id for i in index.items] == ["2", "3"]
+    assert index.items[0].path == root / "DEAM_audio" / "MEMD_audio" / "2.mp3"
+    assert {e["id"]: e["path"] for e in index.skipped} == {
+        "5": "DEAM_audio/MEMD_audio/5.mp3", "2001": "DEAM_audio/MEMD_audio/2001.mp3", "2002": "DEAM_audio/MEMD_audio/2002.mp3",
+    }  # fmt: skip
+    assert list(deam.load_dynamic(root)) == ["2", "3", "2001"]
+
+
+def test_deam_audio_files_that_are_not_items_are_skipped_with_a_reason(tmp_path: Path) -> None:
+    root = write_deam(tmp_path, {2: ".mp3", 3: ".mp3", 5: ".mp3", 2001: ".mp3", 2002: ".mp3"})
+    (root / "MEMD_audio" / "3.mp3").unlink()
+    (root / "MEMD_audio" / "3.mp3").mkdir()  # a folder in a file's place
+    (root / "MEMD_audio" / "99.mp3").write_bytes(b"")  # no labels
+    (root / "MEMD_audio" / "notes.txt").write_bytes(b"")  # not a DEAM name
+    (root / "MEMD_audio" / ".DS_Store").write_bytes(b"")  # hidden: ignored
+    index = deam.index(root)
+    assert [i.item_id for i in index.items] == ["2", "2001", "2002", "5"]
+    reasons = {e["path"]: e["reason"] for e in index.skipped}
+    assert set(reasons) == {"MEMD_audio/3.mp3", "MEMD_audio/99.mp3", "MEMD_audio/notes.txt"}
+    assert "folder" in reasons["MEMD_audio/3.mp3"] and "no static labels" in reasons["MEMD_audio/99.mp3"]
+    assert "not named as DEAM names its audio" in reasons["MEMD_audio/notes.txt"]
+
+
+# ----------------------------------------------------------------------------- lakh and symbolic links
+
+
+def _lakh_annex(tmp_path: Path) -> tuple[Path, Path]:
+    """A git-annex-like Lakh copy: every file a symbolic link into a store outside the tree, one
+    hex folder itself a link (DVC), the root reached through a link; plus a dangling link and an odd name."""
+    import hashlib
+
+    from seqpipe.data import demo
+
+    real = demo.generate("lakh", tmp_path / "real", n_items=12, seed=0)
+    store, tree = tmp_path / "annex" / "objects", tmp_path / "checkout" / "lmd_full"
+    store.mkdir(parents=True)
+    for path in sorted(real.glob("*/*.mid")):
+        target = store / hashlib.sha256(path.read_bytes()).hexdigest()
+        target.write_bytes(path.read_bytes())
+        link = tree / path.parent.name / path.name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(target)  # absolute, as the moved folder below must still reach it
+    first = sorted(p for p in tree.iterdir())[0]
+    moved = tmp_path / "dvc-cache" / first.name
+    moved.parent.mkdir()
+    first.rename(moved)
+    first.symlink_to(moved, target_is_directory=True)
+    (tree / "f").mkdir(exist_ok=True)
+    (tree / "f" / ("f" * 32 + ".mid")).symlink_to(store / "not-fetched")
+    (tree / "f" / "README.txt").write_text("odd")
+    link_root = tmp_path / "lakh-link"
+    link_root.symlink_to(tree.parent, target_is_directory=True)
+    return link_root, real
+
+
+def test_lakh_symlinked_tree_is_read_through_its_links(tmp_path: Path) -> None:
+    from seqpipe.data.manifest import build_manifest
+    from seqpipe.datasets import lakh
+
+    link_root, real = _lakh_annex(tmp_path)
+    root = lakh.find_root(link_root)
+    assert root == link_root / "lmd_full"
+    index = lakh.index(link_root)
+    assert sorted(i.item_id for i in index.items) == sorted(p.stem for p in real.glob("*/*.mid"))
+    assert all(i.path.parent.parent == root for i in index.items)  # never resolved out of the root
+    skipped = {e["path"]: e["reason"] for e in index.skipped}
+    assert set(skipped) == {"f/" + "f" * 32 + ".mid", "f/README.txt"}
+    assert "symbolic link" in skipped["f/" + "f" * 32 + ".mid"] and "not named" in skipped["f/README.txt"]
+    manifest = build_manifest("lakh", link_root, "root")
+    assert sorted(manifest["files"]) == sorted([p.relative_to(real).as_posix() for p in real.glob("*/*.mid")] + ["f/README.txt"])
+    assert manifest["skipped"] == index.skipped
+
+
+def test_features_build_on_a_symlinked_lakh_tree(tmp_path: Path) -> None:
+    from seqpipe.data.manifest import build_manifest, write_manifest
+    from seqpipe.features.build import build
+
+    link_root, _ = _lakh_annex(tmp_path)
+    manifest = tmp_path / "lakh.manifest.json"
+    write_manifest(build_manifest("lakh", link_root, "root"), manifest)
+    spec = {"name": "lakh_roll", "dataset": "lakh", "kind": "piano_roll", "fps": 8, "target": None, "window": 8,
+            "hop": 8, "max_failed_fraction": 0.5, "timeout_s": 30, "limit": None}  # fmt: skip
+    report = build(manifest, spec, tmp_path / "l.h5", tmp_path / "l.skipped.json", workers=1)
+    assert report["items"] == 12 and all(not e["path"].startswith("..") for e in report["skipped"])
+
+
+@pytest.mark.parametrize("dataset", ["groove", "maestro", "deam", "lakh"])
+def test_a_wrong_root_ends_in_one_paragraph_not_a_traceback(tmp_path: Path, dataset: str) -> None:
+    (tmp_path / "empty").mkdir()
+    for root in (tmp_path / "empty", tmp_path / "absent"):
+        done = subprocess.run(
+            [sys.executable, "-m", "seqpipe", "manifest", "--dataset", dataset, "--root", str(root),
+             "--out", str(tmp_path / "m.json")],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 1
+        assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
+        assert str(root) in done.stderr and "looked for" in done.stderr.lower() or "no " in done.stderr
+        assert f"datasets.{dataset}.root" in done.stderr
+
+
+def test_deam_a_readable_file_wins_over_an_unusable_one_and_duplicates_are_reported(tmp_path: Path) -> None:
+    root = write_deam(tmp_path, {2: ".wav", 3: ".mp3", 5: ".mp3", 2001: ".mp3", 2002: ".mp3"})
+    (root / "MEMD_audio" / "2.mp3").mkdir()  # a folder under the preferred name; 2.wav is fine
+    (root / "MEMD_audio" / "3.flac").write_bytes(b"")  # a second file for song 3
+    index = deam.index(root)
+    assert {i.item_id: i.path.name for i in index.items}["2"] == "2.wav"
+    reasons = {e["path"]: e["reason"] for e in index.skipped}
+    assert set(reasons) == {"MEMD_audio/2.mp3", "MEMD_audio/3.flac"}
+    assert "another audio file (3.mp3)" in reasons["MEMD_audio/3.flac"]

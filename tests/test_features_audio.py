@@ -179,3 +179,104 @@ def test_mel_vector():
     np.testing.assert_array_equal(mel_vector(constant), np.zeros(128, np.float32))
     ramp = np.tile(np.arange(128, dtype=np.float32), (3, 1))
     np.testing.assert_allclose(mel_vector(ramp), np.linspace(-1, 1, 128), atol=1e-6)
+
+
+def _strip_vbr_header(data: bytes) -> bytes:
+    """An mp3 without its first frame, the one carrying the Xing/Info header (libsndfile writes no ID3)."""
+    header = int.from_bytes(data[:4], "big")
+    assert header >> 21 == 0x7FF and (header >> 19) & 3 == 3 and (header >> 17) & 3 == 1  # MPEG-1 Layer III
+    kbps = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)[(header >> 12) & 15]
+    rate = (44100, 48000, 32000)[(header >> 10) & 3]
+    size = 144 * kbps * 1000 // rate + ((header >> 9) & 1)
+    assert b"Xing" in data[:size] or b"Info" in data[:size]
+    return data[size:]
+
+
+@pytest.fixture(scope="module")
+def vbr_mp3(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A 45 s VBR mp3 (loud noise for 2 s, then a quiet tone) with its Xing header, and a copy without it."""
+    folder = tmp_path_factory.mktemp("vbr")
+    rate = 44100
+    t = np.arange(45 * rate) / rate
+    noise = np.random.default_rng(0).standard_normal(t.size)
+    y = np.where(t < 2.0, 0.5 * noise, 0.01 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    with_header = folder / "with_header.mp3"
+    with sf.SoundFile(with_header, "w", rate, 2, format="MP3", subtype="MPEG_LAYER_III") as f:
+        f.write(np.stack([y, y], axis=1))
+    without = folder / "no_xing.mp3"
+    without.write_bytes(_strip_vbr_header(with_header.read_bytes()))
+    return with_header, without
+
+
+def test_vbr_mp3_without_a_xing_header_is_not_read_short(vbr_mp3):
+    with_header, without = vbr_mp3
+    assert abs(load_audio(with_header).size / SR - 45.0) < 0.1
+    # libsndfile guesses the length from the first (loud, high-bitrate) frame and stops there.
+    with sf.SoundFile(without) as f:
+        assert f.frames / f.samplerate < 40.0
+    with pytest.raises(AudioReadError, match=r"no_xing\.mp3: decoding stopped early.*\(45\.0 s\).*Xing/Info header"):
+        load_audio(without)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("empty.mp3", b"", r"the file is empty \(0 bytes\)"),
+        ("notes.mp3", b"these are my notes, not audio\n" * 40, r"not an audio file libsndfile can decode"),
+        ("folder.wav", None, r"is a folder"),
+        ("absent.wav", "absent", r"does not exist"),
+    ],
+)
+def test_unopenable_files_get_a_clear_reason(tmp_path, name, content, reason):
+    path = tmp_path / name
+    if content is None:
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    with pytest.raises(AudioReadError, match=rf"{name}: {reason}") as info:
+        load_audio(path)
+    assert "possibly a pipe" not in str(info.value)
+
+
+def test_a_clip_shorter_than_one_pooled_step_is_skipped_with_its_reason(tmp_path):
+    from seqpipe.datasets import Item
+    from seqpipe.features.kinds import logmel
+
+    spec = {"sample_rate": SR, "n_fft": 2048, "hop_length": 512, "n_mels": 128, "pool": 21}
+    short, enough = tmp_path / "short.wav", tmp_path / "enough.wav"
+    sf.write(short, _signal(SR)[: int(0.3 * SR)], SR)  # 13 frames of 512 samples < 21
+    sf.write(enough, _signal(SR)[: int(0.6 * SR)], SR)
+    assert logmel.extract(Item("e", enough, "train"), spec).shape == (1, 128)
+    with pytest.raises(AudioReadError, match=r"short\.wav: the clip is 0\.30 s long, shorter than one pooled step \(0\.49 s"):
+        logmel.extract(Item("s", short, "train"), spec)
+
+
+@pytest.mark.slow
+def test_benchmark_ends_with_the_limit_line(tmp_path, files):
+    """benchmarks/features.py times seqpipe against symusic's parse and soundfile's decode in one run."""
+    import re
+    import subprocess
+    import sys
+
+    import pretty_midi
+
+    midi_dir, audio_dir = tmp_path / "midi", tmp_path / "audio"
+    midi_dir.mkdir()
+    audio_dir.mkdir()
+    for i in range(2):
+        pm = pretty_midi.PrettyMIDI()
+        piano = pretty_midi.Instrument(program=0)
+        piano.notes += [pretty_midi.Note(80, 60 + (k % 12), k * 0.25, k * 0.25 + 0.5) for k in range(40)]
+        pm.instruments.append(piano)
+        pm.write(str(midi_dir / f"{i}.mid"))
+        (audio_dir / f"{i}.wav").write_bytes(files["wav"].read_bytes())
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "features.py"), "--midi-dir", str(midi_dir),
+         "--audio-dir", str(audio_dir), "--n", "2", "--repeats", "1"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    pattern = r"limit: MIDI \d+\.\d+ x symusic parse-only \(goal <= 1\.5\), audio \d+\.\d+ x soundfile decode-only \(goal <= 1\.3\)"
+    assert re.fullmatch(pattern, last), last

@@ -9,23 +9,25 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import sys
 from pathlib import Path
 
-from seqpipe.datasets import get_dataset
+from seqpipe.datasets import get_dataset, walk_files
 from seqpipe.io import canonical_json, read_json, sha256_file, write_json
 
 
 def build_manifest(dataset: str, path: str | Path, source: str) -> dict:
     """List every file under the dataset root found in `path`, with its size and SHA-256."""
-    root = get_dataset(dataset).find_root(Path(path))
+    module = get_dataset(dataset)
+    root = module.find_root(Path(path))
     files = {
         p.relative_to(root).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
+        for p in walk_files(root)  # symbolic links followed, paths kept below the root
     }
     if not files:
         raise FileNotFoundError(f"{root}: the {dataset} dataset folder holds no files")
-    return {"dataset": dataset, "source": source, "root": str(root), "files": files}
+    skipped = module.index(root).skipped  # listed items that cannot become items, with the reason
+    return {"dataset": dataset, "source": source, "root": str(root), "files": files, "skipped": skipped}
 
 
 def files_digest(manifest: dict) -> str:
@@ -62,4 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--source", default="root")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    write_manifest(build_manifest(args.dataset, args.root, args.source), args.out)
+    try:
+        write_manifest(build_manifest(args.dataset, args.root, args.source), args.out)
+    except (ValueError, KeyError, FileNotFoundError) as err:  # the dataset modules' messages name the fix
+        sys.exit(f"seqpipe manifest: {err}")

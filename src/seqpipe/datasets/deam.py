@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
 import warnings
 from pathlib import Path
+
 import numpy as np
 
-from seqpipe.datasets import Item
+from seqpipe.datasets import DatasetLayoutError, Index, Item, file_problem, skipped_entry, warn_skipped
 
 NAME = "deam"
 HOME = "https://cvml.unige.ch/databases/DEAM/"
@@ -62,18 +64,42 @@ AUDIO_EXTENSIONS = (".mp3", ".wav", ".flac")
 DYNAMIC_START_S = 15.0  # the first dynamic annotation is at 15 s
 DYNAMIC_RATE_HZ = 2.0
 SPLIT_FRACTIONS = (("train", 0.70), ("val", 0.15), ("test", 0.15))
+AUDIO_PARENTS = (".", "DEAM_audio")
+"""Where `MEMD_audio/` sits below the root: extracted in place, or into a `DEAM_audio/` folder."""
+ANNOTATION_PARENTS = (".", "DEAM_Annotations")
+"""Where `annotations/` sits below the root: in place, or in a `DEAM_Annotations/` folder (mirrors)."""
+
+
+def layout(root: Path) -> tuple[Path, Path] | None:
+    """(audio folder, folder holding `annotations/`) of a DEAM root in any known layout, or None."""
+    root = Path(root)
+    audio = next((root / p / AUDIO_DIR for p in AUDIO_PARENTS if (root / p / AUDIO_DIR).is_dir()), None)
+    base = next((root / p for p in ANNOTATION_PARENTS if (root / p / ANNOTATIONS_DIR).is_dir()), None)
+    if audio is None or base is None:
+        return None
+    return Path(os.path.normpath(audio)), Path(os.path.normpath(base))
+
+
+def _layout_or_raise(root: Path) -> tuple[Path, Path]:
+    """`layout` of the DEAM root in `root` (or its `DEAM/` folder); DatasetLayoutError if there is none."""
+    found = layout(find_root(root))
+    assert found is not None  # find_root only returns folders with a layout
+    return found
 
 
 def find_root(path: Path) -> Path:
-    """Return the folder holding both `MEMD_audio/` and `annotations/`, given that folder or its parent."""
+    """Return the folder holding `MEMD_audio/` and `annotations/` (in a known layout), given it or its parent."""
     path = Path(path)
     for candidate in (path, path / FOLDER):
-        if (candidate / AUDIO_DIR).is_dir() and (candidate / ANNOTATIONS_DIR).is_dir():
+        if layout(candidate) is not None:
             return candidate
-    raise FileNotFoundError(
-        f"DEAM: no folder holding both {AUDIO_DIR}/ and {ANNOTATIONS_DIR}/ at {path} nor at {path / FOLDER}; "
-        f"set datasets.{NAME}.root to the folder holding {AUDIO_DIR}/ (from DEAM_audio.zip) and "
-        f"{ANNOTATIONS_DIR}/ (from DEAM_Annotations.zip), or run the download or demo rule"
+    audio = " or ".join(f"{Path(p) / AUDIO_DIR}/" for p in AUDIO_PARENTS)
+    notes = " or ".join(f"{Path(p) / ANNOTATIONS_DIR}/" for p in ANNOTATION_PARENTS)
+    raise DatasetLayoutError(
+        f"DEAM: looked for {audio} together with {notes} in {path} and in {path / FOLDER}, and found "
+        f"{'no such folder' if not path.is_dir() else 'not both'}. Set datasets.{NAME}.root to the folder "
+        f"into which DEAM_audio.zip ({AUDIO_DIR}/) and DEAM_Annotations.zip ({ANNOTATIONS_DIR}/) were "
+        "extracted, or use source: download or source: demo"
     )
 
 
@@ -151,10 +177,10 @@ def _static_file(path: Path) -> dict[str, dict[str, float]]:
 
 def load_static(root: Path) -> dict[str, dict[str, float]]:
     """Static labels of both song-level files, merged: {song_id: {valence_mean, valence_std, arousal_*}}."""
-    root = Path(root)
+    base = _layout_or_raise(Path(root))[1]
     merged: dict[str, dict[str, float]] = {}
     for relative in STATIC_FILES:
-        for song, values in _static_file(root / relative).items():
+        for song, values in _static_file(base / relative).items():
             if song in merged:
                 if merged[song] != values:
                     warnings.warn(
@@ -167,33 +193,56 @@ def load_static(root: Path) -> dict[str, dict[str, float]]:
 
 
 def audio_path(root: Path, song_id: str) -> Path | None:
-    """The audio file of a song (`.mp3`, else `.wav` or `.flac`), or None when there is none."""
-    for ext in AUDIO_EXTENSIONS:
-        path = Path(root) / AUDIO_DIR / f"{song_id}{ext}"
-        if path.is_file():
-            return path
-    return None
+    """The audio file of a song (`.mp3`, else `.wav` or `.flac`), or None when there is none.
+
+    A readable file wins over an unusable one (a folder, a dangling link) of another extension.
+    """
+    audio_dir = _layout_or_raise(Path(root))[0]
+    present = [p for p in (audio_dir / f"{song_id}{ext}" for ext in AUDIO_EXTENSIONS) if p.exists() or p.is_symlink()]
+    return next((p for p in present if file_problem(p) is None), present[0] if present else None)
+
+
+def index(root: Path) -> Index:
+    """One `Item` per labelled song with readable audio, sorted by id, and every song or file skipped.
+
+    Skipped: labelled songs whose audio is missing, a folder or unreadable, and files in the
+    audio folder that are not named `<song_id>.mp3` (or .wav, .flac) or have no static labels.
+    Hidden files (`.DS_Store`, ...) are ignored.
+    """
+    root = find_root(Path(root))
+    audio_dir = _layout_or_raise(root)[0]
+    labels = load_static(root)
+    items: dict[str, Item] = {}
+    skipped: list[dict[str, str]] = []
+    for song, values in labels.items():
+        path = audio_path(root, song)
+        reason = (
+            f"has static labels but no audio file {AUDIO_DIR}/{song}.mp3 (nor .wav, .flac); re-extract DEAM_audio.zip"
+            if path is None else file_problem(path)
+        )
+        if reason is not None:
+            skipped.append(skipped_entry(song, path or audio_dir / f"{song}.mp3", root, reason))
+            continue
+        items[song] = Item(item_id=song, path=path, split=split_of(song), labels=dict(values))
+    song_files = {item.item_id: item.path.name for item in items.values()}
+    used = set(song_files.values()) | {Path(e["path"]).name for e in skipped}
+    for path in sorted(audio_dir.iterdir()):
+        if path.name.startswith(".") or path.name in used:
+            continue
+        stem, ext = path.stem, path.suffix.lower()
+        if ext not in AUDIO_EXTENSIONS or not stem.isdigit():
+            reason = f"not named as DEAM names its audio (<song_id>{' or '.join(AUDIO_EXTENSIONS)})"
+        elif stem in labels:
+            reason = f"song {stem} has another audio file ({song_files.get(stem, 'skipped above')}); remove the duplicate"
+        else:
+            reason = f"song {stem} has no static labels in {STATIC_FILES[0].parent.as_posix()}/"
+        skipped.append(skipped_entry(path.name, path, root, reason))
+    return Index([items[key] for key in sorted(items)], sorted(skipped, key=lambda e: e["id"]))
 
 
 def load_items(root: Path) -> list[Item]:
-    """One `Item` per labelled song with audio, sorted by id; songs lacking audio are skipped with a warning."""
-    root = Path(root)
-    items: dict[str, Item] = {}
-    no_audio: list[str] = []
-    for song, values in load_static(root).items():
-        path = audio_path(root, song)
-        if path is None:
-            no_audio.append(song)
-            continue
-        items[song] = Item(item_id=song, path=path, split=split_of(song), labels=dict(values))
-    if no_audio:
-        no_audio.sort(key=int)
-        warnings.warn(
-            f"DEAM: {len(no_audio)} song(s) have static labels but no audio in {root / AUDIO_DIR} and were skipped: "
-            f"{', '.join(no_audio[:10])}{' ...' if len(no_audio) > 10 else ''}",
-            stacklevel=2,
-        )
-    return [items[key] for key in sorted(items)]
+    """The items of `index(root)`; skipped songs and files are named in one warning."""
+    return warn_skipped(index(root), "DEAM")
 
 
 def _dynamic_file(path: Path) -> dict[str, np.ndarray]:
@@ -221,8 +270,8 @@ def load_dynamic(root: Path) -> dict[str, dict[str, np.ndarray]]:
 
     A song missing from one of the two files gets an empty array for that dimension.
     """
-    root = Path(root)
-    per_dim = {dim: _dynamic_file(root / relative) for dim, relative in DYNAMIC_FILES.items()}
+    base = _layout_or_raise(Path(root))[1]
+    per_dim = {dim: _dynamic_file(base / relative) for dim, relative in DYNAMIC_FILES.items()}
     songs = sorted(set().union(*per_dim.values()), key=int)
     empty = np.zeros(0, dtype=np.float64)
     return {song: {dim: per_dim[dim].get(song, empty) for dim in DYNAMIC_FILES} for song in songs}

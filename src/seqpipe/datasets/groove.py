@@ -17,7 +17,9 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from seqpipe.datasets import Item, index_items, normalise_split
+from seqpipe.datasets import (
+    DatasetLayoutError, Index, Item, index_items, normalise_split, warn_skipped, where_not_found,
+)
 
 NAME = "groove"
 HOME = "https://magenta.tensorflow.org/datasets/groove"
@@ -49,15 +51,16 @@ COLUMNS = (
 
 
 def find_root(path: Path) -> Path:
-    """Return the folder holding `info.csv`, given that folder or its parent."""
+    """Return the folder holding `info.csv`, given that folder or its parent (links not resolved)."""
     path = Path(path)
     for candidate in (path, path / FOLDER):
         if (candidate / INDEX_FILE).is_file():
             return candidate
-    raise FileNotFoundError(
-        f"Groove MIDI: no {INDEX_FILE} in {path} nor in {path / FOLDER}; "
-        f"set datasets.{NAME}.root to the folder holding {INDEX_FILE} (the extracted "
-        f"'{FOLDER}' folder of {REMOTES['midi']['filename']}), or run the download or demo rule"
+    raise DatasetLayoutError(
+        f"Groove MIDI: no {INDEX_FILE} at {path / INDEX_FILE} nor at {path / FOLDER / INDEX_FILE}"
+        f"{where_not_found(path)}. Set datasets.{NAME}.root to the folder "
+        f"holding {INDEX_FILE} and drummer1/ ... drummer10/ (the '{FOLDER}' folder extracted from "
+        f"{REMOTES['midi']['filename']}), or use source: download or source: demo"
     )
 
 
@@ -102,8 +105,8 @@ def _item_from_row(root: Path, row: dict[str, str], where: str) -> Item:
     return Item(item_id=row["id"], path=Path(root) / row["midi_filename"], split=split, labels=labels)
 
 
-def load_items(root: Path) -> list[Item]:
-    """One `Item` per MIDI file listed in `info.csv`, sorted by id; missing files are skipped with a warning."""
+def index(root: Path) -> Index:
+    """One `Item` per readable MIDI file listed in `info.csv`, sorted by id, and the listed files skipped."""
     root = Path(root)
 
     def entries():
@@ -111,7 +114,12 @@ def load_items(root: Path) -> list[Item]:
             where = f"{root / INDEX_FILE}, line {line} (id={row.get('id')!r})"
             yield where, _item_from_row(root, row, where)
 
-    return index_items(entries(), dataset="Groove MIDI", index=root / INDEX_FILE)
+    return index_items(entries(), dataset="Groove MIDI", index=root / INDEX_FILE, root=root, suffixes=(".mid", ".midi"))
+
+
+def load_items(root: Path) -> list[Item]:
+    """The items of `index(root)`; skipped files are named in one warning."""
+    return warn_skipped(index(root), "Groove MIDI")
 
 
 def load_midi(path: Path) -> Any:

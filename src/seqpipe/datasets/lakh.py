@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-import warnings
 from pathlib import Path
 
-from seqpipe.datasets import Item
+from seqpipe.datasets import DatasetLayoutError, Index, Item, file_problem, skipped_entry, warn_skipped
 
 NAME = "lakh"
 HOME = "https://colinraffel.com/projects/lmd/"
@@ -41,14 +40,16 @@ SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 
 
 def find_root(path: Path) -> Path:
-    """The folder holding the hex-digit sub-folders, given that folder or its parent."""
+    """The folder holding the hex-digit sub-folders, given that folder or its parent (links not resolved)."""
     path = Path(path)
     for candidate in (path, path / FOLDER):
         if candidate.is_dir() and any((candidate / d).is_dir() for d in HEX_DIRS):
             return candidate
-    raise FileNotFoundError(
-        f"Lakh MIDI: no sub-folders 0-9/a-f in {path} nor in {path / FOLDER}; set datasets.{NAME}.root "
-        f"to the extracted `{FOLDER}` folder (or its parent)"
+    raise DatasetLayoutError(
+        f"Lakh MIDI: looked for the sub-folders 0/ ... 9/, a/ ... f/ of <md5>.mid files in {path} and in "
+        f"{path / FOLDER}, and found {'no such folder' if not path.is_dir() else 'none'}. Set "
+        f"datasets.{NAME}.root to the `{FOLDER}` folder extracted from {REMOTES['lmd_full']['filename']} "
+        "(or its parent), or use source: download or source: demo"
     )
 
 
@@ -60,15 +61,28 @@ def split_of(md5: str) -> str:
     return "val" if position < SPLIT_FRACTIONS["train"] + SPLIT_FRACTIONS["val"] else "test"
 
 
-def load_items(root: Path) -> list[Item]:
-    """One item per `<hex>/<md5>.mid` file, sorted by MD5; other names are skipped with a warning."""
-    root = find_root(root)
-    items, odd = [], []
+def index(root: Path) -> Index:
+    """One item per readable `<hex>/<md5>.mid` file, sorted by MD5; every other entry skipped with its reason.
+
+    Symbolic links (git-annex, DVC) are read through, never resolved: item paths stay below the
+    root. Hidden files (`.DS_Store`, ...) are ignored.
+    """
+    root = find_root(Path(root))
+    items, skipped = [], []
     for path in sorted(root.glob("[0-9a-f]/*")):
-        if path.suffix.lower() not in {".mid", ".midi"} or not MD5_NAME.match(path.stem):
-            odd.append(path.name)
+        if path.name.startswith("."):
             continue
-        items.append(Item(path.stem, path.resolve(), split_of(path.stem), {}))
-    if odd:
-        warnings.warn(f"Lakh MIDI: skipped {len(odd)} file(s) not named <md5>.mid under {root}, e.g. {odd[:3]}", stacklevel=2)
-    return sorted(items, key=lambda item: item.item_id)
+        named = path.suffix.lower() in {".mid", ".midi"} and MD5_NAME.match(path.stem) is not None
+        reason = file_problem(path) if named else "not named as Lakh names its files (<32 hex digits md5>.mid)"
+        if reason is None and path.stem[0] != path.parent.name:
+            reason = f"in folder {path.parent.name}/ but Lakh files sit in the folder of their MD5's first digit"
+        if reason is not None:
+            skipped.append(skipped_entry(path.name, path, root, reason))
+            continue
+        items.append(Item(path.stem, path, split_of(path.stem), {}))
+    return Index(sorted(items, key=lambda item: item.item_id), sorted(skipped, key=lambda e: e["path"]))
+
+
+def load_items(root: Path) -> list[Item]:
+    """The items of `index(root)`; skipped files are named in one warning."""
+    return warn_skipped(index(root), "Lakh MIDI")

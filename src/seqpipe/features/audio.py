@@ -4,8 +4,10 @@ Decoding uses soundfile (libsndfile: wav, flac, ogg, mp3) and soxr for resamplin
 spectrogram is `torch.stft` with librosa's Slaney mel filterbank, which matches
 `librosa.power_to_db(librosa.feature.melspectrogram(...), ref=1.0, amin=1e-10, top_db=None)`
 without paying for librosa's numba compilation in every worker process.
-A file that cannot be decoded, holds no samples, or is shorter than its header says raises
-`AudioReadError` naming the file and the reason, so the feature stage can skip and list it.
+A file that cannot be decoded, holds no samples, is shorter than its header says, or whose
+decode stops before its stream ends (an MP3 whose frame headers hold more audio than the decoder
+returned) raises `AudioReadError` naming the file and the reason, so the feature stage can skip
+and list it.
 """
 
 from __future__ import annotations
@@ -47,17 +49,111 @@ def _truncation(declared: int, decoded: int, log: str) -> str | None:
     return None
 
 
+# MPEG audio frame headers (ISO 11172-3 / 13818-3): kbit/s per bitrate index for Layer III of
+# MPEG-1 and of MPEG-2/2.5, and sample rates per version (3: MPEG-1, 2: MPEG-2, 0: MPEG-2.5).
+_MP3_KBPS = {3: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 0),
+             2: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160, 0)}  # fmt: skip
+_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+_VBR_TAGS = (b"Xing", b"Info", b"VBRI")
+
+
+def mp3_stream_frames(data: bytes) -> int | None:
+    """Sample frames an MPEG Layer III stream holds, counted from its frame headers, or None.
+
+    None when the first frame carries a Xing/Info/VBRI header (libsndfile then knows the exact
+    length) or the data does not start (after an ID3v2 tag) with a Layer III frame. The walk
+    stops at the first byte that is not a frame header (an ID3v1 tag, junk), so the count is
+    never more than the stream holds.
+    """
+    at = 0
+    if data[:3] == b"ID3" and len(data) >= 10:
+        at = 10 + ((data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7 | (data[9] & 0x7F))
+    frames, per_frame, first = 0, 0, True
+    while at + 4 <= len(data):
+        header = int.from_bytes(data[at : at + 4], "big")
+        version, layer, rate_index = (header >> 19) & 3, (header >> 17) & 3, (header >> 10) & 3
+        kbps = _MP3_KBPS[3 if version == 3 else 2][(header >> 12) & 15] if version != 1 else 0
+        if header >> 21 != 0x7FF or layer != 1 or kbps == 0 or rate_index == 3:
+            break
+        size = (144 if version == 3 else 72) * kbps * 1000 // _MP3_RATES[version][rate_index] + ((header >> 9) & 1)
+        if first and any(tag in data[at : at + size] for tag in _VBR_TAGS):
+            return None
+        first, per_frame = False, 1152 if version == 3 else 576
+        frames, at = frames + 1, at + size
+    return frames * per_frame if frames else None
+
+
+def _stopped_early(path: str, decoded: int, rate: int) -> str | None:
+    """Why an MP3 decode ended before its stream did (a VBR file without a Xing/Info header), or None."""
+    with open(path, "rb") as fh:
+        head = fh.read(10)
+        tag = 10 + ((head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | (head[9] & 0x7F)) \
+            if head[:3] == b"ID3" and len(head) == 10 else 0
+        fh.seek(tag)
+        first = fh.read(4096)  # holds the first frame: with a Xing/Info/VBRI header, the rest need not be read
+        if any(t in first for t in _VBR_TAGS) and mp3_stream_frames(first) is None:
+            return None
+        held = mp3_stream_frames(first + fh.read())
+    if held is None or decoded >= held - _FRAME_SLACK:
+        return None
+    return (
+        f"decoding stopped early: the MPEG stream holds {held} frames ({held / rate:.1f} s) by its frame "
+        f"headers, but only {decoded} ({decoded / rate:.1f} s) were decoded; a VBR mp3 without a Xing/Info "
+        "header, whose length the decoder guesses from the first frame. Re-encode the file, or rewrite it "
+        "with a VBR header (e.g. `ffmpeg -i in.mp3 -c:a copy out.mp3`)"
+    )
+
+
+_AUDIO_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM", b"ID3", b"caff", b".snd", b"wvpk")
+
+
+def _looks_like_audio(head: bytes) -> bool:
+    """Whether the first bytes of a file are those of an audio format libsndfile reads (or an MPEG frame)."""
+    return head.startswith(_AUDIO_MAGIC) or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+
+
+def _unopenable(path: str, exc: Exception) -> str:
+    """A clear reason for a file libsndfile cannot open: missing, a folder, empty, not audio, or corrupt.
+
+    libsndfile says "does not exist or is not a regular file (possibly a pipe?)" for all of
+    these, so the file itself is looked at instead.
+    """
+    if not os.path.lexists(path):
+        return "does not exist"
+    if not os.path.exists(path):
+        return f"a symbolic link to {os.readlink(path)}, which does not exist"
+    if os.path.isdir(path):
+        return "is a folder, not an audio file"
+    if not os.path.isfile(path):
+        return "not a regular file (a pipe, socket or device)"
+    if os.path.getsize(path) == 0:
+        return "the file is empty (0 bytes); re-extract or re-download it"
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+    if not _looks_like_audio(head):
+        return f"not an audio file libsndfile can decode (it starts with {head[:8]!r}; expected WAV, FLAC, OGG or MP3)"
+    detail = str(exc).split(": ", 1)[-1] if "possibly a pipe" not in str(exc) else "corrupt or unsupported data"
+    return f"cannot decode audio ({type(exc).__name__}: {detail})"
+
+
 def load_audio(path: str | os.PathLike[str], sr: int = SAMPLE_RATE) -> np.ndarray:
-    """Decode an audio file to float32 mono at `sr` Hz (channels averaged, soxr HQ resampling)."""
+    """Decode an audio file to float32 mono at `sr` Hz (channels averaged, soxr HQ resampling).
+
+    Raises AudioReadError naming the file and why: missing, empty, not audio, truncated, a
+    decode that stopped before the stream's end, no samples, or NaN/Inf samples.
+    """
+    path = os.fspath(path)
     try:
-        with sf.SoundFile(str(path)) as f:
-            declared, rate, log = f.frames, f.samplerate, f.extra_info
+        with sf.SoundFile(path) as f:
+            declared, rate, log, major = f.frames, f.samplerate, f.extra_info, f.format
             y = f.read(dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile / mpg123 errors, missing files
-        raise AudioReadError(f"{path}: cannot decode audio ({type(exc).__name__}: {exc})") from exc
+        raise AudioReadError(f"{path}: {_unopenable(path, exc)}") from exc
     # Channel average as a matrix-vector product: a strided mean over axis 1 costs as much as the decode.
     mono = y @ np.full(y.shape[1], 1.0 / y.shape[1], dtype=np.float32) if y.shape[1] > 1 else y[:, 0]
     reason = _truncation(declared, y.shape[0], log)
+    if reason is None and major in ("MP3", "MPEG"):
+        reason = _stopped_early(path, y.shape[0], rate)
     if reason is None and y.size == 0:
         reason = "the file holds no audio samples"
     if reason is None and not np.isfinite(mono).all():  # a NaN or Inf in any channel reaches the average

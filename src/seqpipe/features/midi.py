@@ -53,19 +53,23 @@ DRUM_CLASSES: tuple[str, ...] = (
 """The 9 drum classes of the Groove MIDI paper (Gillick et al. 2019), in grid column order."""
 
 _CLASS_PITCHES: dict[str, tuple[int, ...]] = {
-    "kick": (35, 36),
-    "snare": (37, 38, 40),
-    "hh_closed": (42, 22, 44),
-    "hh_open": (46, 26),
-    "tom_low": (41, 43, 45, 58),
-    "tom_mid": (47, 48),
-    "tom_high": (50,),
-    "crash": (49, 52, 55, 57),
-    "ride": (51, 53, 59),
+    # The Groove MIDI paper's table (Gillick et al. 2019, Table 2): the 22 Roland TD-11 pitches.
+    "kick": (36,),
+    "snare": (38, 40, 37),  # head, rim, cross-stick
+    "hh_closed": (42, 22, 44),  # bow, edge, pedal
+    "hh_open": (46, 26),  # bow, edge
+    "tom_low": (43, 58),  # tom 3 (floor) head, rim
+    "tom_mid": (45, 47),  # tom 2 head, rim
+    "tom_high": (48, 50),  # tom 1 head, rim
+    "crash": (49, 55, 57, 52),  # crash 1 bow, edge; crash 2 bow, edge
+    "ride": (51, 59, 53),  # bow, edge, bell
 }
+_GM_EXTRAS: dict[int, str] = {35: "kick", 41: "tom_low"}
+"""General MIDI drums the TD-11 never sends: acoustic bass drum and low floor tom."""
+
 DRUM_PITCH_TO_CLASS: dict[int, int] = {
     pitch: DRUM_CLASSES.index(name) for name, pitches in _CLASS_PITCHES.items() for pitch in pitches
-}
+} | {pitch: DRUM_CLASSES.index(name) for pitch, name in _GM_EXTRAS.items()}
 """General MIDI / Roland TD-11 drum pitch -> index into DRUM_CLASSES; other pitches are ignored."""
 
 _PITCH_CLASS_LUT = np.full(128, -1, dtype=np.int64)
@@ -116,25 +120,105 @@ GROOVE_NAMES: tuple[str, ...] = (
 """Meaning of each entry of `groove_features` (mapped drum hits only; bars of `beats_per_bar`)."""
 
 
+def _seconds(ticks: np.ndarray, tempo_ticks: np.ndarray, mspq: np.ndarray, tpq: int) -> np.ndarray:
+    """Tick -> seconds in float64 with pretty_midi's tempo map and arithmetic (bit for bit).
+
+    As pretty_midi: 120 bpm until the first tempo event unless one sits at tick 0, a repeated tempo
+    is ignored, and each segment's time is `segment start time + tick_scale * (tick - start)`.
+    """
+    starts, scales = [0], [60.0 / (120.0 * tpq)]
+    for tick, value in zip(tempo_ticks.tolist(), mspq.tolist(), strict=True):
+        if value <= 0:
+            continue
+        scale = 60.0 / ((6e7 / value) * tpq)
+        if tick == 0:
+            starts, scales = [0], [scale]
+        elif scale != scales[-1]:
+            starts.append(tick)
+            scales.append(scale)
+    base = [0.0]
+    for k in range(1, len(starts)):
+        base.append(base[-1] + scales[k - 1] * float(starts[k] - starts[k - 1]))
+    if len(starts) == 1:
+        return scales[0] * ticks.astype(np.float64)
+    segment = np.searchsorted(np.asarray(starts), ticks, side="right") - 1
+    return np.asarray(base)[segment] + np.asarray(scales)[segment] * (ticks - np.asarray(starts)[segment])
+
+
+def _pretty_midi_ends(key: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Note-off ticks as pretty_midi pairs them, from symusic's first-in-first-out pairs.
+
+    pretty_midi ends every open note of a (track, channel, pitch) at the next note-off at a later
+    tick; symusic pairs note-offs first in, first out. Both see the same note-offs, so a note's
+    pretty_midi end is the first symusic end of its key strictly after its start. Notes must come
+    sorted by start within each key (symusic's order); ticks must fit in 32 bits. Without an
+    overlap of two notes of one key (the usual case) the ends are returned as they are.
+    """
+    order = np.argsort(key, kind="stable")  # radix sort on small ints: groups keys, keeps start order
+    k, s, e = key[order], start[order], end[order]
+    overlapped = np.flatnonzero((k[1:] == k[:-1]) & (e[:-1] > s[1:])) + 1
+    if not overlapped.size:
+        return end  # FIFO ends rise with the starts, so no overlap means nothing to re-pair
+    k = k.astype(np.int64)
+    composite = (k << 32) | e
+    if np.any(composite[1:] < composite[:-1]):  # notes on one tick may come in either order
+        composite = np.sort(composite, kind="stable")
+    # Only a note that starts before the previous note of its key ends can end earlier than it does.
+    at = np.searchsorted(composite, (k[overlapped] << 32) | s[overlapped], side="right")
+    paired = end.copy()
+    paired[order[overlapped]] = composite[at] & 0xFFFFFFFF
+    return paired
+
+
 def read_notes(path: str | os.PathLike[str]) -> Notes:
-    """Parse a MIDI file with symusic into `Notes`; raise MidiReadError if unreadable or empty."""
+    """Parse a MIDI file into `Notes` as pretty_midi reads it; raise MidiReadError if unreadable or empty.
+
+    symusic parses the file in ticks; note-offs are then re-paired as pretty_midi pairs them (a
+    re-struck pitch ends at the first note-off after it) and ticks become float64 seconds with
+    pretty_midi's tempo map, so a quantised take sits exactly on its grid. Zero-length notes
+    (note-on and note-off on one tick) are dropped as pretty_midi drops them. A note-on that
+    symusic leaves unpaired (never followed by a note-off of its own) is lost; see docs/features.md.
+    """
     try:
-        score = symusic.Score(str(path), ttype="second")
+        score = symusic.Score(os.fspath(path), ttype="tick")
+        tempos = score.tempos.numpy()
         parts = [(track.notes.numpy(), bool(track.is_drum)) for track in score.tracks]
+        tpq = int(score.ticks_per_quarter)
     except Exception as exc:  # symusic raises RuntimeError/ValueError with a parser message
         raise MidiReadError(f"{path}: cannot parse MIDI ({type(exc).__name__}: {exc})") from exc
-    parts = [(arrays, drum) for arrays, drum in parts if arrays["time"].size]
-    if not parts:
+    parts = [(arrays, drum, i) for i, (arrays, drum) in enumerate(parts) if arrays["time"].size]
+    if not parts or tpq <= 0:
         raise MidiReadError(f"{path}: the file holds no notes")
-    start = np.concatenate([a["time"].astype(np.float64) for a, _ in parts])
-    end = start + np.concatenate([a["duration"].astype(np.float64) for a, _ in parts])
-    pitch = np.concatenate([a["pitch"].astype(np.int16) for a, _ in parts])
-    velocity = np.concatenate([a["velocity"].astype(np.int16) for a, _ in parts])
-    is_drum = np.concatenate([np.full(a["time"].size, drum) for a, drum in parts])
-    if not (np.isfinite(start).all() and np.isfinite(end).all()):
-        raise MidiReadError(f"{path}: non-finite note times")
-    order = np.lexsort((pitch, start))
-    return Notes(start[order], end[order], pitch[order], velocity[order], is_drum[order])
+    if len(parts) == 1:  # the usual piano file: no concatenation
+        (arrays, drum, _), = parts
+        on, pitch, velocity = arrays["time"].astype(np.int64), arrays["pitch"], arrays["velocity"]
+        off, is_drum, key = on + arrays["duration"], np.full(on.size, drum), pitch.astype(np.int16)
+    else:
+        on = np.concatenate([a["time"] for a, _, _ in parts]).astype(np.int64)
+        off = on + np.concatenate([a["duration"] for a, _, _ in parts])
+        pitch = np.concatenate([a["pitch"] for a, _, _ in parts])
+        velocity = np.concatenate([a["velocity"] for a, _, _ in parts])
+        is_drum = np.concatenate([np.full(a["time"].size, drum) for a, drum, _ in parts])
+        track = np.concatenate([np.full(a["time"].size, i, dtype=np.int32) for a, _, i in parts])
+        key = track * 128 + pitch
+        key = key.astype(np.int16) if len(score.tracks) < 256 else key
+    if on.min() < 0 or off.max() >= 2**32:
+        raise MidiReadError(f"{path}: note ticks outside [0, 2**32); the file is corrupt")
+    if any((a["time"][1:] < a["time"][:-1]).any() for a, _, _ in parts):  # symusic sorts; never trust it blindly
+        order = np.lexsort((on, key))
+        on, off, pitch, velocity, is_drum, key = on[order], off[order], pitch[order], velocity[order], is_drum[order], key[order]
+    keep = off > on  # symusic's zero-length pairs: pretty_midi drops them
+    off = _pretty_midi_ends(key, on, off)
+    if not keep.all():
+        on, off, pitch, velocity, is_drum = on[keep], off[keep], pitch[keep], velocity[keep], is_drum[keep]
+        if not on.size:
+            raise MidiReadError(f"{path}: the file holds no notes of non-zero length")
+    rank = (on << 7) | pitch
+    if (rank[1:] < rank[:-1]).any():  # into (start, pitch) order: a merge of sorted runs
+        order = np.argsort(rank, kind="stable")
+        on, off, pitch, velocity, is_drum = on[order], off[order], pitch[order], velocity[order], is_drum[order]
+    start, end = (_seconds(t, tempos["time"], tempos["mspq"], tpq) for t in (on, off))
+    return Notes(start, end, pitch.astype(np.int16), velocity.astype(np.int16), is_drum)
 
 
 def _check_length(seconds: float, max_seconds: float) -> None:
@@ -160,7 +244,9 @@ def _drum_hits(
         raise MidiReadError("no drum hits on a mapped drum pitch (see DRUM_PITCH_TO_CLASS)")
     _check_length(float(drums.start.max()), max_seconds)
     step_seconds = 60.0 / bpm / steps_per_beat
-    position = drums.start[mapped] / step_seconds
+    # Rounded to 1e-9 steps (sub-nanosecond): a quantised take's float64 tick times sit exactly
+    # on the grid, so its micro-timing is exactly 0 instead of rounding noise of ~1e-16.
+    position = np.round(drums.start[mapped] / step_seconds, 9)
     step = np.floor(position + 0.5).astype(np.int64)
     offset = np.clip(position - step, -0.5, 0.5 - 1e-6)  # [-0.5, 0.5), also in float32
     n_steps = int(np.floor(drums.start.max() / step_seconds + 0.5)) + 1
@@ -197,15 +283,21 @@ _CHUNK_CELLS = 4_000_000
 def _paint_max(
     flat: np.ndarray, origin: np.ndarray, lengths: np.ndarray, value: np.ndarray, stride: int
 ) -> None:
-    """flat[origin[i] + k * stride] = max(..., value[i]) for k < lengths[i]; in bounded chunks."""
+    """flat[origin[i] + k * stride] = max(..., value[i]) for k < lengths[i]; in bounded chunks.
+
+    The cell indexes are a cumulative sum of strides with a jump at each note's first cell
+    (cheaper than repeating the origins and adding an arange).
+    """
     cumulative = np.cumsum(lengths)
     chunk = (cumulative - 1) // _CHUNK_CELLS
     edges = np.r_[0, np.flatnonzero(np.diff(chunk)) + 1, lengths.size]
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        n = lengths[lo:hi]
-        within = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
-        index = np.repeat(origin[lo:hi], n) + within * stride
-        np.maximum.at(flat, index, np.repeat(value[lo:hi], n))
+        n, o = lengths[lo:hi], origin[lo:hi]
+        firsts = np.cumsum(n) - n
+        steps = np.full(int(n.sum()), stride, dtype=np.int64)
+        steps[firsts[0]] = o[0]
+        steps[firsts[1:]] = o[1:] - (o[:-1] + (n[:-1] - 1) * stride)
+        np.maximum.at(flat, np.cumsum(steps), np.repeat(value[lo:hi], n))
 
 
 def piano_roll(notes: Notes, fps: float, max_seconds: float = MAX_SECONDS) -> np.ndarray:
@@ -216,14 +308,14 @@ def piano_roll(notes: Notes, fps: float, max_seconds: float = MAX_SECONDS) -> np
     """
     if not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"need fps > 0, got {fps}")
-    tonal = notes.select(~notes.is_drum)
+    tonal = notes.select(~notes.is_drum) if notes.is_drum.any() else notes
     if len(tonal) == 0:
         raise MidiReadError("no non-drum notes for a piano roll")
     _check_length(float(tonal.end.max()), max_seconds)
-    first = np.floor(tonal.start * fps).astype(np.int64)
-    stop = np.maximum(np.floor(tonal.end * fps).astype(np.int64), first + 1)
+    first = (tonal.start * fps).astype(np.int64)  # times are >= 0: truncation is floor
+    stop = np.maximum((tonal.end * fps).astype(np.int64), first + 1)
     roll = np.zeros((int(stop.max()), 128), dtype=np.float32)
-    value = (tonal.velocity / 127.0).astype(np.float32)
+    value = tonal.velocity.astype(np.float32) / np.float32(127.0)
     _paint_max(roll.reshape(-1), first * 128 + tonal.pitch, stop - first, value, stride=128)
     return roll
 
@@ -245,25 +337,56 @@ def _mean(x: np.ndarray) -> float:
     return float(x.mean()) if x.size else 0.0
 
 
+def _onsets(start: np.ndarray) -> np.ndarray:
+    """The distinct onset times, sorted (without a sort when `start` already is, as `read_notes` gives it)."""
+    step = np.diff(start)
+    if np.all(step >= 0):
+        return start[np.r_[True, step > 0]]
+    return np.unique(start)
+
+
+def _median(x: np.ndarray) -> float:
+    """np.median of a non-empty 1-D array, by partition (np.median's overhead is 5x the work here)."""
+    k = x.size // 2
+    if x.size % 2:
+        return float(np.partition(x, k)[k])
+    part = np.partition(x, (k - 1, k))
+    return float((part[k - 1] + part[k]) / 2.0)
+
+
+def _median_of_counts(counts: np.ndarray, n: int) -> float:
+    """np.median of the values whose histogram over 0, 1, 2, ... is `counts` (n values)."""
+    cumulative = np.cumsum(counts)
+    low, high = np.searchsorted(cumulative, [(n - 1) // 2 + 1, n // 2 + 1])
+    return (low + high) / 2.0
+
+
 def dynamics_features(notes: Notes) -> np.ndarray:
-    """Velocity, note-length and timing statistics, float32 [16]; see DYNAMICS_NAMES."""
-    if len(notes) == 0:
+    """Velocity, note-length and timing statistics, float32 [16]; see DYNAMICS_NAMES.
+
+    The velocity statistics come from one histogram of the 128 velocities, so they cost the
+    same for any number of notes.
+    """
+    n = len(notes)
+    if n == 0:
         raise MidiReadError("no notes for dynamics features")
-    velocity = notes.velocity.astype(np.float64)
-    v = velocity / 127.0
-    hist = np.bincount(np.clip(notes.velocity, 0, 127) // 32, minlength=4)[:4] / len(notes)
+    counts = np.bincount(np.clip(notes.velocity, 0, 127), minlength=128).astype(np.float64)
+    values = np.arange(128, dtype=np.float64)
+    mean = counts @ values / n
+    std = math.sqrt(max(counts @ np.square(values - mean) / n, 0.0))
+    used = np.flatnonzero(counts)
+    hist = counts.reshape(4, 32).sum(axis=1) / n
+    accent = float(counts[values > mean + std].sum() / n) if std > 0 else 0.0
     length = notes.end - notes.start
-    ioi = np.diff(np.unique(notes.start))
-    mean, std = velocity.mean(), velocity.std()
-    accent = float((velocity > mean + std).mean()) if std > 0 else 0.0
+    ioi = np.diff(_onsets(notes.start))
     duration = float(notes.end.max())
-    density = len(notes) / duration if duration > 0 else 0.0
-    values = [
-        v.mean(), v.std(), v.max() - v.min(), np.median(v), *hist,
-        length.mean(), length.std(), np.median(length), _mean(ioi), _std(ioi),
+    density = n / duration if duration > 0 else 0.0
+    features = [
+        mean / 127.0, std / 127.0, (used[-1] - used[0]) / 127.0, _median_of_counts(counts, n) / 127.0, *hist,
+        length.mean(), length.std(), _median(length), _mean(ioi), _std(ioi),
         accent, density, duration,
     ]
-    return np.asarray(values, dtype=np.float32)
+    return np.asarray(features, dtype=np.float32)
 
 
 def groove_features(
