@@ -440,3 +440,47 @@ def test_the_train_command_claims_a_gpu_before_cuda_starts(tmp_path, monkeypatch
                        "--gpu-share", "4"])
     assert seen == {"visible": "0", "share": 4}
     assert "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+# -- packing training jobs into cluster jobs ------------------------------------------------------------
+
+def test_packed_training_resources_ask_one_gpu_per_group_job():
+    """Snakemake's own group arithmetic over `pack` training jobs: one GPU, pack x memory and threads."""
+    from snakemake.resources import GroupResources, Resources
+
+    from seqpipe.plan import job_resources
+
+    settings = {"threads": 2, "mem_mb": 3000, "disk_mb": 1000, "runtime": 30, "pack": 4}
+    resources = job_resources(settings, gpu=1)
+    assert resources["gpu"] == resources["request_gpus"] == "1" and resources["gpu_share"] == 4
+    assert job_resources({**settings, "pack": 1}, gpu=1)["gpu"] == 1  # unpacked: an ordinary count, capped by `gpu=` locally
+
+    class Job:  # the part of a Snakemake job that group resources read
+        pipe_group = None
+
+        def __init__(self):
+            self.resources = {"_cores": 2, "mem_mb": 3000, "runtime": 30, "gpu": resources["gpu"], "request_gpus": resources["request_gpus"]}
+
+    group = GroupResources.basic_layered([[Job() for _ in range(4)]], Resources(), run_local=False)
+    assert group["gpu"] == group["request_gpus"] == "1"
+    assert group["_cores"] == 8 and group["mem_mb"] == 12000 and group["runtime"] == 30  # side by side, not one after another
+
+
+@pytest.mark.parametrize("profile", ["condor", "slurm"])
+def test_a_cluster_dry_run_packs_training_jobs_into_group_jobs(tmp_path, profile):
+    """The demo config's 8 training jobs, packed by 4: two group jobs of four."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    extra = tmp_path / "pack.yaml"
+    extra.write_text(yaml.safe_dump({"resources": {"train": {"pack": 4, "mem_mb": 4000}}}))
+    bin_dir = os.path.dirname(sys.executable)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run([os.path.join(bin_dir, "snakemake"), "--profile", f"profiles/{profile}", "-n", "--forceall", "--configfile",
+                           str(extra), "--group-components", "train=4"], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    groups = out.split("Group job train")[1:]
+    assert len(groups) == 2, out[-3000:]
+    for group in groups:
+        block = group.split("\n[")[0]  # up to the next top-level job
+        assert block.count("rule train:") == 4
+    assert out.count("rule train:") == 8
