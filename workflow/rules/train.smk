@@ -34,4 +34,4 @@ rule train:
     shell:
         "seqpipe train --data {input.h5:q} --job {params.job:q} --tracking {input.tracking:q}"
         " --threads {threads} --out-dir {params.out_dir:q} --resume-dir {params.resume_dir:q}"
-        " --gpu-locks .snakemake/seqpipe-gpus --gpu-share {resources.gpu_share} > {log:q} 2>&1"
+        " --gpu-locks .snakemake/seqpipe-gpus --gpu-share {resources.gpu_share:q} > {log:q} 2>&1"
