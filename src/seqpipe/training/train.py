@@ -180,6 +180,13 @@ def add_to(sums: dict, name: str, value, weight: int) -> None:
     sums[name] = sums[name] + value if name in sums else value
 
 
+def unless(overflow: torch.Tensor | None, value):
+    """`value`, or 0 where `overflow` (a step whose fp16 loss overflowed; None: no check). Python numbers pass."""
+    if overflow is None or not isinstance(value, torch.Tensor):
+        return value
+    return torch.where(overflow, torch.zeros((), device=value.device), value.detach().float())
+
+
 def batch_metric(classify: bool, out: torch.Tensor, target: torch.Tensor, model: Normalised) -> torch.Tensor:
     """Sum over the batch of the monitoring metric (a device tensor): accuracy, or per-sample mean squared error."""
     if classify:
@@ -244,18 +251,18 @@ def run_epoch(model: Normalised, source, job: dict, device: torch.device, optimi
                 scaler.step(optimizer)  # fused optimizers skip an overflowed step on the device, without a sync
                 scaler.update()
             b = len(xb)
-            loss = loss.detach().float()
+            loss, metric = loss.detach().float(), batch_metric(classify, out.detach(), yb, model)
+            overflow = None
             if scaling:  # an overflowed fp16 step: the scaler skipped it; leave it out of the means
-                overflow = (~torch.isfinite(loss)).float()
-                skipped_steps.add_(overflow)
-                skipped_samples.add_(overflow * b)
-                loss = torch.where(overflow > 0, zero, loss)
-            loss_sum.add_(loss, alpha=b)
-            metric_sum.add_(batch_metric(classify, out.detach(), yb, model))
+                overflow = ~torch.isfinite(loss)
+                skipped_steps.add_(overflow.float())
+                skipped_samples.add_(overflow.float() * b)
+            loss_sum.add_(unless(overflow, loss), alpha=b)
+            metric_sum.add_(unless(overflow, metric))
             for name, value in (terms | parts if parts else terms).items():
-                add_to(term_sums, name, value, b)
+                add_to(term_sums, name, unless(overflow, value), b)
             for name, value in info.items():
-                add_to(info_sums if isinstance(value, torch.Tensor) else host_sums, name, value, b)
+                add_to(info_sums if isinstance(value, torch.Tensor) else host_sums, name, unless(overflow, value), b)
     n = len(source)
     totals = torch.stack([loss_sum, metric_sum, skipped_steps, skipped_samples, *term_sums.values(), *info_sums.values()]).tolist()
     # ^ the epoch's one device sync
@@ -264,12 +271,13 @@ def run_epoch(model: Normalised, source, job: dict, device: torch.device, optimi
         raise FloatingPointError(f"loss became {totals[0] if kept > 0 else 'inf or nan in every step'} during an epoch on split "
                                  f"{'train' if train else 'val'}; lower training.optimizer.lr or set training.grad_clip"
                                  f"{'' if train else ', or set training.amp: bf16 or off (the forward pass overflows in fp16)'}")
-    metric = totals[1] / n if classify else math.sqrt(totals[1] / n)  # RMSE in the targets' units
+    metric = totals[1] / kept if classify else math.sqrt(totals[1] / kept)  # RMSE in the targets' units
     values = totals[4:]
-    terms = {**dict(zip(term_sums, values)), **dict(zip(info_sums, values[len(term_sums):])), **host_sums}
+    terms = {**dict(zip(term_sums, values)), **dict(zip(info_sums, values[len(term_sums):]))}
     if skipped:
         log.warning("%d training steps overflowed in fp16 and were skipped by the gradient scaler", skipped)
-    out = {"loss": totals[0] / kept, "metric": metric, "terms": {k: v / n for k, v in terms.items()}, "n": n}
+    out = {"loss": totals[0] / kept, "metric": metric, "terms": {**{k: v / kept for k, v in terms.items()}, **{k: v / n for k, v in host_sums.items()}},
+           "n": n}
     if scaling:
         out["terms"]["skipped_steps"] = float(skipped)
     return out
