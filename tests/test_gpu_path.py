@@ -6,6 +6,7 @@ selection and the lock-file GPU allocator."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -274,6 +275,14 @@ def test_cuda_generator_state_of_an_old_checkpoint_uses_its_first_gpu(monkeypatc
     fake = FakeCuda(monkeypatch, 1)
     checkpoint.set_rng_state(state, generator, torch.device("cuda", 0))
     assert fake.set_calls == [(0, 0)]
+
+
+def test_the_run_records_its_precision(tmp_path):
+    data = make_data(tmp_path / "d.h5", n_train=48)
+    train_module.train(resume_job(epochs=1, amp="fp16"), data, tmp_path / "run")
+    start = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()][0]
+    assert start["event"] == "on_start" and start["gpu"] is None
+    assert start["precision"] == {"autocast": "float32", "grad_scaler": False, "note": "amp fp16 has no effect on cpu"}
 
 
 # -- determinism and kernel switches ---------------------------------------------------------------

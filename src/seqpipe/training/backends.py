@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Callable
 
 import torch
+import torch.utils.deterministic  # noqa: F401 - its switch is set below
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 CUBLAS_WORKSPACE = ":4096:8"
