@@ -524,11 +524,11 @@ def train(job: dict, data_path: str | Path, out_dir: str | Path, tracking: dict 
     full = {**job, "training": training_settings(job["training"])}
     training = full["training"]
     device = select_device(training["device"])
+    switches = backends.configure(training["deterministic"], device)  # before the first cuBLAS call
     if device.type == "cuda":
         torch.cuda.set_device(device)  # the default for anything that names no device
         if gpu_share > 1:
             torch.cuda.set_per_process_memory_fraction(0.95 / gpu_share, device)
-    switches = backends.configure(training["deterministic"], device)  # before the first cuBLAS call
     log.info("device %s, kernels %s", device, switches)
     generator = seed_everything(job["seed"])
     check_losses(job["task"]["losses"])
