@@ -477,7 +477,7 @@ def test_packed_training_resources_ask_one_gpu_per_group_job():
 
 @pytest.mark.parametrize("profile", ["condor", "slurm"])
 def test_a_cluster_dry_run_packs_training_jobs_into_group_jobs(tmp_path, profile):
-    """The demo config's 8 training jobs, packed by 4: two group jobs of four."""
+    """The demo config's training jobs (8 today), packed by 4: group jobs of four (the last may hold fewer)."""
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     extra = tmp_path / "pack.yaml"
     extra.write_text(yaml.safe_dump({"resources": {"train": {"pack": 4, "mem_mb": 4000}}}))
@@ -487,9 +487,7 @@ def test_a_cluster_dry_run_packs_training_jobs_into_group_jobs(tmp_path, profile
                            str(extra), "--group-components", "train=4"], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
-    groups = out.split("Group job train")[1:]
-    assert len(groups) == 2, out[-3000:]
-    for group in groups:
-        block = group.split("\n[")[0]  # up to the next top-level job
-        assert block.count("rule train:") == 4
-    assert out.count("rule train:") == 8
+    total = out.count("rule train:")
+    sizes = sorted((group.split("\n[")[0].count("rule train:") for group in out.split("Group job train")[1:]), reverse=True)
+    assert total >= 5 and sum(sizes) == total, out[-3000:]
+    assert len(sizes) == -(-total // 4) and sizes[0] == 4 and all(size == 4 for size in sizes[:-1])
