@@ -10,9 +10,17 @@ neighbouring epochs. Goal: ratio >= 0.9 on CPU.
 
     .venv/bin/python benchmarks/train.py                       # mlp and gru on a groove-grid-sized task
     .venv/bin/python benchmarks/train.py --models gru --batch-size 64 --n 4096
+    .venv/bin/python benchmarks/train.py --device cuda         # the same on a GPU (tensors on the device, bf16)
 
-A last line times the first model's training pass when its batches are read from an HDF5 file
-(the path a task larger than `training.memory_budget_mb` takes).
+A further line times the first model's training pass when its batches are read from an HDF5 file
+(the path a task larger than `training.memory_budget_mb` takes; CPU only).
+
+The sweep lines (`--sweep K`, 0 to skip) time K small cells of a sweep (mlp, one seed each), as
+separate processes like separate training jobs: one at a time, each alone on the device (what a
+job holding a whole GPU gets), then all K at once on the same device (a packed cluster job,
+`resources.train.pack: K`, each process limited to 1/K of the GPU's memory). It prints the samples/s
+of the device in both cases; packed / alone is how much more work one GPU does when packed.
+On the CPU each process has one thread, so the packed figure is bounded by the free cores.
 """
 
 from __future__ import annotations
@@ -22,7 +30,9 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, as the train rule runs by default: before torch loads
 
 import argparse
+import contextlib
 import copy
+import multiprocessing
 import statistics
 import time
 from pathlib import Path
@@ -32,6 +42,7 @@ from torch.nn import functional as F
 
 from seqpipe.models import build_model
 from seqpipe.training.loader import MemorySplit
+from seqpipe.training.precision import choose_precision
 from seqpipe.training.schedule import make_optimizer
 from seqpipe.training.train import run_epoch, training_settings
 
@@ -52,45 +63,118 @@ def synthetic(n: int, steps: int, dim: int, classes: int, seed: int = 0) -> tupl
     return x, y
 
 
-def bare_epoch(model, x, y, batch_size, optimizer, generator, grad_clip=None) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (timings on a GPU must include it)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bare_epoch(model, x, y, batch_size, optimizer, generator, grad_clip=None, precision=None) -> None:
+    """The least a training loop does, with the same autocast and (for fp16) loss scaling as seqpipe."""
     model.train()
+    scaler = precision.make_scaler() if precision is not None and precision.scaler else None
     for idx in torch.randperm(len(x), generator=generator).split(batch_size):
-        loss = F.cross_entropy(model(x[idx]), y[idx])
+        with precision.autocast() if precision is not None else contextlib.nullcontext():
+            loss = F.cross_entropy(model(x[idx]), y[idx])
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (scaler.scale(loss) if scaler else loss).backward()
         if grad_clip:
+            if scaler:
+                scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
 
 
 def bench(name: str, args) -> None:
+    device = torch.device(args.device)
     x, y = synthetic(args.n, args.steps, args.dim, args.classes)
+    x, y = x.to(device), y.to(device)  # in-memory splits live on the device
     cfg = {"name": name, **MODELS[name]}
     dims = {"in_dim": args.dim, "seq_len": args.steps, "out_dim": args.classes, "mapping": "seq2static", "out_len": None, "target_dim": None}
     torch.manual_seed(0)
-    first = build_model(cfg, **dims)
+    first = build_model(cfg, **dims).to(device)
     for grad_clip in (None, 1.0):
-        training = training_settings({"batch_size": args.batch_size, "grad_clip": grad_clip, "device": "cpu"})
+        training = training_settings({"batch_size": args.batch_size, "grad_clip": grad_clip, "device": args.device, "amp": args.amp,
+                                      "deterministic": False})
         job = {"task": {"type": "classification", "losses": [{"name": "cross_entropy", "weight": 1.0, "params": {}}]}, "training": training}
+        precision = choose_precision(args.amp, device)
         ours_model, bare_model = copy.deepcopy(first), copy.deepcopy(first)
-        ours_opt = make_optimizer(training["optimizer"], ours_model.parameters())
-        bare_opt = make_optimizer(training["optimizer"], bare_model.parameters())
+        fused = device.type == "cuda"  # as `fit` builds it
+        ours_opt = make_optimizer(training["optimizer"], ours_model.parameters(), fused=fused)
+        bare_opt = make_optimizer(training["optimizer"], bare_model.parameters(), fused=fused)
         ours_gen, bare_gen = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
-        scaler = torch.amp.GradScaler("cpu", enabled=False)
+        scaler = precision.make_scaler()
         split = MemorySplit(x, y)
         ours_t, bare_t = [], []
         for _ in range(args.repeats + 1):  # the first pair warms up
+            sync(device)
             t0 = time.perf_counter()
-            run_epoch(ours_model, split, job, torch.device("cpu"), ours_opt, scaler, ours_gen)
+            run_epoch(ours_model, split, job, device, ours_opt, scaler, ours_gen, precision)
+            sync(device)
             t1 = time.perf_counter()
-            bare_epoch(bare_model, x, y, args.batch_size, bare_opt, bare_gen, grad_clip)
+            bare_epoch(bare_model, x, y, args.batch_size, bare_opt, bare_gen, grad_clip, precision)
+            sync(device)
             t2 = time.perf_counter()
             ours_t.append(t1 - t0)
             bare_t.append(t2 - t1)
         ours_s, bare_s = statistics.median(ours_t[1:]), statistics.median(bare_t[1:])
         ratio = statistics.median(b / o for o, b in zip(ours_t[1:], bare_t[1:]))  # pairs of neighbouring epochs share the machine's state
-        print(f"{name:4s} grad_clip={str(grad_clip):4s} batch {args.batch_size}: seqpipe {args.n / ours_s:9.0f} samples/s | "
-              f"bare loop {args.n / bare_s:9.0f} samples/s | ratio {ratio:5.3f} (goal >= 0.9)")
+        print(f"{name:4s} grad_clip={str(grad_clip):4s} batch {args.batch_size} {args.device} {precision.describe()['autocast']}: "
+              f"seqpipe {args.n / ours_s:9.0f} samples/s | bare loop {args.n / bare_s:9.0f} samples/s | ratio {ratio:5.3f} (goal >= 0.9)")
+
+
+def sweep_cell(seed: int, args, barrier, results, share: int) -> None:
+    """One small training job of a sweep, in its own process: warm up, wait for the others, time `--sweep-epochs` epochs."""
+    torch.set_num_threads(1)
+    device = torch.device(args.device)
+    if device.type == "cuda" and share > 1:
+        torch.cuda.set_per_process_memory_fraction(0.95 / share, device)
+    x, y = synthetic(args.n, args.steps, args.dim, args.classes, seed=seed)
+    x, y = x.to(device), y.to(device)
+    training = training_settings({"batch_size": args.batch_size, "device": args.device, "amp": args.amp, "deterministic": False})
+    job = {"task": {"type": "classification", "losses": [{"name": "cross_entropy", "weight": 1.0, "params": {}}]}, "training": training}
+    torch.manual_seed(seed)
+    dims = {"in_dim": args.dim, "seq_len": args.steps, "out_dim": args.classes, "mapping": "seq2static", "out_len": None, "target_dim": None}
+    model = build_model({"name": "mlp", **MODELS["mlp"]}, **dims).to(device)
+    precision = choose_precision(args.amp, device)
+    optimizer = make_optimizer(training["optimizer"], model.parameters(), fused=device.type == "cuda")
+    scaler, generator, split = precision.make_scaler(), torch.Generator().manual_seed(seed), MemorySplit(x, y)
+    run_epoch(model, split, job, device, optimizer, scaler, generator, precision)  # warm-up
+    sync(device)
+    barrier.wait()
+    t0 = time.perf_counter()
+    for _ in range(args.sweep_epochs):
+        run_epoch(model, split, job, device, optimizer, scaler, generator, precision)
+    sync(device)
+    results.put((seed, args.n * args.sweep_epochs, t0, time.perf_counter()))
+
+
+def run_cells(seeds: list[int], args, share: int) -> float:
+    """Run the cells `seeds` at once, one process each; the device's samples/s over them."""
+    ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    barrier, results = ctx.Barrier(len(seeds)), ctx.Queue()
+    procs = [ctx.Process(target=sweep_cell, args=(seed, args, barrier, results, share)) for seed in seeds]
+    for proc in procs:
+        proc.start()
+    got = [results.get(timeout=1800) for _ in procs]
+    for proc in procs:
+        proc.join()
+    return sum(n for _, n, _, _ in got) / (max(end for *_, end in got) - min(start for *_, start, _ in got))
+
+
+def sweep_bench(args) -> None:
+    """K sweep cells one at a time, each alone on the device, against all K at once on it (packed)."""
+    cells = list(range(args.sweep))
+    alone = [run_cells([seed], args, share=1) for seed in cells]
+    packed = run_cells(cells, args, share=args.sweep)
+    per_gpu = statistics.median(alone)
+    print(f"sweep of {args.sweep} mlp cells on {args.device}, batch {args.batch_size}, {args.sweep_epochs} epochs each: "
+          f"one per device {per_gpu:9.0f} samples/s | packed {args.sweep} per device {packed:9.0f} samples/s | "
+          f"packed / alone {packed / per_gpu:5.2f}x")
 
 
 def stream_bench(name: str, args) -> None:
@@ -137,14 +221,21 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--no-stream", dest="stream", action="store_false", help="skip the HDF5 streaming line")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--amp", default="bf16", choices=["bf16", "fp16", "off"], help="training.amp (on cuda only)")
+    parser.add_argument("--sweep", type=int, default=4, help="cells of the packed-vs-alone sweep line; 0 skips it")
+    parser.add_argument("--sweep-epochs", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {args.n} samples [{args.steps}, {args.dim}], "
+    gpu = f", {torch.cuda.get_device_name(torch.device(args.device))}" if args.device.startswith("cuda") else ""
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s){gpu}, {args.n} samples [{args.steps}, {args.dim}], "
           f"{args.n // args.batch_size} steps per epoch, {args.repeats} epochs each")
     for name in args.models:
         bench(name, args)
-    if args.stream:
+    if args.stream and args.device == "cpu":
         stream_bench(args.models[0], args)
+    if args.sweep:
+        sweep_bench(args)
 
 
 if __name__ == "__main__":

@@ -171,7 +171,7 @@ def test_kl_annealing_with_progress():
         model.set_progress(p)
         model(x)
         assert model.aux_metrics["beta"] == pytest.approx(beta)
-        assert model.aux_losses["kl"].item() == pytest.approx(beta * model.aux_metrics["kl"], rel=1e-5)
+        assert model.aux_losses["kl"].item() == pytest.approx(beta * float(model.aux_metrics["kl"]), rel=1e-5)
 
 
 def test_vq_straight_through_passes_gradients_to_the_encoder():

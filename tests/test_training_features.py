@@ -45,7 +45,7 @@ def test_defaults_come_from_the_schema():
     filled = training_settings({"epochs": 3, "scheduler": {"name": "cosine_warm_restarts"}})
     assert filled["epochs"] == 3 and filled["scheduler"] == {"name": "cosine_warm_restarts", "factor": 0.5, "patience": 3, "min_lr": 1e-6,
                                                              "T_0": 10, "T_mult": 1, "eta_min": 0.0}
-    assert filled["checkpoint_every"] == 1 and filled["memory_budget_mb"] == 2048 and filled["amp"] is False
+    assert filled["checkpoint_every"] == 1 and filled["memory_budget_mb"] == 2048 and filled["amp"] == "bf16"
     assert filled["kl_collapse"] == {"threshold": 0.001, "epochs": 3} and filled["freeze"] == [] and filled["init_from"] is None
 
 
@@ -96,8 +96,8 @@ def test_noise_augmentation_changes_training_and_is_seeded(tmp_path, h5):
 
 
 def test_amp_is_a_no_op_on_cpu(tmp_path, h5):
-    train(job("classification", "gru", epochs=2, amp=True), h5, tmp_path / "amp")
-    train(job("classification", "gru", epochs=2, amp=False), h5, tmp_path / "fp32")
+    train(job("classification", "gru", epochs=2, amp="fp16"), h5, tmp_path / "amp")
+    train(job("classification", "gru", epochs=2, amp="off"), h5, tmp_path / "fp32")
     assert same_weights(tmp_path / "amp" / "best.pt", tmp_path / "fp32" / "best.pt")
 
 

@@ -64,7 +64,11 @@ def job_resources(settings: dict, gpu: int = 0) -> dict:
         "htcondor_request_disk_mb": disk,
     }
     if gpu:
-        resources.update(gpu=gpu, request_gpus=gpu)
+        pack = settings.get("pack", 1)
+        # packed (group jobs of `pack` cells): one GPU for the whole group job. A string is not summed over
+        # a group's jobs (an int would ask for `pack` GPUs); SLURM's and HTCondor's plugins read it as a number.
+        count = gpu if pack <= 1 else str(gpu)
+        resources.update(gpu=count, request_gpus=count, gpu_share=pack)
     return resources
 
 

@@ -20,6 +20,8 @@ rule train:
         "logs/train/{task}/{model}/{seed}.log",
     benchmark:
         "results/benchmarks/train/{task}/{model}/{seed}.tsv"
+    group:
+        "train" if res("train", "pack") > 1 else None  # with --group-components train=N: N jobs per cluster job
     conda:
         "../../envs/train.yaml"
     threads: res("train", "threads")
@@ -31,4 +33,5 @@ rule train:
         resume_dir="results/resume/{task}/{model}/{seed}",
     shell:
         "seqpipe train --data {input.h5:q} --job {params.job:q} --tracking {input.tracking:q}"
-        " --threads {threads} --out-dir {params.out_dir:q} --resume-dir {params.resume_dir:q} > {log:q} 2>&1"
+        " --threads {threads} --out-dir {params.out_dir:q} --resume-dir {params.resume_dir:q}"
+        " --gpu-locks .snakemake/seqpipe-gpus --gpu-share {resources.gpu_share:q} > {log:q} 2>&1"

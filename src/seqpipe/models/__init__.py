@@ -8,7 +8,8 @@ The protocol between a model and the training loop, all of it optional for a mod
 - `aux_losses`: dict of scalar tensors, already weighted, set by a training-mode forward (VAE KL,
   VQ codebook/commitment, adversarial, diffusion, domain...). The loop adds their sum to the task
   loss. `Normalised.aux_losses` is the wrapped network's dict of the latest forward ({} if none).
-- `aux_metrics`: dict of floats worth logging (unweighted KL, current beta and alpha, VQ perplexity).
+- `aux_metrics`: dict of values worth logging (unweighted KL, current beta and alpha, VQ perplexity): Python
+  numbers or detached 0-dim tensors; never `float(tensor)` in a forward (a host sync on every batch).
 - `set_progress(p)`: p = epoch / epochs, called by the loop at the start of every epoch (gradient
   reversal strength, KL annealing).
 - `set_domains(ids)`: domain ids [B] of the next training batch (tcn_vae's domain adversary).

@@ -84,6 +84,11 @@ class VectorQuantizer(nn.Module):
         self.codebook = nn.Parameter(torch.randn(codebook_size, code_dim))
         self.commitment = commitment
         self.register_buffer("initialised", torch.tensor(False))
+        self.known_initialised = False  # a host-side copy of `initialised`, so a forward need not read the buffer
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        self.known_initialised = False  # the loaded buffer decides again
+        super()._load_from_state_dict(*args, **kwargs)
 
     @torch.no_grad()
     def init_from(self, vectors: torch.Tensor) -> None:
@@ -93,17 +98,21 @@ class VectorQuantizer(nn.Module):
         chosen = vectors[pick]
         self.codebook.copy_(chosen + 0.01 * chosen.std(unbiased=False).clamp_min(1e-3) * torch.randn_like(chosen))
         self.initialised.fill_(True)
+        self.known_initialised = True
 
     def forward(self, z_e: torch.Tensor) -> tuple[torch.Tensor, dict, dict]:
         """(z_q with straight-through gradient, {codebook, commitment} losses, {perplexity})."""
         flat = z_e.reshape(-1, z_e.shape[-1])
-        if self.training and not bool(self.initialised):
-            self.init_from(flat.detach())
+        if self.training and not self.known_initialised:
+            if bool(self.initialised):  # one read of the buffer after construction or loading, not one per batch
+                self.known_initialised = True
+            else:
+                self.init_from(flat.detach())
         ids = torch.cdist(flat.detach(), self.codebook.detach()).argmin(dim=1)
         q = self.codebook[ids].view_as(z_e)
         losses = {"codebook": F.mse_loss(q, z_e.detach()), "commitment": self.commitment * F.mse_loss(z_e, q.detach())}
         usage = torch.bincount(ids, minlength=len(self.codebook)).float() / len(ids)
-        perplexity = float(torch.exp(-(usage * (usage + 1e-10).log()).sum()))
+        perplexity = torch.exp(-(usage * (usage + 1e-10).log()).sum()).detach()  # stays on the device
         return z_e + (q - z_e).detach(), losses, {"perplexity": perplexity}
 
 

@@ -60,19 +60,30 @@ class DiffusionAE(AuxLossModule):
         self.register_buffer("sin", theta.sin(), persistent=False)
         self.register_buffer("time_embedding", sinusoidal_positions(steps + 1, TIME_DIM), persistent=False)
         self.steps, self.sample_steps, self.lambda_diff = steps, sample_steps, cfg["lambda_diff"]
+        self.grid = self.time_grid(sample_steps)
+
+    def time_grid(self, steps: int) -> list[int]:
+        """The DDIM decode's steps, from T down to 0 (host integers: no device read per decode)."""
+        return torch.linspace(self.steps, 0, steps + 1).round().long().tolist()
 
     def eps(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The predicted noise in flattened x_t [B, F] at integer steps t [B]."""
         return self.denoiser(torch.cat([x_t, self.time_embedding[t], z], dim=1))
 
     def sample(self, z: torch.Tensor, steps: int | None = None) -> torch.Tensor:
-        """Deterministic DDIM decode of latents z [B, Z] from x_T = 0 in `steps` steps -> [B, T, D]."""
-        grid = torch.linspace(self.steps, 0, (steps or self.sample_steps) + 1).round().long().tolist()
-        x = z.new_zeros(len(z), self.shape[0] * self.shape[1])
-        for t, t_next in zip(grid[:-1], grid[1:]):
-            eps = self.eps(x, torch.full((len(z),), t, device=z.device, dtype=torch.long), z)
-            x0 = (x - self.sin[t] * eps) / self.cos[t]
-            x = self.cos[t_next] * x0 + self.sin[t_next] * eps
+        """Deterministic DDIM decode of latents z [B, Z] from x_T = 0 in `steps` steps -> [B, T, D].
+
+        Always float32, also under autocast: each step divides by cos(theta_t) (down to 0.1), which
+        would magnify fp16/bf16 rounding of the predicted noise tenfold per step.
+        """
+        grid = self.grid if steps is None or steps == self.sample_steps else self.time_grid(steps)
+        with torch.autocast(z.device.type, enabled=False):
+            z = z.float()
+            x = z.new_zeros(len(z), self.shape[0] * self.shape[1])
+            for t, t_next in zip(grid[:-1], grid[1:]):
+                eps = self.eps(x, torch.full((len(z),), t, device=z.device, dtype=torch.long), z)
+                x0 = (x - self.sin[t] * eps) / self.cos[t]
+                x = self.cos[t_next] * x0 + self.sin[t_next] * eps
         return x.view(len(z), *self.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -46,7 +46,7 @@ class GanAE(AuxLossModule):
             fake = self.discriminator(self.reverse(z))
             adversarial = F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
             self.aux_losses = {"adversarial": self.lambda_adv * adversarial}
-            self.aux_metrics = {"alpha": self.reverse.alpha, "d_accuracy": float(((real > 0).float().mean() + (fake < 0).float().mean()) / 2)}
+            self.aux_metrics = {"alpha": self.reverse.alpha, "d_accuracy": ((real > 0).float().mean() + (fake < 0).float().mean()).detach() / 2}
         return self.decoder(z)
 
 

@@ -8,6 +8,18 @@ from torch import nn
 from seqpipe.models.pooling import Pool
 
 
+def resample_linear(h: torch.Tensor, size: int) -> torch.Tensor:
+    """[B, T, H] -> [B, size, H] along T: the values of F.interpolate(mode="linear", align_corners=False),
+    as one matrix product, whose backward is deterministic on CUDA (interpolate's backward adds atomically)."""
+    steps = h.shape[1]
+    src = ((torch.arange(size, dtype=torch.float64) + 0.5) * (steps / size) - 0.5).clamp(min=0)
+    lo = src.floor().long().clamp(max=steps - 1)
+    hi = (lo + 1).clamp(max=steps - 1)
+    frac = (src - lo)[:, None]
+    weights = nn.functional.one_hot(lo, steps) * (1 - frac) + nn.functional.one_hot(hi, steps) * frac  # [size, T]
+    return torch.einsum("st,bth->bsh", weights.to(device=h.device, dtype=h.dtype), h)
+
+
 class Head(nn.Module):
     """Map encoder states [B, T, H] to [B, out] (pooled) or [B, out_len, out] (per step)."""
 
@@ -21,7 +33,5 @@ class Head(nn.Module):
         if self.pool is not None:
             return self.linear(self.pool(h))
         if self.out_len is not None and self.out_len != h.shape[1]:
-            h = h[:, -self.out_len :] if self.out_len < h.shape[1] else nn.functional.interpolate(
-                h.transpose(1, 2), size=self.out_len, mode="linear", align_corners=False
-            ).transpose(1, 2)
+            h = h[:, -self.out_len :] if self.out_len < h.shape[1] else resample_linear(h, self.out_len)
         return self.linear(h)

@@ -14,12 +14,13 @@ TRANSIENT = {"aux_losses": dict, "aux_metrics": dict, "domains": lambda: None}  
 
 
 class AuxLossModule(nn.Module):
-    """nn.Module with `aux_losses` (scalar tensors, already weighted) and `aux_metrics` (floats to log)."""
+    """nn.Module with `aux_losses` (scalar tensors, already weighted) and `aux_metrics` (values to log: Python
+    numbers, or 0-dim tensors left on the device, which the training loop reads once per epoch)."""
 
     def __init__(self):
         super().__init__()
         self.aux_losses: dict[str, torch.Tensor] = {}
-        self.aux_metrics: dict[str, float] = {}
+        self.aux_metrics: dict[str, float | torch.Tensor] = {}
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()

@@ -95,7 +95,7 @@ class TCNVAE(AuxLossModule):
         kl, beta = kl_divergence(mu, logvar), annealed_beta(self.beta, self.kl_anneal, self.progress)
         scale = 1.0 / self.lambda_act if self.static else 1.0
         self.aux_losses["kl"] = beta * kl * scale
-        self.aux_metrics = {"kl": float(kl.detach()), "beta": beta, "alpha": self.reverse.alpha}
+        self.aux_metrics = {"kl": kl.detach(), "beta": beta, "alpha": self.reverse.alpha}  # tensors stay on the device
         if self.static:
             self.aux_losses["reconstruction"] = F.mse_loss(self.decoder(z).view(len(x), *self.input_shape), x) * scale
         if self.domain_head is not None and domains is not None and self.lambda_dom > 0:
@@ -103,7 +103,7 @@ class TCNVAE(AuxLossModule):
                 raise ValueError(f"model tcn_vae: domains have shape {list(domains.shape)}; expected [{len(x)}] (one id per sample of the batch)")
             logits = self.domain_head(self.reverse(z))
             self.aux_losses["domain"] = self.lambda_dom * F.cross_entropy(logits, domains.to(x.device)) * scale
-            self.aux_metrics["domain_accuracy"] = float((logits.argmax(1) == domains.to(x.device)).float().mean())
+            self.aux_metrics["domain_accuracy"] = (logits.argmax(1) == domains.to(x.device)).float().mean()
         return out
 
 

@@ -54,7 +54,7 @@ class VAE(AuxLossModule):
         kl = kl_divergence(mu, logvar)
         beta = annealed_beta(self.beta, self.kl_anneal, self.progress)
         self.aux_losses = {"kl": beta * kl}
-        self.aux_metrics = {"kl": float(kl.detach()), "beta": beta}
+        self.aux_metrics = {"kl": kl.detach(), "beta": beta}  # a device tensor: read once per epoch
         return self.decoder(z)
 
 

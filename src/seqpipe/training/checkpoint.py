@@ -40,29 +40,61 @@ def load(path: str | Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def rng_state(generator: torch.Generator) -> dict:
-    """Every random number generator training draws from, as tensors and lists."""
+def cuda_index(device: torch.device | None) -> int | None:
+    """The GPU index whose generator a run draws from: `device`'s, else the current one; None without CUDA in use."""
+    if device is not None and device.type != "cuda":
+        return None
+    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        return None
+    return device.index if device is not None and device.index is not None else torch.cuda.current_device()
+
+
+def rng_state(generator: torch.Generator, device: torch.device | None = None) -> dict:
+    """Every random number generator training draws from, as tensors and lists.
+
+    CUDA: only the generator of the GPU the run trains on (`cuda` holds one state, or none), so the
+    state restores on a machine that shows a different number of GPUs.
+    """
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     version, internal, gauss_next = random.getstate()
+    index = cuda_index(device)
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
+        "cuda": [torch.cuda.get_rng_state(index)] if index is not None else [],
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
         "python": [version, list(internal), gauss_next],
         "shuffle": generator.get_state(),
     }
 
 
-def set_rng_state(state: dict, generator: torch.Generator) -> None:
-    """Put every generator back where `rng_state` found it."""
+def set_rng_state(state: dict, generator: torch.Generator, device: torch.device | None = None) -> None:
+    """Put every generator back where `rng_state` found it; the saved CUDA state goes to the GPU this run trains on.
+
+    (Older checkpoints hold one state per GPU that was visible; the first, the GPU they trained on, is used.)
+    """
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state["cuda"] and torch.cuda.is_available() and (device is None or device.type == "cuda"):
+        index = device.index if device is not None and device.index is not None else torch.cuda.current_device()
+        torch.cuda.set_rng_state(state["cuda"][0], index)
     kind, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
     generator.set_state(state["shuffle"])
+
+
+def restore_scaler(scaler: torch.amp.GradScaler, state: dict | None) -> str:
+    """Load a saved GradScaler state where there is one to load; returns what was done (for the log).
+
+    A run saved with the scaler off (CPU, bf16 or amp off) has `{}`: an enabled scaler then starts
+    from its initial scale instead of refusing the empty state; a disabled scaler ignores any state.
+    """
+    if not scaler.is_enabled():
+        return "scaler off"
+    if not state:
+        return "scaler on, saved without one: initial scale"
+    scaler.load_state_dict(state)
+    return "scaler restored"
 
 
 def code_digest() -> str:

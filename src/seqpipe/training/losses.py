@@ -267,7 +267,8 @@ def l2(model: nn.Module, x: torch.Tensor, out: torch.Tensor, include_bias: bool 
 
 
 @register_regularizer("gradient_penalty")
-def gradient_penalty(model: nn.Module, x: torch.Tensor, out: torch.Tensor, max_exact: int = 16) -> torch.Tensor:
+def gradient_penalty(model: nn.Module, x: torch.Tensor, out: torch.Tensor, max_exact: int = 16,
+                     grad_scale: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over samples of ||d out_i / d x_i||_F^2, the squared Frobenius norm of each sample's Jacobian
     (create_graph=True, so the penalty itself is trained): smooth predictions.
 
@@ -275,6 +276,12 @@ def gradient_penalty(model: nn.Module, x: torch.Tensor, out: torch.Tensor, max_e
     the unbiased one-projection estimate ||d (v . out_i) / d x_i||^2 with v ~ N(0, I).
     The loop should call `x.requires_grad_(True)` before the forward (see `needs_input_grad`);
     otherwise this runs one more forward on a copy of x (the model's aux_losses are kept).
+
+    Mixed precision: call it outside autocast; the penalty is computed in float32. Under fp16 pass the
+    gradient scaler's scale as `grad_scale` (a tensor, e.g. `scaler.scale(torch.ones(()))`): the
+    input gradients are taken of the scaled outputs (so they do not underflow in fp16) and divided
+    by the scale before they are squared. GRU/LSTM: run the forward with cuDNN disabled
+    (`backends.cudnn_off`), since cuDNN's RNN backward cannot be differentiated again.
     """
     if not (x.requires_grad and out.requires_grad):
         x = x.detach().requires_grad_(True)
@@ -282,21 +289,28 @@ def gradient_penalty(model: nn.Module, x: torch.Tensor, out: torch.Tensor, max_e
         out = model(x)
         for k, v in saved.items():
             setattr(model, k, v)
-    flat = out.reshape(len(out), -1)
+    flat = out.reshape(len(out), -1).float()
     if flat.shape[1] <= max_exact:
         rows = [flat[:, k].sum() for k in range(flat.shape[1])]
     else:
         rows = [(flat * torch.randn_like(flat)).sum()]
-    total = out.new_zeros(())
+    total = flat.new_zeros(())
     for row in rows:
-        (grad,) = torch.autograd.grad(row, x, create_graph=True)
-        total = total + grad.pow(2).reshape(len(grad), -1).sum(dim=1).mean()
+        if grad_scale is None:
+            (grad,) = torch.autograd.grad(row, x, create_graph=True)
+        else:
+            (grad,) = torch.autograd.grad(row * grad_scale, x, create_graph=True)
+            grad = grad.float() / grad_scale
+        total = total + grad.float().pow(2).reshape(len(grad), -1).sum(dim=1).mean()
     return total
+
+
+INPUT_GRADIENT = {"gradient_penalty"}  # regularizers that differentiate the output with respect to the input
 
 
 def needs_input_grad(specs: list[dict] | None) -> bool:
     """True when a configured regularizer differentiates the output with respect to the input."""
-    return any(spec["name"] == "gradient_penalty" for spec in specs or [])
+    return any(spec["name"] in INPUT_GRADIENT for spec in specs or [])
 
 
 def check_regularizers(specs: list[dict] | None) -> None:
@@ -306,16 +320,20 @@ def check_regularizers(specs: list[dict] | None) -> None:
             raise KeyError(f"training.regularizers: unknown regularizer {spec['name']!r}; known: {', '.join(sorted(REGULARIZERS))}")
 
 
-def regularizer(name: str, model: nn.Module, x: torch.Tensor, out: torch.Tensor, params: dict | None = None) -> torch.Tensor:
-    """The value of one regularizer."""
-    return REGULARIZERS[name](model, x, out, **(params or {}))
+def regularizer(name: str, model: nn.Module, x: torch.Tensor, out: torch.Tensor, params: dict | None = None,
+                grad_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """The value of one regularizer (`grad_scale` goes to those that differentiate with respect to the input)."""
+    extra = {"grad_scale": grad_scale} if grad_scale is not None and name in INPUT_GRADIENT else {}
+    return REGULARIZERS[name](model, x, out, **(params or {}), **extra)
 
 
-def total_regularization(specs: list[dict] | None, model: nn.Module, x: torch.Tensor, out: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted sum of the configured regularizers `{name, weight, params}`, and each term's value for logging."""
-    total, parts = out.new_zeros(()), {}
+def total_regularization(specs: list[dict] | None, model: nn.Module, x: torch.Tensor, out: torch.Tensor,
+                         grad_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Weighted sum (float32) of the configured regularizers `{name, weight, params}`, and each term's value for
+    logging, as detached tensors (reading them here would force a device sync on every batch)."""
+    total, parts = out.new_zeros((), dtype=torch.float32), {}
     for spec in specs or []:
-        value = regularizer(spec["name"], model, x, out, spec.get("params"))
-        total = total + spec.get("weight", 1.0) * value
-        parts[spec["name"]] = float(value.detach())
+        value = regularizer(spec["name"], model, x, out, spec.get("params"), grad_scale)
+        total = total + spec.get("weight", 1.0) * value.float()
+        parts[spec["name"]] = value.detach()
     return total, parts

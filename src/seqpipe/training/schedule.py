@@ -9,15 +9,21 @@ from __future__ import annotations
 import torch
 
 
-def make_optimizer(cfg: dict, params) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD from `training.optimizer`."""
+def make_optimizer(cfg: dict, params, fused: bool = False) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD from `training.optimizer`.
+
+    `fused`: one kernel per step (training uses it on CUDA). A fused optimizer also takes the fp16
+    GradScaler's overflow flag as a tensor and skips the update on the device, where an unfused one
+    makes the scaler read the flag back to the host on every step.
+    """
     name, lr, wd = cfg["name"], cfg["lr"], cfg.get("weight_decay", 0.0)
+    kw = {"fused": True} if fused else {}
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd, **kw)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, **kw)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=cfg.get("momentum", 0.9), weight_decay=wd)
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.get("momentum", 0.9), weight_decay=wd, **kw)
     raise KeyError(f"training.optimizer.name: unknown optimizer {name!r}; expected adam, adamw or sgd")
 
 

@@ -39,10 +39,11 @@ from seqpipe.io import atomic_path, config_hash, read_json, write_json, write_te
 from seqpipe.models import Normalised, build_model
 from seqpipe.tracking.invocation import with_invocation
 from seqpipe.tracking.run import Tracker, git_commit
-from seqpipe.training import checkpoint, losses
+from seqpipe.training import backends, checkpoint, gpus, losses
 from seqpipe.training.figures import plot_history
 from seqpipe.training.loader import TrainingData, epoch_order, training_data
 from seqpipe.training.losses import check_losses, total_loss
+from seqpipe.training.precision import Precision, choose_precision
 from seqpipe.training.schedule import make_optimizer, make_scheduler, step_scheduler
 
 log = logging.getLogger("seqpipe.train")
@@ -56,31 +57,40 @@ def training_settings(training: dict) -> dict:
     return section_with_defaults("training", training)
 
 
-def seed_everything(seed: int, deterministic: bool, device: torch.device) -> torch.Generator:
-    """Seed Python, NumPy and torch; in deterministic mode on an accelerator, ask for deterministic kernels.
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch (every device); returns the generator that shuffles the training split.
 
-    CPU kernels are deterministic at a fixed thread count already (the rebuild test checks the
-    bytes), and `use_deterministic_algorithms` costs ~1 s of imports per job, so CPU skips it.
-    Returns the generator that shuffles the training split.
+    The kernel switches that make a GPU run deterministic are `backends.configure`'s job.
     """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    if deterministic and device.type != "cpu":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
     return torch.Generator().manual_seed(seed)
 
 
 def select_device(preference: str) -> torch.device:
-    """auto: cuda, then mps, then cpu."""
-    if preference != "auto":
-        return torch.device(preference)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """auto: cuda, then mps, then cpu; `cuda` is the first GPU this process sees (CUDA_VISIBLE_DEVICES), `cuda:N` the N-th.
+
+    A GPU that is asked for but not there is an error, not a silent CPU run.
+    """
+    if preference == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(preference)
+    if device.type == "cuda":
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if not torch.cuda.is_available():
+            raise ValueError(f"training.device: {preference}, but torch sees no GPU (CUDA_VISIBLE_DEVICES={visible!r}, torch "
+                             f"{torch.__version__}); run on a GPU node, or set training.device to auto or cpu")
+        index = torch.cuda.current_device() if device.index is None else device.index
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"training.device: {preference}, but this process sees {torch.cuda.device_count()} GPU(s) "
+                             f"(CUDA_VISIBLE_DEVICES={visible!r}); use cuda:0..cuda:{torch.cuda.device_count() - 1} or plain cuda")
+        device = torch.device("cuda", index)
+    return device
 
 
 def make_model(job: dict, data: TrainingData) -> Normalised:
@@ -149,15 +159,32 @@ def regularizers_fn(specs: list[dict]):
     return fn
 
 
-def model_terms(model: Normalised) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+def model_terms(model: Normalised) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor | float]]:
     """The network's extra losses of the last forward (`net.aux_losses`, already weighted; consumed, so
-    none is counted twice) as `aux_<name>`, and what it reports (`net.aux_metrics`) as `model_<name>`."""
+    none is counted twice) as `aux_<name>`, and what it reports (`net.aux_metrics`: 0-dim tensors, left
+    on the device, or Python numbers) as `model_<name>`."""
     net = model.net
     terms, info = getattr(net, "aux_losses", None), getattr(net, "aux_metrics", None)
     if terms:
         net.aux_losses = {}
         terms = {f"aux_{name}": value for name, value in terms.items()}
-    return terms or {}, {f"model_{name}": float(value) for name, value in info.items()} if info else {}
+    return terms or {}, {f"model_{name}": value for name, value in info.items()} if info else {}
+
+
+def add_to(sums: dict, name: str, value, weight: int) -> None:
+    """sums[name] += value * weight, a device tensor for tensors (no host sync), a float otherwise."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().float() * weight
+    else:
+        value = float(value) * weight
+    sums[name] = sums[name] + value if name in sums else value
+
+
+def unless(overflow: torch.Tensor | None, value):
+    """`value`, or 0 where `overflow` (a step whose fp16 loss overflowed; None: no check). Python numbers pass."""
+    if overflow is None or not isinstance(value, torch.Tensor):
+        return value
+    return torch.where(overflow, torch.zeros((), device=value.device), value.detach().float())
 
 
 def batch_metric(classify: bool, out: torch.Tensor, target: torch.Tensor, model: Normalised) -> torch.Tensor:
@@ -169,65 +196,91 @@ def batch_metric(classify: bool, out: torch.Tensor, target: torch.Tensor, model:
     return squared.reshape(len(squared), -1).mean(1).sum()
 
 
-def run_epoch(model: Normalised, source, job: dict, device: torch.device, optimizer=None, scaler=None, generator=None) -> dict:
+def run_epoch(model: Normalised, source, job: dict, device: torch.device, optimizer=None, scaler=None, generator=None,
+              precision: Precision | None = None) -> dict:
     """One pass over a split; trains when an optimizer is given.
 
     Returns the mean loss, the metric (accuracy, or RMSE in the targets' units), the means of the
     extra terms (`aux_<name>` and `reg` losses added to the loss; `loss_<name>` parts of the task loss,
-    `model_<name>` and `reg_<name>` values, logged only) and the sample count.
+    `model_<name>` and `reg_<name>` values, logged only) and the sample count. Nothing is read back
+    from the device until the epoch ends (one sync per epoch). With an enabled (fp16) `scaler`, a step
+    whose loss overflowed is skipped by the scaler and counted (`skipped_steps`) instead of ending the run.
     """
     task, training = job["task"], job["training"]
     train, classify = optimizer is not None, task["type"] == "classification"
-    amp = torch.autocast(device.type, dtype=torch.float16) if training["amp"] and device.type == "cuda" else contextlib.nullcontext()
+    precision = precision or choose_precision(training["amp"], device)
+    scaling = train and scaler is not None and scaler.is_enabled()
     noise_std, clip = (training["noise_std"], training["grad_clip"]) if train else (0.0, None)
     regularize = regularizers_fn(training["regularizers"]) if train else None
     input_grad = regularize is not None and getattr(losses, "needs_input_grad", lambda specs: False)(training["regularizers"])
+    # cuDNN's RNN kernels have no double backward: a gradient penalty runs the network on native kernels
+    kernels = backends.cudnn_off if input_grad else contextlib.nullcontext
     params = [p for p in model.parameters() if p.requires_grad]
     block = training["shuffle_block"] or source.default_block(training["batch_size"])
     order = epoch_order(len(source), block, generator) if train else None
     model.train(train)
-    loss_sum, metric_sum, term_sums, info_sums = torch.zeros((), device=device), torch.zeros((), device=device), {}, {}
-    with torch.set_grad_enabled(train):
-        for xb, yb in source.batches(training["batch_size"], order):
-            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+    zero = torch.zeros((), device=device)
+    loss_sum, metric_sum, term_sums, info_sums, host_sums = zero.clone(), zero.clone(), {}, {}, {}
+    skipped_steps, skipped_samples = zero.clone(), zero.clone()
+    with torch.set_grad_enabled(train), backends.attention_kernels(training["deterministic"], device):
+        for batch in source.batches(training["batch_size"], order):
+            xb, yb = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
             if noise_std:
                 xb = xb + noise_std * model.x_std * torch.randn_like(xb)  # N(0, noise_std) on the normalised inputs
             if input_grad:
                 xb.requires_grad_(True)
             target = yb if classify else model.normalise_target(yb)
-            with amp:
-                out = model(xb)
-                loss, terms = total_loss(task["losses"], out, target)
-                parts = {f"loss_{name}": value for name, value in terms.items()} if len(terms) > 1 else {}
-                terms, info = model_terms(model)
-                if regularize is not None:
-                    terms["reg"], reg_parts = regularize(training["regularizers"], model, xb, out)
+            with kernels():
+                with precision.autocast():
+                    out = model(xb)
+                    loss, terms = total_loss(task["losses"], out, target)
+                    parts = {f"loss_{name}": value for name, value in terms.items()} if len(terms) > 1 else {}
+                    terms, info = model_terms(model)
+                if regularize is not None:  # float32, outside autocast; input gradients scaled like the loss under fp16
+                    grad_scale = scaler.scale(torch.ones((), device=device)) if scaling else None
+                    terms["reg"], reg_parts = regularize(training["regularizers"], model, xb, out, grad_scale=grad_scale)
                     info.update({f"reg_{name}": value for name, value in reg_parts.items()})
-                if terms:
-                    loss = loss + sum(terms.values())
+            if terms:
+                loss = loss + sum(terms.values())
             if train:
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if clip:
                     scaler.unscale_(optimizer)
                     torch.nn.utils.clip_grad_norm_(params, clip)
-                scaler.step(optimizer)
+                scaler.step(optimizer)  # fused optimizers skip an overflowed step on the device, without a sync
                 scaler.update()
             b = len(xb)
-            loss_sum.add_(loss.detach(), alpha=b)
-            metric_sum.add_(batch_metric(classify, out.detach(), yb, model))
+            loss, metric = loss.detach().float(), batch_metric(classify, out.detach(), yb, model)
+            overflow = None
+            if scaling:  # an overflowed fp16 step: the scaler skipped it; leave it out of the means
+                overflow = ~torch.isfinite(loss)
+                skipped_steps.add_(overflow.float())
+                skipped_samples.add_(overflow.float() * b)
+            loss_sum.add_(unless(overflow, loss), alpha=b)
+            metric_sum.add_(unless(overflow, metric))
             for name, value in (terms | parts if parts else terms).items():
-                term_sums[name] = term_sums.get(name, 0.0) + value.detach().float() * b
+                add_to(term_sums, name, unless(overflow, value), b)
             for name, value in info.items():
-                info_sums[name] = info_sums.get(name, 0.0) + value * b
+                add_to(info_sums if isinstance(value, torch.Tensor) else host_sums, name, unless(overflow, value), b)
     n = len(source)
-    totals = torch.stack([loss_sum, metric_sum, *term_sums.values()]).tolist()  # the epoch's one device sync
-    if not math.isfinite(totals[0]):
-        raise FloatingPointError(f"loss became {totals[0]} during an epoch on split {'train' if train else 'val'}; "
-                                 "lower training.optimizer.lr or set training.grad_clip")
-    metric = totals[1] / n if classify else math.sqrt(totals[1] / n)  # RMSE in the targets' units
-    terms = {**dict(zip(term_sums, totals[2:])), **info_sums}
-    return {"loss": totals[0] / n, "metric": metric, "terms": {k: v / n for k, v in terms.items()}, "n": n}
+    totals = torch.stack([loss_sum, metric_sum, skipped_steps, skipped_samples, *term_sums.values(), *info_sums.values()]).tolist()
+    # ^ the epoch's one device sync
+    skipped, kept = int(totals[2]), n - int(totals[3])
+    if not math.isfinite(totals[0]) or kept <= 0:
+        raise FloatingPointError(f"loss became {totals[0] if kept > 0 else 'inf or nan in every step'} during an epoch on split "
+                                 f"{'train' if train else 'val'}; lower training.optimizer.lr or set training.grad_clip"
+                                 f"{'' if train else ', or set training.amp: bf16 or off (the forward pass overflows in fp16)'}")
+    metric = totals[1] / kept if classify else math.sqrt(totals[1] / kept)  # RMSE in the targets' units
+    values = totals[4:]
+    terms = {**dict(zip(term_sums, values)), **dict(zip(info_sums, values[len(term_sums):]))}
+    if skipped:
+        log.warning("%d training steps overflowed in fp16 and were skipped by the gradient scaler", skipped)
+    out = {"loss": totals[0] / kept, "metric": metric, "terms": {**{k: v / kept for k, v in terms.items()}, **{k: v / n for k, v in host_sums.items()}},
+           "n": n}
+    if scaling:
+        out["terms"]["skipped_steps"] = float(skipped)
+    return out
 
 
 class Facts:
@@ -298,6 +351,47 @@ def write_model_file(out_dir: Path, job: dict, data: TrainingData) -> None:
                                            "seqpipe_version": __version__})
 
 
+def gpu_name(device: torch.device) -> str | None:
+    """The GPU's name, for events.jsonl (None off CUDA)."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else None
+
+
+class FirstBatch:
+    """The first batch of a split, as a one-batch split (for the determinism probe)."""
+
+    def __init__(self, source, batch_size: int):
+        self.source, self.size = source, min(batch_size, len(source))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def default_block(self, batch_size: int) -> int:
+        return 1
+
+    def batches(self, batch_size: int, order=None):
+        yield next(iter(self.source.batches(self.size, None)))
+
+
+def check_deterministic(model: Normalised, source, job: dict, device: torch.device, precision: Precision) -> None:
+    """Before training: one training and one validation step on a copy of the model, in warn-only mode;
+    raise naming every kernel that has no deterministic implementation (none: the run is deterministic)."""
+    import copy
+
+    def step() -> None:
+        probe = copy.deepcopy(model)
+        optimizer = torch.optim.SGD([p for p in probe.parameters() if p.requires_grad], lr=0.0)
+        batch = FirstBatch(source, job["training"]["batch_size"])
+        run_epoch(probe, batch, job, device, optimizer, precision.make_scaler(), None, precision)
+        run_epoch(probe, batch, job, device, precision=precision)
+
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        broken = backends.nondeterministic_ops(step)
+    if broken:
+        raise ValueError(f"training.deterministic is true, but model {job['model']['name']!r} ({job['model']['arch']}) runs kernels "
+                         f"without a deterministic implementation on {device}: {', '.join(broken)}. Set training.deterministic: "
+                         "false for this model (results then vary slightly from run to run), or choose settings that avoid these kernels")
+
+
 def fit(job: dict, data: TrainingData, out_dir: Path, tracker: Tracker, device: torch.device, generator: torch.Generator,
         state_dir: Path | None = None, saved: dict | None = None, key: dict | None = None) -> dict:
     """Train with early stopping from scratch, or from `saved` (a last.pt state); write the checkpoints; return a summary.
@@ -309,16 +403,21 @@ def fit(job: dict, data: TrainingData, out_dir: Path, tracker: Tracker, device: 
     model = make_model(job, data).to(device)
     pretrained = load_pretrained(model, training["init_from"]) if training["init_from"] and saved is None else None
     frozen = freeze(model, training["freeze"])
-    optimizer = make_optimizer(training["optimizer"], [p for p in model.parameters() if p.requires_grad])
+    # fused (CUDA): one kernel per step, and fp16 overflow checks stay on the device (no per-step sync)
+    optimizer = make_optimizer(training["optimizer"], [p for p in model.parameters() if p.requires_grad], fused=device.type == "cuda")
     stop = training["early_stopping"]
     scheduler = make_scheduler(training["scheduler"], optimizer, stop["mode"])
-    scaler = torch.amp.GradScaler(device.type, enabled=training["amp"] and device.type == "cuda")
+    precision = choose_precision(training["amp"], device)
+    scaler = precision.make_scaler()
+    if training["deterministic"] and device.type == "cuda":
+        check_deterministic(model, data.splits["train"], job, device, precision)
     sign = 1.0 if stop["mode"] == "min" else -1.0
     best, stale, kl = {"score": math.inf, "epoch": -1}, 0, {"low_epochs": 0, "warned": False}
     start = 0
     if saved is None:
         facts = Facts(out_dir)
         facts.event("on_start", job=job, device=str(device), n_train=len(data.splits["train"]), streaming=data.streaming,
+                    precision=precision.describe(), gpu=gpu_name(device),
                     params=sum(p.numel() for p in model.parameters()), trainable=sum(p.numel() for p in model.parameters() if p.requires_grad))
         if pretrained:
             facts.event("on_init_from", **pretrained, frozen=frozen)
@@ -327,9 +426,9 @@ def fit(job: dict, data: TrainingData, out_dir: Path, tracker: Tracker, device: 
         optimizer.load_state_dict(saved["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(saved["scheduler"])
-        scaler.load_state_dict(saved["scaler"])
+        checkpoint.restore_scaler(scaler, saved["scaler"])
         best, stale, kl = saved["early_stopping"]["best"], saved["early_stopping"]["stale"], saved["kl_collapse"]
-        checkpoint.set_rng_state(saved["rng"], generator)
+        checkpoint.set_rng_state(saved["rng"], generator, device)
         start = saved["epoch"] + 1
         facts = Facts(out_dir, saved["history"])
         if state_dir != out_dir and (state_dir / "best.pt").exists():
@@ -354,9 +453,9 @@ def fit(job: dict, data: TrainingData, out_dir: Path, tracker: Tracker, device: 
             set_progress(model, epoch / epochs)
             lr = optimizer.param_groups[0]["lr"]
             t0 = time.perf_counter()
-            train_stats = run_epoch(model, data.splits["train"], job, device, optimizer, scaler, generator)
+            train_stats = run_epoch(model, data.splits["train"], job, device, optimizer, scaler, generator, precision)
             elapsed = time.perf_counter() - t0
-            val_stats = run_epoch(model, data.splits["val"], job, device)
+            val_stats = run_epoch(model, data.splits["val"], job, device, precision=precision)
             values = {"train_loss": train_stats["loss"], "val_loss": val_stats["loss"], "train_metric": train_stats["metric"],
                       "val_metric": val_stats["metric"]}
             values.update({f"{split}_{k}": v for split, s in (("train", train_stats), ("val", val_stats)) for k, v in s["terms"].items()})
@@ -368,7 +467,7 @@ def fit(job: dict, data: TrainingData, out_dir: Path, tracker: Tracker, device: 
             else:
                 stale += 1
             throughput = train_stats["n"] / elapsed
-            memory = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else 0.0
+            memory = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
             rows = [
                 {"epoch": epoch, "split": split, "loss": f"{s['loss']:.6g}", "metric": f"{s['metric']:.6g}", "lr": lr,
                  "epoch_time_s": f"{elapsed:.4f}", "samples_per_s": f"{throughput:.1f}", "max_memory_mib": f"{memory:.1f}",
@@ -383,7 +482,7 @@ def fit(job: dict, data: TrainingData, out_dir: Path, tracker: Tracker, device: 
             state = {**common, "epoch": epoch, "values": values, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict() if scheduler is not None else None, "scaler": scaler.state_dict(),
                      "early_stopping": {"best": best, "stale": stale}, "kl_collapse": dict(kl),
-                     "rng": checkpoint.rng_state(generator), "history": facts.history(), "complete": False}
+                     "rng": checkpoint.rng_state(generator, device), "history": facts.history(), "complete": False}
             if improved:
                 checkpoint.save(out_dir / "best.pt", state)
             stopping = stale >= stop["patience"]
@@ -411,11 +510,12 @@ def fit(job: dict, data: TrainingData, out_dir: Path, tracker: Tracker, device: 
 
 
 def train(job: dict, data_path: str | Path, out_dir: str | Path, tracking: dict | None = None, threads: int = 1,
-          resume_dir: str | Path | None = None) -> dict:
+          resume_dir: str | Path | None = None, gpu_share: int = 1) -> dict:
     """Run one training job end to end (continuing a saved unfinished run of the same job); returns run.json's contents.
 
     The resume state lives in `resume_dir` when given (kept outside Snakemake's declared outputs,
-    cleared after success), else in `out_dir`/last.pt.
+    cleared after success), else in `out_dir`/last.pt. `gpu_share`: how many jobs share this GPU
+    (packed cluster jobs); each may then allocate at most its share of the GPU's memory.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -424,7 +524,13 @@ def train(job: dict, data_path: str | Path, out_dir: str | Path, tracking: dict 
     full = {**job, "training": training_settings(job["training"])}
     training = full["training"]
     device = select_device(training["device"])
-    generator = seed_everything(job["seed"], training["deterministic"], device)
+    switches = backends.configure(training["deterministic"], device)  # before the first cuBLAS call
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # the default for anything that names no device
+        if gpu_share > 1:
+            torch.cuda.set_per_process_memory_fraction(0.95 / gpu_share, device)
+    log.info("device %s, kernels %s", device, switches)
+    generator = seed_everything(job["seed"])
     check_losses(job["task"]["losses"])
     regularizers_fn(training["regularizers"])
     data = training_data(data_path, job["task"], training["memory_budget_mb"], training["num_workers"])
@@ -464,7 +570,7 @@ def train(job: dict, data_path: str | Path, out_dir: str | Path, tracking: dict 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`seqpipe train --data H5 --job JSON --tracking JSON --out-dir DIR [--resume-dir DIR] [--threads N]`"""
+    """`seqpipe train --data H5 --job JSON --tracking JSON --out-dir DIR [--resume-dir DIR] [--threads N] [--gpu-locks DIR] [--gpu-share N]`"""
     parser = argparse.ArgumentParser(prog="seqpipe train", description=__doc__)
     parser.add_argument("--data", required=True)
     parser.add_argument("--job", required=True, help="the job's resolved settings as JSON")
@@ -472,10 +578,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--resume-dir", help="where the resume state lives, outside the rule's outputs (default: the run folder)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--gpu-locks", help="folder of the GPU lock files: with CUDA_VISIBLE_DEVICES unset, claim a GPU of "
+                                            "this machine that no other training job holds (seqpipe.training.gpus)")
+    parser.add_argument("--gpu-share", type=int, default=1, help="jobs sharing this GPU (packed jobs): each gets 1/N of its memory")
     args = parser.parse_args(argv)
     tracking = read_json(args.tracking) if args.tracking else None
+    job = json.loads(args.job)
+    device = job.get("training", {}).get("device", "auto")
     try:
-        train(json.loads(args.job), args.data, args.out_dir, tracking, args.threads, args.resume_dir)
+        with gpus.claimed_gpu(args.gpu_locks, device) if args.gpu_locks else contextlib.nullcontext():
+            train(job, args.data, args.out_dir, tracking, args.threads, args.resume_dir, args.gpu_share)
     except (FloatingPointError, KeyError, ValueError, FileNotFoundError) as err:
         log.error("%s", err)
         sys.exit(1)
