@@ -464,7 +464,7 @@ def train(job: dict, data_path: str | Path, out_dir: str | Path, tracking: dict 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`seqpipe train --data H5 --job JSON --tracking JSON --out-dir DIR [--resume-dir DIR] [--threads N]`"""
+    """`seqpipe train --data H5 --job JSON [--runtime JSON] --tracking JSON --out-dir DIR [--resume-dir DIR] [--threads N]`"""
     parser = argparse.ArgumentParser(prog="seqpipe train", description=__doc__)
     parser.add_argument("--data", required=True)
     parser.add_argument("--job", required=True, help="the job's resolved settings as JSON")
@@ -472,10 +472,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--resume-dir", help="where the resume state lives, outside the rule's outputs (default: the run folder)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runtime", help="result-neutral training settings as JSON (seqpipe.plan.runtime_settings)")
     args = parser.parse_args(argv)
     tracking = read_json(args.tracking) if args.tracking else None
+    from seqpipe.plan import with_runtime
+
     try:
-        train(json.loads(args.job), args.data, args.out_dir, tracking, args.threads, args.resume_dir)
+        train(with_runtime(json.loads(args.job), json.loads(args.runtime) if args.runtime else None), args.data, args.out_dir, tracking, args.threads, args.resume_dir)
     except (FloatingPointError, KeyError, ValueError, FileNotFoundError) as err:
         log.error("%s", err)
         sys.exit(1)
