@@ -337,3 +337,14 @@ def test_run_cache_stores_restores_and_refuses_a_damaged_entry(tmp_path, monkeyp
 def test_run_cache_key_ignores_paths(tmp_path):
     a, b = write(tmp_path / "a/in.h5", "same"), write(tmp_path / "b/other.h5", "same")
     assert runcache.cache_key("train", '{"a": 1, "b": 2}', [a]) == runcache.cache_key("train", '{"b": 2, "a": 1}', [b])
+
+
+def test_input_hashes_are_remembered_until_the_file_changes(tmp_path, monkeypatch):
+    data = write(tmp_path / "big.h5", "x" * 100)
+    calls = []
+    real = runcache.file_sha256
+    monkeypatch.setattr(runcache, "file_sha256", lambda path: calls.append(path) or real(path))
+    first = runcache.input_sha256(data, tmp_path / "memo")
+    assert runcache.input_sha256(data, tmp_path / "memo") == first and len(calls) == 1
+    write(tmp_path / "big.h5", "y" * 101)
+    assert runcache.input_sha256(data, tmp_path / "memo") == real(data) != first and len(calls) == 2

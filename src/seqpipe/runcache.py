@@ -42,10 +42,33 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def cache_key(kind: str, params: str | dict, inputs: list[str | Path]) -> str:
+def input_sha256(path: str | Path, memo_dir: str | Path | None = None) -> str:
+    """SHA-256 of an input file, remembered in `memo_dir` by path, size, inode and modification
+    time (as DVC does), so a 1,000-cell sweep hashes its HDF5 file once, not once per job."""
+    if memo_dir is None:
+        return file_sha256(path)
+    info = os.stat(path)
+    stat_key = [info.st_size, info.st_mtime_ns, info.st_ino]
+    memo = Path(memo_dir) / f"{hashlib.sha256(os.path.abspath(path).encode()).hexdigest()}.json"
+    try:
+        saved = json.loads(memo.read_text(encoding="utf-8"))
+        if saved["stat"] == stat_key:
+            return saved["sha256"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        pass
+    digest = file_sha256(path)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=memo.parent, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump({"path": os.path.abspath(path), "stat": stat_key, "sha256": digest}, fh)
+    os.replace(tmp, memo)
+    return digest
+
+
+def cache_key(kind: str, params: str | dict, inputs: list[str | Path], memo_dir: str | Path | None = None) -> str:
     """The key of a job: its kind, its parameters (canonical JSON) and its inputs' content, in order."""
     params = json.loads(params) if isinstance(params, str) else params
-    record = {"kind": kind, "params": params, "inputs": [file_sha256(path) for path in inputs]}
+    record = {"kind": kind, "params": params, "inputs": [input_sha256(path, memo_dir) for path in inputs]}
     return hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -123,7 +146,7 @@ def store(cache_dir: str | Path, kind: str, key: str, outputs: list[str], extra:
 def entries(cache_dir: str | Path, under: str = "") -> list[dict]:
     """Every complete entry whose outputs lie under `under` (a path prefix), oldest first."""
     found = []
-    for path in Path(cache_dir).glob(f"*/*/*/{ENTRY}"):
+    for path in sorted(Path(cache_dir).glob(f"*/*/*/{ENTRY}")):
         entry = json.loads(path.read_text(encoding="utf-8"))
         if any(f["name"].startswith(under) for f in entry["files"]):
             found.append({**entry, "folder": str(path.parent)})
@@ -135,7 +158,7 @@ def run_cached(settings: dict, kind: str, params: str, inputs: list[str], output
     if not settings.get("enabled", True):
         return subprocess.call(command)
     cache_dir = settings.get("dir") or "resources/cache"
-    key = cache_key(kind, params, inputs)
+    key = cache_key(kind, params, inputs, Path(cache_dir) / "hashes")
     if restore(cache_dir, kind, key, outputs, extra):
         log.info("run cache: restored %s from %s (key %s); not computed again", ", ".join(outputs), entry_dir(cache_dir, kind, key), key)
         return 0

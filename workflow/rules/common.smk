@@ -110,7 +110,9 @@ def data_task_params(wildcards):
 
 
 def train_params(wildcards):
-    job = plan.train_params(config, wildcards.task, wildcards.model, int(wildcards.seed))
+    job = plan.train_params(
+        config, wildcards.task, wildcards.model, int(wildcards.seed)
+    )
     return json.dumps(job, sort_keys=True)
 
 

@@ -34,7 +34,9 @@ rule train:
     params:
         job=train_params,
         out_dir=lambda wildcards, output: Path(output.best).parent.as_posix(),
-        events=lambda wildcards, output: Path(output.best).with_name("events.jsonl").as_posix(),
+        events=lambda wildcards, output: Path(output.best)
+        .with_name("events.jsonl")
+        .as_posix(),
         resume_dir="results/resume/{task}/{model}/{seed}",
     shell:
         "seqpipe run-cache --cache {RUN_CACHE:q} --kind train --params {params.job:q}"
