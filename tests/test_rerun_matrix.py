@@ -239,10 +239,14 @@ def test_switching_a_setting_back_restores_from_the_run_cache(project):
     target = "results/runs/style/mlp/0/best.pt"
     flipped = copy.deepcopy(project.config)
     flipped["models"]["mlp"]["hidden"] = [12]
+    flipped["training"]["checkpoint_every"] = 7  # result-neutral: reaches the job, not its params
     project.write(flipped)
     try:
         run_snakemake(project.workdir, target)
         assert (run_dir / "best.pt").read_bytes() != before["best.pt"]
+        import torch
+
+        assert torch.load(run_dir / "last.pt", weights_only=True)["job"]["training"]["checkpoint_every"] == 7
     finally:
         project.write(project.config)
     run_snakemake(project.workdir, target)
@@ -253,6 +257,26 @@ def test_switching_a_setting_back_restores_from_the_run_cache(project):
     listing = subprocess.run([str(BIN / "seqpipe"), "run-cache", "list", "results/runs/style/mlp/0"], cwd=project.workdir,
                              capture_output=True, text=True, check=True).stdout
     assert len(listing.splitlines()) == 2, listing  # the earlier model and the flipped one
+
+
+@pytest.mark.slow
+def test_switching_a_feature_setting_back_restores_the_features_from_the_run_cache(project):
+    h5 = project.workdir / "results/features/groove/grid.h5"
+    before = h5.read_bytes()
+    target = "results/features/groove/grid.h5"
+    flipped = copy.deepcopy(project.config)
+    flipped["features"]["grid"]["hop"] = 8
+    project.write(flipped)
+    try:
+        run_snakemake(project.workdir, target)
+        assert h5.read_bytes() != before
+    finally:
+        project.write(project.config)
+    run_snakemake(project.workdir, target)
+    log = (project.workdir / "logs/features/groove/grid.log").read_text()
+    assert "run cache: restored" in log, log[-2000:]
+    assert h5.read_bytes() == before
+    assert "features" not in planned(project.workdir)
 
 
 # --- fast: the plan's parameters and the run cache ------------------------------------------------

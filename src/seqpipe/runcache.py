@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("seqpipe run-cache: give the command after `--`")
     split = argv.index("--")
     parser = argparse.ArgumentParser(prog="seqpipe run-cache", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cache", default="{}", help='the `cache` config section as JSON: {"enabled": true, "dir": "resources/cache"}')
+    parser.add_argument("--cache", default=os.environ.get("SEQPIPE_RUN_CACHE", "{}"),
+                        help='the `cache` config section as JSON, {"enabled": true, "dir": "resources/cache"} (default: $SEQPIPE_RUN_CACHE)')
     parser.add_argument("--kind", required=True, help="the job kind (rule name): train, features")
     parser.add_argument("--params", required=True, help="the job's parameters as JSON")
     parser.add_argument("--inputs", nargs="*", default=[], help="the input files whose content determines the outputs")

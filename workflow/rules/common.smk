@@ -31,11 +31,18 @@ TRACKING = plan.TRACKING
 REPORT = plan.report_files()
 # The source folder as the rules see it: relative to the project, so a moved copy plans nothing.
 SRC_REL = plan.project_path(SRC)
-# Settings that cannot change any output reach the jobs in the shell command, not as params
-# (Snakemake reruns a job when its params, inputs or rule code change; the rule's code is the
-# command's text before formatting), so changing them reruns nothing.
-RUNTIME = json.dumps(plan.runtime_settings(config), sort_keys=True)
-RUN_CACHE = json.dumps(config.get("cache") or {}, sort_keys=True)
+# Settings that cannot change any output reach the jobs through the environment, not as params
+# (Snakemake reruns a job when its params, inputs or rule code change), so changing them reruns
+# nothing: the result-neutral training settings and the run cache's settings.
+os.environ["SEQPIPE_RUNTIME"] = json.dumps(
+    plan.runtime_settings(config), sort_keys=True
+)
+os.environ["SEQPIPE_RUN_CACHE"] = json.dumps(config.get("cache") or {}, sort_keys=True)
+
+
+envvars:
+    "SEQPIPE_RUNTIME",
+    "SEQPIPE_RUN_CACHE",
 
 
 def code(*modules):

@@ -4,6 +4,9 @@
 # Through the run cache (seqpipe.runcache): a job whose params, data, code and starting checkpoint
 # were trained before gets that model back instead of training again, and every model trained
 # stays in the cache after Snakemake deletes it for a retrain (`seqpipe run-cache list`).
+# The cache's settings and the result-neutral training settings (checkpoint_every, progress, ...)
+# reach the job through the environment (SEQPIPE_RUN_CACHE, SEQPIPE_RUNTIME; see common.smk), not
+# as params, so changing them retrains nothing.
 # Where runs are logged is not an input that reruns training: the MLflow store is ancient() here
 # (set up first, but a new tracking URI sets up the new store and retrains nothing).
 
@@ -39,7 +42,7 @@ rule train:
         .as_posix(),
         resume_dir="results/resume/{task}/{model}/{seed}",
     shell:
-        "seqpipe run-cache --cache {RUN_CACHE:q} --kind train --params {params.job:q}"
+        "seqpipe run-cache --kind train --params {params.job:q}"
         " --inputs {input.h5:q} {input.code:q} {input.init:q} --outputs {output:q} --extra {params.events:q} --"
-        " seqpipe train --data {input.h5:q} --job {params.job:q} --runtime {RUNTIME:q} --tracking {input.tracking:q}"
+        " seqpipe train --data {input.h5:q} --job {params.job:q} --tracking {input.tracking:q}"
         " --threads {threads} --out-dir {params.out_dir:q} --resume-dir {params.resume_dir:q} > {log:q} 2>&1"

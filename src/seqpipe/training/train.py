@@ -472,7 +472,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--resume-dir", help="where the resume state lives, outside the rule's outputs (default: the run folder)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--runtime", help="result-neutral training settings as JSON (seqpipe.plan.runtime_settings)")
+    parser.add_argument("--runtime", default=os.environ.get("SEQPIPE_RUNTIME"),
+                        help="result-neutral training settings as JSON, seqpipe.plan.runtime_settings (default: $SEQPIPE_RUNTIME)")
     args = parser.parse_args(argv)
     tracking = read_json(args.tracking) if args.tracking else None
     from seqpipe.plan import with_runtime
