@@ -350,10 +350,10 @@ def test_run_cache_stores_restores_and_refuses_a_damaged_entry(tmp_path, monkeyp
     # a damaged entry is removed and the job computes again
     write(tmp_path / "in.txt", "data")
     key = runcache.cache_key("t", params, [data])
-    stored = runcache.entry_dir("cache", "t", key) / "0.txt"
+    stored = runcache.entry_dir("cache", "t", key) / "files/out/a.txt"
     stored.write_text("tampered")
     assert runcache.run_cached(settings, "t", params, [data], ["out/a.txt", "out/b.txt"], [], make) == 0
-    assert Path("out/a.txt").read_text() == "A" and (runcache.entry_dir("cache", "t", key) / "0.txt").read_text() == "A"
+    assert Path("out/a.txt").read_text() == "A" and stored.read_text() == "A"
     # disabled: always runs, stores nothing
     assert runcache.run_cached({"enabled": False}, "t", params, [data], ["out/a.txt"], [], fail) == 3
 

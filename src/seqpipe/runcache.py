@@ -1,14 +1,15 @@
 """A run cache (like DVC's): a job whose exact settings and inputs were computed before gets its
 outputs back from the cache instead of computing them again.
 
-`seqpipe run-cache --cache JSON --params JSON --inputs FILE... --outputs FILE... -- COMMAND...`
+`seqpipe run-cache [--cache JSON] --kind KIND --params JSON --inputs FILE... --outputs FILE... -- COMMAND...`
 wraps one job's command. The key is the SHA-256 of the job's parameters (canonical JSON) and of
 the content of its inputs (data, code stamp, starting checkpoint), never their paths, so a moved
 copy and a setting switched back to an earlier value both hit the cache. On a hit the outputs are
 copied back (checked against their recorded SHA-256) and the command does not run; on a miss the
 command runs and its outputs are stored under `<dir>/<kind>/<key>/` (written to a temporary
 folder, then renamed: an entry is complete or absent). Every model ever trained therefore stays in
-the cache after Snakemake deletes it to retrain that cell: `seqpipe run-cache list` finds it.
+the cache after Snakemake deletes it to retrain that cell, under its usual path
+(`<dir>/train/<key>/files/results/runs/...`): `seqpipe run-cache list` finds it.
 
 Snakemake's own between-workflow cache (`cache: True`) needs single-output or `multiext` rules
 and a `--cache` flag on every call; a training job writes six files in two folders.
@@ -97,6 +98,15 @@ def _copy_checked(src: Path, dst: Path, sha256: str | None = None) -> str:
     return digest.hexdigest()
 
 
+def stored_name(name: str, index: int) -> str:
+    """Where an output lives inside an entry: under `files/` by its own relative path, so an earlier
+    model is found by its usual name (a path outside the project gets a numbered name)."""
+    path = Path(name)
+    if path.is_absolute() or ".." in path.parts:
+        return f"files/{index}{path.suffix}"
+    return f"files/{path.as_posix()}"
+
+
 def restore(cache_dir: str | Path, kind: str, key: str, outputs: list[str], extra: list[str] = ()) -> bool:
     """Copy a cached entry's files to `outputs` (and the `extra` files it holds); False when there
     is no complete entry. A damaged entry is reported, removed and treated as a miss."""
@@ -129,7 +139,7 @@ def store(cache_dir: str | Path, kind: str, key: str, outputs: list[str], extra:
     try:
         files = []
         for i, name in enumerate([*outputs, *(e for e in extra if Path(e).is_file())]):
-            stored = f"{i}{Path(name).suffix}"
+            stored = stored_name(name, i)
             files.append({"name": name, "stored": stored, "sha256": _copy_checked(Path(name), tmp / stored)})
         entry = {"key": key, "kind": kind, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": files, **(about or {})}
         (tmp / ENTRY).write_text(json.dumps(entry, indent=1, sort_keys=True) + "\n", encoding="utf-8")
