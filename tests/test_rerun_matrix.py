@@ -372,3 +372,19 @@ def test_input_hashes_are_remembered_until_the_file_changes(tmp_path, monkeypatc
     assert runcache.input_sha256(data, tmp_path / "memo") == first and len(calls) == 1
     write(tmp_path / "big.h5", "y" * 101)
     assert runcache.input_sha256(data, tmp_path / "memo") == real(data) != first and len(calls) == 2
+
+
+def test_a_manifest_keeps_a_root_outside_the_project_absolute(tmp_path):
+    """A moved project must still find a dataset copy that lives elsewhere (and its own demo data)."""
+    from seqpipe.data.manifest import read_manifest, write_manifest
+
+    outside, project = tmp_path / "copies/groove", tmp_path / "project"
+    for root, out in ((outside, project / "resources/raw/groove.manifest.json"),
+                      (project / "resources/raw/groove", project / "resources/raw/groove.manifest.json")):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_manifest({"dataset": "groove", "source": "root", "root": str(root), "files": {}}, out)
+        moved = tmp_path / "moved" / out.relative_to(tmp_path)
+        moved.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(out, moved)
+        expected = root if root == outside else tmp_path / "moved" / root.relative_to(tmp_path)
+        assert read_manifest(moved)["root"] == str(expected)
