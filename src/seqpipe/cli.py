@@ -23,6 +23,7 @@ COMMANDS = {
     "evaluate": ("seqpipe.evaluation.evaluate", "evaluate a checkpoint on the test split"),
     "baseline": ("seqpipe.evaluation.baseline", "score a task's trivial baseline"),
     "report": ("seqpipe.evaluation.report", "write the leaderboard"),
+    "run-cache": ("seqpipe.runcache", "restore a job's outputs from the run cache, or run it and store them"),
     "sync-mlflow": ("seqpipe.tracking.sync", "log runs trained while MLflow was unreachable"),
     "relocate-mlflow": ("seqpipe.tracking.relocate", "point a moved SQLite MLflow store at its artifacts' new folder"),
 }

@@ -6,12 +6,20 @@ the tests, so the DAG and the code agree on every path.
 
 from __future__ import annotations
 
+import copy
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
-from seqpipe.config import task_config
+from seqpipe.config import deep_merge, task_config, train_job
 
 RESULTS = "results"
 TRACKING = f"{RESULTS}/mlflow/tracking.json"
+# Training settings that cannot change a trained model: they reach the job as its runtime settings
+# (`seqpipe train --runtime`), not as a parameter, so changing them retrains nothing.
+RUNTIME_KEYS = ("checkpoint_every", "progress", "num_workers", "memory_budget_mb")
+# What validation and the baseline read of a task: its data and type, not its losses or models.
+NOT_FOR_DATA_JOBS = ("losses", "models")
 
 
 @dataclass(frozen=True)
@@ -27,14 +35,85 @@ class Cell:
         return f"{RESULTS}/runs/{self.task}/{self.model}/{self.seed}"
 
 
+def model_training(config: dict, model: str) -> dict:
+    """The training settings of one model: the global `training` with the model's own block on top."""
+    return deep_merge(config.get("training", {}), config["models"][model].get("training") or {})
+
+
+def model_seeds(config: dict, model: str) -> list[int]:
+    """The seeds a model trains with: its own `training.seeds`, else the global ones."""
+    return [int(seed) for seed in model_training(config, model).get("seeds", [0])]
+
+
 def cells(config: dict) -> list[Cell]:
     """Every (task, model, seed) the configuration asks for, in a stable order."""
     return [
         Cell(task, model, seed)
         for task in sorted(config["tasks"])
         for model in task_config(config, task)["models"]
-        for seed in config["training"]["seeds"]
+        for seed in model_seeds(config, model)
     ]
+
+
+def project_path(path: str | os.PathLike, root: str | os.PathLike | None = None) -> str:
+    """`path` relative to the project folder (`root`, default the working directory) when it lies
+    inside it, else unchanged: a moved or cloned copy of the project then sees the same paths."""
+    root_abs = Path(os.path.abspath(root or os.getcwd()))
+    target = Path(os.path.abspath(path)) if os.path.isabs(path) else None
+    if target is None:
+        return os.fspath(path)
+    try:
+        return target.relative_to(root_abs).as_posix()
+    except ValueError:
+        return os.fspath(path)
+
+
+def task_params(config: dict, task: str, data_only: bool = False) -> dict:
+    """A task's settings as a job needs them: no model list (adding a model must not rerun the
+    task's other jobs), paths relative to the project, and for validation and the baseline
+    (`data_only`) no losses either."""
+    cfg = task_config(config, task)
+    for key in NOT_FOR_DATA_JOBS if data_only else ("models",):
+        cfg.pop(key, None)
+    if cfg.get("data_path"):
+        cfg["data_path"] = project_path(cfg["data_path"])
+    return cfg
+
+
+def init_from(config: dict, model: str) -> list[str]:
+    """The checkpoint a model starts from (`training.init_from`), as a list of zero or one input paths."""
+    path = model_training(config, model).get("init_from")
+    return [project_path(path)] if path else []
+
+
+def train_params(config: dict, task: str, model: str, seed: int) -> dict:
+    """Exactly what determines a training job's outputs: the task (without its model list), the
+    model, the training settings without the result-neutral ones (RUNTIME_KEYS) and the seed."""
+    job = train_job(config, task, model, seed)
+    job["task"] = task_params(config, task)
+    training = job["training"]
+    for key in RUNTIME_KEYS:
+        training.pop(key, None)
+    if training.get("init_from"):
+        training["init_from"] = project_path(training["init_from"])
+    return job
+
+
+def runtime_settings(config: dict) -> dict:
+    """The result-neutral training settings (RUNTIME_KEYS), globally and per model, for `seqpipe train --runtime`."""
+    pick = lambda training: {k: training[k] for k in RUNTIME_KEYS if k in training}  # noqa: E731
+    models = {name: pick(cfg.get("training") or {}) for name, cfg in config["models"].items()}
+    return {"training": pick(config.get("training", {})), "models": {k: v for k, v in models.items() if v}}
+
+
+def with_runtime(job: dict, runtime: dict | None) -> dict:
+    """A training job's settings with its runtime settings put back (the model's own over the global ones)."""
+    if not runtime:
+        return job
+    job = copy.deepcopy(job)
+    own = runtime.get("models", {}).get(job["model"]["name"], {})
+    job["training"] = {**job["training"], **runtime.get("training", {}), **own}
+    return job
 
 
 def features_h5(config: dict, feature_set: str) -> str:

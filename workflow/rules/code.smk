@@ -16,6 +16,6 @@ rule code_stamp:
     resources:
         **job_resources("data"),
     params:
-        src=SRC,
+        src=SRC_REL,
     shell:
         "seqpipe code-stamp --src {params.src:q} --out {output:q} {input:q} > {log:q} 2>&1"

@@ -29,6 +29,20 @@ envvars:
 
 TRACKING = plan.TRACKING
 REPORT = plan.report_files()
+# The source folder as the rules see it: relative to the project, so a moved copy plans nothing.
+SRC_REL = plan.project_path(SRC)
+# Settings that cannot change any output reach the jobs through the environment, not as params
+# (Snakemake reruns a job when its params, inputs or rule code change), so changing them reruns
+# nothing: the result-neutral training settings and the run cache's settings.
+os.environ["SEQPIPE_RUNTIME"] = json.dumps(
+    plan.runtime_settings(config), sort_keys=True
+)
+os.environ["SEQPIPE_RUN_CACHE"] = json.dumps(config.get("cache") or {}, sort_keys=True)
+
+
+envvars:
+    "SEQPIPE_RUNTIME",
+    "SEQPIPE_RUN_CACHE",
 
 
 def code(*modules):
@@ -38,8 +52,13 @@ def code(*modules):
 
 
 def code_files(wildcards):
-    """The source files behind a code stamp."""
-    return list(codedeps.source_files(tuple(wildcards.modules.split("+")), str(SRC)))
+    """The source files behind a code stamp, relative to the project."""
+    return list(codedeps.source_files(tuple(wildcards.modules.split("+")), SRC_REL))
+
+
+def dataset_code(*modules):
+    """A code stamp input function that adds the dataset module the job runs (its remotes, parsing)."""
+    return lambda wildcards: code(*modules, f"seqpipe.datasets.{wildcards.dataset}")
 
 
 def res(group, key):
@@ -82,16 +101,31 @@ def feature_params(wildcards):
 
 
 def task_h5(wildcards):
-    return plan.task_h5(config, wildcards.task)
+    return plan.project_path(plan.task_h5(config, wildcards.task))
 
 
 def task_params(wildcards):
-    return json.dumps(task_config(config, wildcards.task), sort_keys=True)
+    """The task as evaluation needs it (no model list)."""
+    return json.dumps(plan.task_params(config, wildcards.task), sort_keys=True)
+
+
+def data_task_params(wildcards):
+    """The task as validation and the baseline need it (no model list, no losses)."""
+    return json.dumps(
+        plan.task_params(config, wildcards.task, data_only=True), sort_keys=True
+    )
 
 
 def train_params(wildcards):
-    job = train_job(config, wildcards.task, wildcards.model, int(wildcards.seed))
+    job = plan.train_params(
+        config, wildcards.task, wildcards.model, int(wildcards.seed)
+    )
     return json.dumps(job, sort_keys=True)
+
+
+def init_from(wildcards):
+    """The checkpoint the model starts from, if any: an input, so its training job runs first."""
+    return plan.init_from(config, wildcards.model)
 
 
 def all_metrics():

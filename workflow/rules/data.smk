@@ -31,7 +31,7 @@ rule demo:
 
 rule download:
     input:
-        code=code("seqpipe.data.download", "seqpipe.data.manifest"),
+        code=dataset_code("seqpipe.data.download", "seqpipe.data.manifest"),
     output:
         raw=directory("resources/raw/{dataset}"),
         manifest="resources/raw/{dataset}.manifest.json",
@@ -56,7 +56,7 @@ rule download:
 
 rule index_root:
     input:
-        code=code("seqpipe.data.manifest"),
+        code=dataset_code("seqpipe.data.manifest"),
     output:
         manifest="resources/raw/{dataset}.manifest.json",
     log:

@@ -7,7 +7,7 @@ rule evaluate:
         h5=task_h5,
         best="results/runs/{task}/{model}/{seed}/best.pt",
         run="results/runs/{task}/{model}/{seed}/run.json",
-        tracking=TRACKING,
+        tracking=ancient(TRACKING),
         code=code("seqpipe.evaluation.evaluate"),
     output:
         metrics="results/runs/{task}/{model}/{seed}/metrics.json",
@@ -41,6 +41,6 @@ rule baseline:
     resources:
         **job_resources("evaluate"),
     params:
-        task=task_params,
+        task=data_task_params,
     shell:
         "seqpipe baseline --data {input.h5:q} --task {params.task:q} --out {output.metrics:q} > {log:q} 2>&1"

@@ -20,5 +20,7 @@ rule features:
     params:
         spec=feature_params,
     shell:
-        "seqpipe features --manifest {input.manifest:q} --spec {params.spec:q}"
+        "seqpipe run-cache --kind features --params {params.spec:q}"
+        " --inputs {input.manifest:q} {input.code:q} --outputs {output:q} --"
+        " seqpipe features --manifest {input.manifest:q} --spec {params.spec:q}"
         " --workers {threads} --out {output.h5:q} --skipped {output.skipped:q} > {log:q} 2>&1"

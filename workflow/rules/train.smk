@@ -1,14 +1,23 @@
 # Training: one job per (task, model, seed); checkpoints, facts, figures and the MLflow run id in its folder.
 # The resume state lives outside the declared outputs (Snakemake deletes those before it reruns an
 # incomplete, failed or evicted job): a rerun continues from results/resume/... and clears it when done.
+# Through the run cache (seqpipe.runcache): a job whose params, data, code and starting checkpoint
+# were trained before gets that model back instead of training again, and every model trained
+# stays in the cache after Snakemake deletes it for a retrain (`seqpipe run-cache list`).
+# The cache's settings and the result-neutral training settings (checkpoint_every, progress, ...)
+# reach the job through the environment (SEQPIPE_RUN_CACHE, SEQPIPE_RUNTIME; see common.smk), not
+# as params, so changing them retrains nothing.
+# Where runs are logged is not an input that reruns training: the MLflow store is ancient() here
+# (set up first, but a new tracking URI sets up the new store and retrains nothing).
 
 
 rule train:
     input:
         h5=task_h5,
         validation="results/validation/{task}.json",
-        tracking=TRACKING,
+        tracking=ancient(TRACKING),
         code=code("seqpipe.training.train"),
+        init=init_from,
     output:
         best="results/runs/{task}/{model}/{seed}/best.pt",
         last="results/runs/{task}/{model}/{seed}/last.pt",
@@ -29,9 +38,14 @@ rule train:
         **job_resources("train", gpu=1),
     params:
         job=train_params,
-        out_dir=lambda wildcards, output: Path(output.best).parent,
+        out_dir=lambda wildcards, output: Path(output.best).parent.as_posix(),
+        events=lambda wildcards, output: Path(output.best)
+        .with_name("events.jsonl")
+        .as_posix(),
         resume_dir="results/resume/{task}/{model}/{seed}",
     shell:
-        "seqpipe train --data {input.h5:q} --job {params.job:q} --tracking {input.tracking:q}"
+        "seqpipe run-cache --kind train --params {params.job:q}"
+        " --inputs {input.h5:q} {input.code:q} {input.init:q} --outputs {output:q} --extra {params.events:q} --"
+        " seqpipe train --data {input.h5:q} --job {params.job:q} --tracking {input.tracking:q}"
         " --threads {threads} --out-dir {params.out_dir:q} --resume-dir {params.resume_dir:q}"
         " --gpu-locks .snakemake/seqpipe-gpus --gpu-share {resources.gpu_share:q} > {log:q} 2>&1"

@@ -15,7 +15,7 @@ rule validate:
     resources:
         **job_resources("data"),
     params:
-        task=task_params,
+        task=data_task_params,
     shell:
         "seqpipe validate --data {input.h5:q} --task {params.task:q}"
         " --out {output.report:q} > {log:q} 2>&1"

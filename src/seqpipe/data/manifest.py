@@ -39,10 +39,8 @@ def write_manifest(manifest: dict, out: str | Path) -> None:
     """Write a manifest; the root is stored relative to the manifest when it lies below it."""
     out = Path(out)
     root = Path(manifest["root"]).resolve()
-    try:
+    if root.is_relative_to(out.parent.resolve()):  # a root elsewhere stays absolute: a moved project still finds it
         manifest = {**manifest, "root": os.path.relpath(root, out.parent.resolve())}
-    except ValueError:  # another drive
-        pass
     write_json(out, manifest)
 
 

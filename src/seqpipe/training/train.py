@@ -570,7 +570,7 @@ def train(job: dict, data_path: str | Path, out_dir: str | Path, tracking: dict 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`seqpipe train --data H5 --job JSON --tracking JSON --out-dir DIR [--resume-dir DIR] [--threads N] [--gpu-locks DIR] [--gpu-share N]`"""
+    """`seqpipe train --data H5 --job JSON [--runtime JSON] --tracking JSON --out-dir DIR [--resume-dir DIR] [--threads N] [--gpu-locks DIR] [--gpu-share N]`"""
     parser = argparse.ArgumentParser(prog="seqpipe train", description=__doc__)
     parser.add_argument("--data", required=True)
     parser.add_argument("--job", required=True, help="the job's resolved settings as JSON")
@@ -581,9 +581,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gpu-locks", help="folder of the GPU lock files: with CUDA_VISIBLE_DEVICES unset, claim a GPU of "
                                             "this machine that no other training job holds (seqpipe.training.gpus)")
     parser.add_argument("--gpu-share", type=int, default=1, help="jobs sharing this GPU (packed jobs): each gets 1/N of its memory")
+    parser.add_argument("--runtime", default=os.environ.get("SEQPIPE_RUNTIME"),
+                        help="result-neutral training settings as JSON, seqpipe.plan.runtime_settings (default: $SEQPIPE_RUNTIME)")
     args = parser.parse_args(argv)
     tracking = read_json(args.tracking) if args.tracking else None
-    job = json.loads(args.job)
+    from seqpipe.plan import with_runtime
+
+    job = with_runtime(json.loads(args.job), json.loads(args.runtime) if args.runtime else None)
     device = job.get("training", {}).get("device", "auto")
     try:
         with gpus.claimed_gpu(args.gpu_locks, device) if args.gpu_locks else contextlib.nullcontext():
