@@ -76,7 +76,7 @@ def test_leaderboard_order_and_baseline_sign_both_directions() -> None:
     by = df.set_index(["task", "model"])
     assert by.loc[("style", "gru"), "mean"] == pytest.approx(0.85)
     assert by.loc[("style", "gru"), "std"] == pytest.approx(np.std([0.8, 0.9], ddof=1))
-    assert by.loc[("style", "mlp"), "std"] == 0.0
+    assert np.isnan(by.loc[("style", "mlp"), "std"])  # one seed: the spread is unknown, not 0
     assert by.loc[("style", "gru"), "n_seeds"] == 2
     assert by.loc[("style", "gru"), "vs_baseline"] == pytest.approx(0.45)
     assert by.loc[("style", "mlp"), "vs_baseline"] == pytest.approx(-0.1)
@@ -136,11 +136,12 @@ def _write(tmp_path: Path, runs: list[Path], name: str) -> tuple[dict[str, Path]
 def test_write_leaderboard_files_and_html(tmp_path: Path, runs: list[Path]) -> None:
     out, figures = _write(tmp_path, runs, "a")
     expected = {
-        "style_leaderboard.png", "style_gru_curves.png", "style_baseline_confusion.png",
-        "style_gru_confusion.png", "style_mlp_confusion.png", "emotion_leaderboard.png", "emotion_gru_curves.png",
+        "style/comparison/all.png", "style/curves/gru.png", "style/confusion/baseline.png",
+        "style/confusion/gru.png", "style/confusion/mlp.png", "emotion/comparison/all.png", "emotion/curves/gru.png",
     }
-    assert {p.name for p in figures} == expected
-    assert {p.name for p in (tmp_path / "a" / "fig").iterdir()} == expected
+    fig_dir = tmp_path / "a" / "fig"
+    assert {p.relative_to(fig_dir).as_posix() for p in figures} == expected
+    assert {p.relative_to(fig_dir).as_posix() for p in fig_dir.rglob("*.png")} == expected
     for png in figures:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert b"Software" not in png.read_bytes()  # no version stamp: bytes survive upgrades
@@ -150,6 +151,9 @@ def test_write_leaderboard_files_and_html(tmp_path: Path, runs: list[Path]) -> N
     assert "http" not in without_images
     assert "<link" not in without_images and "<script" not in without_images
     assert "<h2>emotion</h2>" in page and "<h2>style</h2>" in page
+    assert "Macro-F1" in page and "macro_f1" not in page  # readable names
+    assert "0.8500 ± 0.07071" in page  # 4 significant digits
+    assert "0.3000 (n=1)" in page and "± 0<" not in page and "± 0 " not in page  # one seed: n=1, never "± 0"
 
     csv = pd.read_csv(out["csv"])
     assert list(csv["model"]) == ["gru", "baseline", "tcn", "gru", "baseline", "mlp"]
@@ -158,8 +162,9 @@ def test_write_leaderboard_files_and_html(tmp_path: Path, runs: list[Path]) -> N
     md_lines = out["md"].read_text().splitlines()
     table = [line for line in md_lines if line.startswith("|")]
     assert len(table) == len(RECORDS) - 2 + 2  # 6 rows + header + rule
-    assert table[0].startswith("| task | task_type | model | seeds | metric | mean ± std |")
-    assert "| style | classification | gru | 2 | accuracy ↑ | 0.85 ± 0.0707107 |" in "\n".join(table)
+    assert table[0].startswith("| Task | Model | Seeds | Metric | Mean ± std | 95% interval |")
+    assert "| style | gru | 2 | Accuracy ↑ | 0.8500 ± 0.07071 |" in "\n".join(table)
+    assert "| style | mlp | 1 | Accuracy ↑ | 0.3000 (n=1) |" in "\n".join(table)
 
 
 def test_rewrite_gives_identical_bytes(tmp_path: Path, runs: list[Path]) -> None:
@@ -179,5 +184,5 @@ def test_main_writes_outputs(tmp_path: Path, runs: list[Path]) -> None:
                "--html", str(out / "l.html"), "--figures", str(out / "figures")])
     assert rc == 0
     assert (out / "l.csv").is_file() and (out / "l.md").is_file() and (out / "l.html").is_file()
-    assert (out / "figures" / "style_leaderboard.png").is_file()
+    assert (out / "figures" / "style" / "comparison" / "all.png").is_file()
     assert not list(out.rglob("*.part"))
