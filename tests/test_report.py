@@ -186,3 +186,77 @@ def test_main_writes_outputs(tmp_path: Path, runs: list[Path]) -> None:
     assert (out / "l.csv").is_file() and (out / "l.md").is_file() and (out / "l.html").is_file()
     assert (out / "figures" / "style" / "comparison" / "all.png").is_file()
     assert not list(out.rglob("*.part"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Paired bootstrap against the baseline, from the predictions.h5 files beside metrics.json
+# ---------------------------------------------------------------------------------------------
+
+TASK = {"name": "style", "type": "classification", "mapping": "seq2static", "paradigm": "supervised"}
+
+
+def _run(root: Path, model: str, seed: int, y_true: np.ndarray, right: np.ndarray, ids: np.ndarray) -> Path:
+    """metrics.json + predictions.h5 of a run that is right exactly where `right` is True."""
+    from seqpipe.evaluation import predictions
+    from seqpipe.evaluation.evaluate import record, score
+
+    y_pred = np.where(right, y_true, 1 - y_true)
+    probs = np.eye(2, dtype=np.float32)[y_pred] * 0.8 + 0.1
+    pred = predictions.from_outputs("classification", y_true, probs, ids, ("a", "b"))
+    run_dir = root / model / str(seed)
+    predictions.save(run_dir / "predictions.h5", pred)
+    write_json(run_dir / "metrics.json", record(TASK, model, seed, len(y_true),
+                                                score(TASK, y_true, y_pred, {"class_names": ["a", "b"]}, pred)))
+    return run_dir / "metrics.json"
+
+
+def test_beats_baseline_is_a_paired_bootstrap_decision(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    ids = np.repeat([f"piece{i:03d}" for i in range(100)], 4)
+    y_true = np.repeat(rng.integers(0, 2, 100), 4)
+    base_right = y_true == 0  # the majority-class baseline
+    paths = [_run(tmp_path, "baseline", 0, y_true, base_right, ids)]
+    # 'lucky' is right where the baseline is, plus 2 pieces: a better point estimate, not a clear gain
+    lucky = base_right | np.isin(ids, ["piece001", "piece002"]) & (y_true == 1)
+    paths.append(_run(tmp_path, "lucky", 0, y_true, lucky, ids))
+    for seed in (0, 1):  # 'good' is right on 90% of the pieces
+        good = np.repeat(rng.random(100) < 0.9, 4)
+        paths.append(_run(tmp_path, "good", seed, y_true, good, ids))
+    df = leaderboard(load_metrics(paths)).set_index("model")
+
+    assert df.loc["lucky", "vs_baseline"] > 0  # the old point comparison called this a win
+    assert not df.loc["lucky", "beats_baseline"] and df.loc["lucky", "vs_baseline_low"] <= 0.0
+    assert df.loc["good", "beats_baseline"] and df.loc["good", "vs_baseline_low"] > 0.1
+    assert (df.loc[["lucky", "good"], "baseline_test"] == "paired bootstrap").all()
+    for model in ("lucky", "good", "baseline"):
+        row = df.loc[model]
+        assert row["ci_low"] <= row["mean"] <= row["ci_high"] and row["ci_high"] - row["ci_low"] > 0.02
+        assert row["piece_ci_low"] <= row["piece_mean"] <= row["piece_ci_high"]
+        assert row["n_items"] == 100
+    assert df.loc["good", "n_seeds"] == 2 and np.isfinite(df.loc["good", "std"])
+
+    out = {ext: tmp_path / "report" / f"leaderboard.{ext}" for ext in ("csv", "md", "html")}
+    records = load_metrics(paths)
+    write_leaderboard(leaderboard(records), records, out["csv"], out["md"], out["html"], tmp_path / "report" / "fig")
+    md = out["md"].read_text()
+    assert "| style | lucky | 1 | Accuracy ↑ |" in md and "| no |" in md and "| yes |" in md
+    page = out["html"].read_text()
+    assert "Piece-level Accuracy" in page and "400 test samples from 100 source items" in page
+
+
+def test_predictions_of_different_test_splits_are_refused(tmp_path: Path) -> None:
+    ids = np.repeat([f"p{i}" for i in range(10)], 2)
+    y_true = np.tile([0, 1], 10)
+    paths = [_run(tmp_path, "baseline", 0, y_true, y_true == 0, ids),
+             _run(tmp_path, "gru", 0, y_true[::-1].copy(), np.ones(20, bool), ids)]
+    with pytest.raises(ValueError, match=r"gru/0/predictions\.h5: key `y_true` differs from .*baseline.*rerun"):
+        leaderboard(load_metrics(paths))
+
+
+def test_figures_log_axis_and_best_epoch() -> None:
+    from seqpipe.evaluation.figures import best_epoch, spans_decades
+
+    assert spans_decades([0.0002, 0.03, 0.009]) and not spans_decades([0.2, 0.9]) and not spans_decades([-1.0, 100.0])
+    table = pd.DataFrame({"epoch": [0, 0, 1, 1, 2, 2], "split": ["train", "val"] * 3, "loss": [1, 0.9, 0.5, 0.4, 0.3, 0.6]})
+    assert best_epoch(table, None) == 1
+    assert best_epoch(table, {"best_epoch": 2}) == 2  # the checkpoint training kept wins
