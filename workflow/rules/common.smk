@@ -31,9 +31,18 @@ TRACKING = plan.TRACKING
 REPORT = plan.report_files()
 
 
+# `snakemake --report` draws every dependency of the DAG in its rule graph, where the code stamps
+# (an input of every rule) would bury the data flow under arcs; a report runs no job, so it is
+# built without them.
+REPORT_ONLY = any(a == "--report" or a.startswith("--report=") for a in sys.argv)
+
+
 def code(*modules):
     """The stamp of the seqpipe source files the given modules run, written by the code_stamp
-    rule; an input of every rule, so editing the code a rule runs reruns that rule."""
+    rule; an input of every rule, so editing the code a rule runs reruns that rule (none while
+    `--report` only writes the report)."""
+    if REPORT_ONLY:
+        return []
     return f"results/code/{'+'.join(modules)}.sha256"
 
 

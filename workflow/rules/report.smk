@@ -1,25 +1,45 @@
-# Report: the leaderboard (CSV, Markdown, self-contained HTML) with each task's baseline row.
+# Report: the leaderboard (CSV, Markdown, self-contained HTML) with each task's baseline row, test
+# metrics with bootstrap intervals and paired tests against the baseline (from the predictions.h5
+# files beside the metrics), and the figures Snakemake's report shows per task.
+
+
+def all_predictions():
+    """predictions.h5 beside each run's and each baseline's metrics.json."""
+    runs = [str(Path(p).with_name("predictions.h5")) for p in all_metrics()]
+    return runs + expand(
+        "results/baselines/{task}/predictions.h5", task=sorted(config["tasks"])
+    )
 
 
 rule report:
+    """Leaderboard of every (task, model) against its baseline, with intervals and figures."""
     input:
         metrics=all_metrics(),
         baselines=expand(
             "results/baselines/{task}/metrics.json", task=sorted(config["tasks"])
         ),
+        predictions=all_predictions(),
         code=code("seqpipe.evaluation.report"),
     output:
         csv=report(
-            REPORT["csv"], category="Leaderboard", caption="../report/leaderboard.rst"
+            REPORT["csv"],
+            category="Leaderboard",
+            labels={"file": "leaderboard.csv", "content": "every number"},
+            caption="../report/leaderboard.rst",
         ),
         md=REPORT["md"],
         html=report(
-            REPORT["html"], category="Leaderboard", caption="../report/leaderboard.rst"
+            REPORT["html"],
+            category="Leaderboard",
+            labels={"file": "leaderboard.html", "content": "tables and figures"},
+            caption="../report/leaderboard.rst",
         ),
         figures=report(
             directory("results/report/figures"),
-            patterns=["{name}.png"],
-            category="Figures",
+            patterns=["{task}/{kind}/{model}.png"],
+            category="Results per task",
+            subcategory="{task}",
+            labels={"model": "{model}", "figure": "{kind}"},
             caption="../report/figures.rst",
         ),
     log:

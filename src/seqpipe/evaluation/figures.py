@@ -19,6 +19,15 @@ from seqpipe.evaluation.formatting import arrow, metric_name
 DPI = 100
 BASELINE = "baseline"
 DECADES = 1.5  # log axis when the positive values span more than this many powers of ten
+TICK_CHARS = 24  # longer model names (sweep cells) are shortened in the middle on an axis
+
+
+def tick_label(name: str, limit: int = TICK_CHARS) -> str:
+    """`name`, or its start and end around an ellipsis when longer than `limit` (the tables keep it whole)."""
+    if len(name) <= limit:
+        return name
+    head = (limit - 1) // 2
+    return name[:head] + "…" + name[-(limit - 1 - head):]
 
 
 def _new_figure(width: float, height: float) -> Any:
@@ -64,7 +73,7 @@ def plot_leaderboard(task_df: pd.DataFrame) -> bytes:
     if len(base):
         ax.axhline(float(base.iloc[0]), color="#616161", linestyle="--", linewidth=1, label="baseline")
         ax.legend(loc="best", fontsize=8)
-    ax.set_xticks(range(len(models)), models, rotation=30, ha="right")
+    ax.set_xticks(range(len(models)), [tick_label(m) for m in models], rotation=30, ha="right")
     first = task_df.iloc[0]
     name = metric_name(str(first["primary"]))
     ax.set_ylabel(f"{name} {arrow(bool(first['higher_is_better']))}" + (" (log scale)" if log_axis else ""))
