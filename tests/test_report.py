@@ -260,3 +260,15 @@ def test_figures_log_axis_and_best_epoch() -> None:
     table = pd.DataFrame({"epoch": [0, 0, 1, 1, 2, 2], "split": ["train", "val"] * 3, "loss": [1, 0.9, 0.5, 0.4, 0.3, 0.6]})
     assert best_epoch(table, None) == 1
     assert best_epoch(table, {"best_epoch": 2}) == 2  # the checkpoint training kept wins
+
+
+def test_readable_numbers_and_names() -> None:
+    from seqpipe.evaluation import formatting as fmt
+
+    assert [fmt.number(v) for v in (0.85, 0.00019, 1234.5678, 0.0, float("nan"), 3e-7)] == [
+        "0.8500", "0.0001900", "1235", "0", "–", "3.000e-07"]
+    assert fmt.mean_std(0.5, float("nan"), 1) == "0.5000 (n=1)"
+    assert fmt.mean_std(0.5, 0.0, 3) == "0.5000 ± 0"  # three seeds that agree exactly do say so
+    assert fmt.interval([0.1, 0.25]) == "[0.1000, 0.2500]" and fmt.signed(-0.05) == "−0.05000"
+    assert [fmt.metric_name(k) for k in ("macro_f1", "rmse", "r2", "balanced_accuracy", "new_thing")] == [
+        "Macro-F1", "RMSE", "R²", "Balanced accuracy", "New thing"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,6 +49,11 @@ def png_bytes(fig: Any) -> bytes:
     return buf.getvalue()
 
 
+def wrap(title: str, width: int = 60) -> str:
+    """A title broken into lines of at most `width` characters (long sweep names included)."""
+    return "\n".join(line for part in title.split("\n") for line in textwrap.wrap(part, width) or [""])
+
+
 def spans_decades(values: Sequence[float], decades: float = DECADES) -> bool:
     """True when all values are positive and the largest is over 10**decades times the smallest."""
     arr = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
@@ -78,7 +84,7 @@ def plot_leaderboard(task_df: pd.DataFrame) -> bytes:
     name = metric_name(str(first["primary"]))
     ax.set_ylabel(f"{name} {arrow(bool(first['higher_is_better']))}" + (" (log scale)" if log_axis else ""))
     direction = "higher" if first["higher_is_better"] else "lower"
-    ax.set_title(f"{first['task']}: test {name} ({direction} is better), bars: 95% interval", fontsize=9)
+    ax.set_title(wrap(f"{first['task']}: test {name} ({direction} is better), bars: 95% interval"), fontsize=9)
     fig.tight_layout()
     return png_bytes(fig)
 
@@ -117,7 +123,7 @@ def plot_curves(curves: dict[str, pd.DataFrame], title: str, best: dict[str, int
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     marks = ", ".join(f"seed {s}: {e}" for s, e in best.items() if e is not None)
-    ax.set_title(f"{title}\nbest epoch ({marks})" if marks else title, fontsize=9)
+    ax.set_title(wrap(f"{title}\nbest epoch ({marks})" if marks else title), fontsize=9)
     ax.legend(loc="best", fontsize=7)
     fig.tight_layout()
     return png_bytes(fig)
@@ -141,6 +147,6 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], title: str) -
     ax.set_yticks(range(n), list(class_names), fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(wrap(title), fontsize=9)
     fig.tight_layout()
     return png_bytes(fig)

@@ -136,15 +136,17 @@ def _interval(row: pd.Series, low: str, high: str) -> str:
 def _display_row(row: pd.Series) -> dict:
     """The readable cells of one leaderboard row."""
     is_baseline = row["model"] == BASELINE
-    delta = "–" if is_baseline or not math.isfinite(row["vs_baseline"]) else (
-        f"{fmt.signed(row['vs_baseline'])} {_interval(row, 'vs_baseline_low', 'vs_baseline_high')}")
+    delta = "–" if is_baseline or not math.isfinite(row["vs_baseline"]) else fmt.signed(row["vs_baseline"])
+    if delta != "–" and math.isfinite(row["vs_baseline_low"]):
+        delta += " " + _interval(row, "vs_baseline_low", "vs_baseline_high")
     if is_baseline or row["baseline_test"] == "no baseline":
         beats = "–"
     else:
         beats = "yes" if row["beats_baseline"] else "no"
         beats += "" if row["baseline_test"] == PAIRED else " (point estimate)"
-    piece = "–" if not math.isfinite(row["piece_mean"]) else (
-        f"{fmt.number(row['piece_mean'])} {_interval(row, 'piece_ci_low', 'piece_ci_high')}")
+    piece = "–" if not math.isfinite(row["piece_mean"]) else fmt.number(row["piece_mean"])
+    if piece != "–" and math.isfinite(row["piece_ci_low"]):
+        piece += " " + _interval(row, "piece_ci_low", "piece_ci_high")
     return {
         "model": str(row["model"]), "is_baseline": is_baseline, "seeds": int(row["n_seeds"]),
         "mean_std": fmt.mean_std(row["mean"], row["std"], int(row["n_seeds"])),
