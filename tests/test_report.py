@@ -272,3 +272,42 @@ def test_readable_numbers_and_names() -> None:
     assert fmt.interval([0.1, 0.25]) == "[0.1000, 0.2500]" and fmt.signed(-0.05) == "−0.05000"
     assert [fmt.metric_name(k) for k in ("macro_f1", "rmse", "r2", "balanced_accuracy", "new_thing")] == [
         "Macro-F1", "RMSE", "R²", "Balanced accuracy", "New thing"]
+
+
+@pytest.mark.slow
+def test_snakemake_report_groups_figures_by_task_without_code_stamps(tmp_path: Path) -> None:
+    """A tiny workflow end to end, then `snakemake --report`: figures under a subcategory per task with
+    model/figure labels and their own captions, each run's loss figure, no code_stamp in the rule graph."""
+    import yaml
+
+    from seqpipe.data.hdf5 import write_splits
+    from tests.test_pipeline import copy_workflow, snakemake
+
+    rng = np.random.default_rng(0)
+    splits = {}
+    for split, n_items in (("train", 30), ("val", 8), ("test", 12)):
+        y = np.repeat(rng.integers(0, 3, n_items), 4)
+        x = rng.normal(0.0, 1.0, (len(y), 8, 3)).astype(np.float32)
+        x[:, :, 0] += 2.0 * y[:, None]
+        splits[split] = {"data": x, "labels": y.astype(np.int64), "item_ids": np.repeat([f"{split}{i}" for i in range(n_items)], 4)}
+    write_splits(tmp_path / "toy.h5", splits, {"class_names": ["a", "b", "c"]})
+    (tmp_path / "wf").mkdir()
+    workdir = copy_workflow(tmp_path / "wf")
+    config = {"tasks": {"toy": {"data_path": str(tmp_path / "toy.h5"), "paradigm": "supervised", "mapping": "seq2static",
+                                "type": "classification"}},
+              "models": {"mlp": {"arch": "mlp", "hidden": [16]}}, "training": {"epochs": 3, "seeds": [0, 1]}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    snakemake(workdir, "--cores", "2")
+    for run in ("results/runs/toy/mlp/0", "results/runs/toy/mlp/1", "results/baselines/toy"):
+        assert (workdir / run / "predictions.h5").is_file(), run
+    row = pd.read_csv(workdir / "results/report/leaderboard.csv").set_index("model").loc["mlp"]
+    assert row["baseline_test"] == "paired bootstrap" and row["n_items"] == 12
+    assert row["ci_low"] <= row["mean"] <= row["ci_high"] and row["piece_ci_low"] <= row["piece_mean"] <= row["piece_ci_high"]
+
+    snakemake(workdir, "--cores", "1", "--report", "report.html")
+    page = (workdir / "report.html").read_text(encoding="utf-8")
+    nodes = re.findall(r'\\?"rule\\?":\s*\\?"(\w+)\\?"', page)
+    assert "report" in nodes and "evaluate" in nodes and "code_stamp" not in nodes
+    for text in ("Results per task", "Training runs", "toy", "comparison", "curves", "confusion",
+                 "a circle marks the best epoch", "rows are the true", "/ seed 1", '"seed": "1"'):
+        assert text in page, text
