@@ -234,6 +234,8 @@ def test_beats_baseline_is_a_paired_bootstrap_decision(tmp_path: Path) -> None:
         assert row["piece_ci_low"] <= row["piece_mean"] <= row["piece_ci_high"]
         assert row["n_items"] == 100
     assert df.loc["good", "n_seeds"] == 2 and np.isfinite(df.loc["good", "std"])
+    for metric in ("balanced_accuracy", "macro_f1"):  # every metric gets its interval of the seed mean
+        assert df.loc["good", f"{metric}_ci_low"] <= df.loc["good", f"{metric}_mean"] <= df.loc["good", f"{metric}_ci_high"]
 
     out = {ext: tmp_path / "report" / f"leaderboard.{ext}" for ext in ("csv", "md", "html")}
     records = load_metrics(paths)

@@ -129,17 +129,18 @@ def _load_task_predictions(groups: dict[str, list[dict]]) -> dict[str, list[Pred
     return loaded
 
 
-def _bootstrap_rows(runs: dict[str, list[Predictions]], primary: str) -> dict[str, np.ndarray]:
-    """Per model: the primary metric's bootstrap values averaged over seeds, on shared resamples."""
+def _bootstrap_rows(runs: dict[str, list[Predictions]], metrics: Sequence[str]) -> dict[tuple[str, str], np.ndarray]:
+    """Per (model, metric): the bootstrap values averaged over seeds, every run on the same resamples."""
     if not runs:
         return {}
-    order = [(model, i) for model, preds in runs.items() for i in range(len(preds))]
-    statistics = [predictions.statistics(runs[m][i])[primary] for m, i in order]
-    values = stats.bootstrap(statistics, next(iter(runs.values()))[0].item_ids)
-    rows: dict[str, list[np.ndarray]] = {}
-    for (model, _), row in zip(order, values, strict=True):
-        rows.setdefault(model, []).append(row)
-    return {model: np.mean(r, axis=0) for model, r in rows.items()}
+    order = [(model, i, name) for model, preds in runs.items() for i in range(len(preds)) for name in metrics]
+    named = {(m, i): predictions.statistics(runs[m][i]) for m, preds in runs.items() for i in range(len(preds))}
+    keep = [(m, i, name) for m, i, name in order if name in named[(m, i)]]
+    values = stats.bootstrap([named[(m, i)][name] for m, i, name in keep], next(iter(runs.values()))[0].item_ids)
+    rows: dict[tuple[str, str], list[np.ndarray]] = {}
+    for (model, _, name), row in zip(keep, values, strict=True):
+        rows.setdefault((model, name), []).append(row)
+    return {key: np.mean(r, axis=0) for key, r in rows.items()}
 
 
 def _piece_runs(runs: dict[str, list[Predictions]]) -> dict[str, list[Predictions]]:
@@ -149,18 +150,24 @@ def _piece_runs(runs: dict[str, list[Predictions]]) -> dict[str, list[Prediction
 
 
 def task_statistics(groups: dict[str, list[dict]], primary: str, higher_is_better: bool) -> dict[str, dict]:
-    """Per model of one task: `ci`, `vs_ci` and `beats` from the paired bootstrap, `piece_ci`."""
+    """Per model of one task: `ci` of the primary metric, `vs_ci` and `beats` from the paired
+    bootstrap against the baseline, `piece_ci`, and `metric_ci` of every other metric."""
     runs = _load_task_predictions(groups)
-    rows = _bootstrap_rows(runs, primary)
-    piece_rows = _bootstrap_rows(_piece_runs(runs), primary)
+    metrics = sorted({name for recs in groups.values() for r in recs for name in r["metrics"]})
+    rows = _bootstrap_rows(runs, metrics)
+    piece_rows = _bootstrap_rows(_piece_runs(runs), [primary])
     sign = 1.0 if higher_is_better else -1.0
     out: dict[str, dict] = {}
-    for model, values in rows.items():
-        entry: dict[str, Any] = {"ci": stats.interval(values)}
-        if model in piece_rows:
-            entry["piece_ci"] = stats.interval(piece_rows[model])
-        if BASELINE in rows and model != BASELINE:
-            entry["vs_ci"] = stats.interval(sign * (values - rows[BASELINE]))
+    for model in runs:
+        if (model, primary) not in rows:
+            continue
+        values = rows[(model, primary)]
+        entry: dict[str, Any] = {"ci": stats.interval(values), "metric_ci": {
+            name: stats.interval(v) for (m, name), v in rows.items() if m == model and name != primary}}
+        if (model, primary) in piece_rows:
+            entry["piece_ci"] = stats.interval(piece_rows[(model, primary)])
+        if (BASELINE, primary) in rows and model != BASELINE:
+            entry["vs_ci"] = stats.interval(sign * (values - rows[(BASELINE, primary)]))
             entry["beats"] = entry["vs_ci"][0] > 0.0
         out[model] = entry
     return out
@@ -197,6 +204,9 @@ def _row(task: str, model: str, recs: list[dict], setting: tuple[str, str, bool]
     }
     for name in sorted({name for r in recs for name in r["metrics"]} - {primary}):
         row[f"{name}_mean"] = float(np.mean([float(r["metrics"][name]) for r in recs if name in r["metrics"]]))
+        bounds = boot.get("metric_ci", {}).get(name) or _record_interval(recs, "intervals", name)
+        if bounds:
+            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = bounds
     return row
 
 

@@ -172,6 +172,13 @@ def leaderboard_markdown(df: pd.DataFrame) -> str:
     return "# Leaderboard\n\n" + intro + "\n\n" + "\n".join(lines) + "\n"
 
 
+def _metric_cell(row: pd.Series, name: str) -> dict:
+    """A metric's mean over seeds and its 95% interval ('' where there is none)."""
+    low, high = row.get(f"{name}_ci_low", math.nan), row.get(f"{name}_ci_high", math.nan)
+    bounds = fmt.interval([low, high]) if pd.notna(low) and pd.notna(high) else ""
+    return {"value": fmt.number(row[f"{name}_mean"]), "interval": "" if bounds == "–" else bounds}
+
+
 def _samples_text(recs: list[dict]) -> str:
     """'138 test samples from 22 items' from a task's records."""
     first = recs[0]
@@ -182,16 +189,18 @@ def _samples_text(recs: list[dict]) -> str:
 def _task_context(task: str, task_df: pd.DataFrame, recs: list[dict], figs: list[Figure]) -> dict:
     """What the template shows for one task."""
     first = task_df.iloc[0]
-    metric_cols = [c for c in task_df.columns if c.endswith("_mean") and c != "piece_mean" and task_df[c].notna().any()]
-    metric_cols = [f"{first['primary']}_value", *metric_cols]
-    shown = task_df.assign(**{f"{first['primary']}_value": task_df["mean"]})
+    others = [c[: -len("_mean")] for c in task_df.columns
+              if c.endswith("_mean") and c != "piece_mean" and task_df[c].notna().any()]
+    primary = str(first["primary"])
+    shown = task_df.rename(columns={"mean": f"{primary}_mean", "ci_low": f"{primary}_ci_low", "ci_high": f"{primary}_ci_high"})
+    names = [primary, *others]
     return {
         "name": task, "type": fmt.TASK_TYPES.get(str(first["task_type"]), str(first["task_type"])),
         "metric": fmt.metric_name(str(first["primary"])), "arrow": fmt.arrow(bool(first["higher_is_better"])),
         "samples": _samples_text(recs), "pieces": bool(task_df["piece_mean"].notna().any()),
         "rows": [_display_row(row) for _, row in task_df.iterrows()],
-        "metric_names": [fmt.metric_name(c.rsplit("_", 1)[0]) for c in metric_cols],
-        "metric_rows": [{"model": str(row["model"]), "cells": [fmt.number(row[c]) for c in metric_cols]}
+        "metric_names": [fmt.metric_name(n) for n in names],
+        "metric_rows": [{"model": str(row["model"]), "cells": [_metric_cell(row, n) for n in names]}
                         for _, row in shown.iterrows()],
         "figures": [{"caption": f.caption, "data": base64.b64encode(f.png).decode("ascii")} for f in figs],
     }
