@@ -107,5 +107,13 @@ def all_metrics():
     return [f"{c.run_dir}/metrics.json" for c in plan.cells(config)]
 
 
+def all_predictions():
+    """predictions.h5 beside each run's and each baseline's metrics.json (the report's paired tests)."""
+    runs = [f"{c.run_dir}/predictions.h5" for c in plan.cells(config)]
+    return runs + [
+        f"results/baselines/{t}/predictions.h5" for t in sorted(config["tasks"])
+    ]
+
+
 def all_targets():
     return list(REPORT.values())

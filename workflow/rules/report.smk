@@ -3,14 +3,6 @@
 # files beside the metrics), and the figures Snakemake's report shows per task.
 
 
-def all_predictions():
-    """predictions.h5 beside each run's and each baseline's metrics.json."""
-    runs = [str(Path(p).with_name("predictions.h5")) for p in all_metrics()]
-    return runs + expand(
-        "results/baselines/{task}/predictions.h5", task=sorted(config["tasks"])
-    )
-
-
 rule report:
     """Leaderboard of every (task, model) against its baseline, with intervals and figures."""
     input:
