@@ -45,9 +45,18 @@ envvars:
     "SEQPIPE_RUN_CACHE",
 
 
+# `snakemake --report` draws every dependency of the DAG in its rule graph, where the code stamps
+# (an input of every rule) would bury the data flow under arcs; a report runs no job, so it is
+# built without them.
+REPORT_ONLY = any(a == "--report" or a.startswith("--report=") for a in sys.argv)
+
+
 def code(*modules):
     """The stamp of the seqpipe source files the given modules run, written by the code_stamp
-    rule; an input of every rule, so editing the code a rule runs reruns that rule."""
+    rule; an input of every rule, so editing the code a rule runs reruns that rule (none while
+    `--report` only writes the report)."""
+    if REPORT_ONLY:
+        return []
     return f"results/code/{'+'.join(modules)}.sha256"
 
 
@@ -130,6 +139,14 @@ def init_from(wildcards):
 
 def all_metrics():
     return [f"{c.run_dir}/metrics.json" for c in plan.cells(config)]
+
+
+def all_predictions():
+    """predictions.h5 beside each run's and each baseline's metrics.json (the report's paired tests)."""
+    runs = [f"{c.run_dir}/predictions.h5" for c in plan.cells(config)]
+    return runs + [
+        f"results/baselines/{t}/predictions.h5" for t in sorted(config["tasks"])
+    ]
 
 
 def all_targets():

@@ -11,6 +11,7 @@ rule evaluate:
         code=code("seqpipe.evaluation.evaluate"),
     output:
         metrics="results/runs/{task}/{model}/{seed}/metrics.json",
+        predictions="results/runs/{task}/{model}/{seed}/predictions.h5",
     log:
         "logs/evaluate/{task}/{model}/{seed}.log",
     conda:
@@ -23,7 +24,7 @@ rule evaluate:
     shell:
         "seqpipe evaluate --data {input.h5:q} --task {params.task:q} --checkpoint {input.best:q}"
         " --run {input.run:q} --tracking {input.tracking:q} --seed {wildcards.seed:q}"
-        " --out {output.metrics:q} > {log:q} 2>&1"
+        " --out {output.metrics:q} --predictions {output.predictions:q} > {log:q} 2>&1"
 
 
 rule baseline:
@@ -33,6 +34,7 @@ rule baseline:
         code=code("seqpipe.evaluation.baseline"),
     output:
         metrics="results/baselines/{task}/metrics.json",
+        predictions="results/baselines/{task}/predictions.h5",
     log:
         "logs/baseline/{task}.log",
     conda:
@@ -43,4 +45,5 @@ rule baseline:
     params:
         task=data_task_params,
     shell:
-        "seqpipe baseline --data {input.h5:q} --task {params.task:q} --out {output.metrics:q} > {log:q} 2>&1"
+        "seqpipe baseline --data {input.h5:q} --task {params.task:q} --out {output.metrics:q}"
+        " --predictions {output.predictions:q} > {log:q} 2>&1"

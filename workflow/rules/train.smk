@@ -23,7 +23,13 @@ rule train:
         last="results/runs/{task}/{model}/{seed}/last.pt",
         model="results/runs/{task}/{model}/{seed}/model.pt",
         scalars="results/runs/{task}/{model}/{seed}/scalars.csv",
-        figure="results/runs/{task}/{model}/{seed}/figures/loss.png",
+        figure=report(
+            "results/runs/{task}/{model}/{seed}/figures/loss.png",
+            category="Training runs",
+            subcategory="{task}",
+            labels={"model": "{model}", "seed": "{seed}", "figure": "loss per epoch"},
+            caption="../report/run_loss.rst",
+        ),
         run="results/runs/{task}/{model}/{seed}/run.json",
     log:
         "logs/train/{task}/{model}/{seed}.log",
