@@ -61,10 +61,29 @@ def mark_evaluation_pending(run_dir: str | Path, why: str) -> None:
     log.warning("test metrics not logged to MLflow (%s); kept for `seqpipe sync-mlflow` (%s)", why, Path(run_dir) / EVAL_PENDING)
 
 
+def test_metrics(result: dict) -> dict[str, float]:
+    """A metrics.json as MLflow metrics: `test_<name>`, its bootstrap interval (`test_<name>_ci_low/_ci_high`) and the
+    piece-level ones (`test_piece_<name>`, with theirs) where the evaluation has them."""
+    out: dict[str, float] = {}
+
+    def add(prefix: str, metrics: dict, intervals: dict) -> None:
+        for name, value in metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[f"{prefix}{name}"] = float(value)
+                low_high = intervals.get(name)
+                if isinstance(low_high, (list, tuple)) and len(low_high) == 2 and None not in low_high:
+                    out[f"{prefix}{name}_ci_low"], out[f"{prefix}{name}_ci_high"] = map(float, low_high)
+
+    add("test_", result.get("metrics", {}), result.get("intervals", {}))
+    piece = result.get("piece_level") or {}
+    add("test_piece_", piece.get("metrics", {}), piece.get("intervals", {}))
+    return out
+
+
 def log_evaluation(tracker: Tracker, result: dict) -> None:
     """Test metrics (`test_<name>`), the metrics file, and for classification the confusion matrix (figure and
     table) and the per-class scores, into the tracker's run."""
-    tracker.metrics({f"test_{k}": v for k, v in result["metrics"].items() if isinstance(v, (int, float))})
+    tracker.metrics(test_metrics(result))
     if not tracker.active:
         return
     client, run_id = tracker.client, tracker.run_id
