@@ -103,10 +103,10 @@ def test_moved_store_finds_its_artifacts_after_relocate(tmp_path):
 
 
 def test_test_metrics_carry_intervals_and_piece_level():
-    from seqpipe.tracking.sync import test_metrics
+    from seqpipe.tracking.sync import evaluation_metrics
 
     result = {"metrics": {"accuracy": 0.5, "macro_f1": 0.4}, "intervals": {"accuracy": [0.4, 0.6]},
               "piece_level": {"metrics": {"accuracy": 0.75}, "intervals": {"accuracy": [0.5, 1.0]}}}
-    assert test_metrics(result) == {"test_accuracy": 0.5, "test_accuracy_ci_low": 0.4, "test_accuracy_ci_high": 0.6,
+    assert evaluation_metrics(result) == {"test_accuracy": 0.5, "test_accuracy_ci_low": 0.4, "test_accuracy_ci_high": 0.6,
                                     "test_macro_f1": 0.4, "test_piece_accuracy": 0.75, "test_piece_accuracy_ci_low": 0.5,
                                     "test_piece_accuracy_ci_high": 1.0}

@@ -61,7 +61,7 @@ def mark_evaluation_pending(run_dir: str | Path, why: str) -> None:
     log.warning("test metrics not logged to MLflow (%s); kept for `seqpipe sync-mlflow` (%s)", why, Path(run_dir) / EVAL_PENDING)
 
 
-def test_metrics(result: dict) -> dict[str, float]:
+def evaluation_metrics(result: dict) -> dict[str, float]:
     """A metrics.json as MLflow metrics: `test_<name>`, its bootstrap interval (`test_<name>_ci_low/_ci_high`) and the
     piece-level ones (`test_piece_<name>`, with theirs) where the evaluation has them."""
     out: dict[str, float] = {}
@@ -83,7 +83,7 @@ def test_metrics(result: dict) -> dict[str, float]:
 def log_evaluation(tracker: Tracker, result: dict) -> None:
     """Test metrics (`test_<name>`), the metrics file, and for classification the confusion matrix (figure and
     table) and the per-class scores, into the tracker's run."""
-    tracker.metrics(test_metrics(result))
+    tracker.metrics(evaluation_metrics(result))
     if not tracker.active:
         return
     client, run_id = tracker.client, tracker.run_id
