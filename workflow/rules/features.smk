@@ -1,15 +1,73 @@
 # Feature extraction: raw files -> one HDF5 file per feature set, plus a report of skipped files.
+# A feature set with `shards: N` (default `auto`: one shard per 2,000 expected items) is
+# extracted by N `features_shard` jobs, each writing a part file of its slice of the items, and
+# merged by the `features` job; with one shard the `features` job extracts everything itself.
+# Either way the HDF5 bytes are the same. The skipped report is declared as a log, so Snakemake
+# keeps it when the job fails; the last good HDF5 is kept under results/features/.previous/.
+from seqpipe.features.shards import shard_count
+
+
+def feature_spec(wildcards):
+    """The feature set's settings and the dataset's item limit (a change reruns the rule); the
+    shard count is left out: it changes the jobs, not the file."""
+    settings = config["features"][wildcards.feature_set]
+    return json.dumps(
+        {
+            "name": wildcards.feature_set,
+            **{k: v for k, v in settings.items() if k != "shards"},
+            "limit": config["datasets"][wildcards.dataset]["limit"],
+        },
+        sort_keys=True,
+    )
+
+
+def feature_parts(wildcards):
+    """The part files to merge: none when the feature set has one shard."""
+    n = shard_count(config, wildcards.feature_set)
+    if n == 1:
+        return []
+    base = f"results/features/{wildcards.dataset}/.parts/{wildcards.feature_set}"
+    return [f"{base}/{i}-of-{n}.h5" for i in range(n)]
+
+
+rule features_shard:
+    input:
+        manifest="resources/raw/{dataset}.manifest.json",
+        code=feature_code,
+    output:
+        part=temp(
+            "results/features/{dataset}/.parts/{feature_set}/{shard}-of-{shards}.h5"
+        ),
+    log:
+        "logs/features/{dataset}/{feature_set}/{shard}-of-{shards}.log",
+    benchmark:
+        "results/benchmarks/features/{dataset}/{feature_set}/{shard}-of-{shards}.tsv"
+    wildcard_constraints:
+        shard=r"\d+",
+        shards=r"\d+",
+    conda:
+        "../../envs/data.yaml"
+    threads: res("features", "threads")
+    resources:
+        **job_resources("features"),
+    params:
+        spec=feature_spec,
+        shard="{shard}/{shards}",
+    shell:
+        "seqpipe features --manifest {input.manifest:q} --spec {params.spec:q}"
+        " --shard {params.shard:q} --part {output.part:q} --workers {threads} > {log:q} 2>&1"
 
 
 rule features:
     input:
         manifest="resources/raw/{dataset}.manifest.json",
         code=feature_code,
+        parts=feature_parts,
     output:
         h5="results/features/{dataset}/{feature_set}.h5",
-        skipped="results/features/{dataset}/{feature_set}.skipped.json",
     log:
-        "logs/features/{dataset}/{feature_set}.log",
+        log="logs/features/{dataset}/{feature_set}.log",
+        skipped="results/features/{dataset}/{feature_set}.skipped.json",
     benchmark:
         "results/benchmarks/features/{dataset}/{feature_set}.tsv"
     conda:
@@ -18,7 +76,8 @@ rule features:
     resources:
         **job_resources("features"),
     params:
-        spec=feature_params,
+        spec=feature_spec,
     shell:
         "seqpipe features --manifest {input.manifest:q} --spec {params.spec:q}"
-        " --workers {threads} --out {output.h5:q} --skipped {output.skipped:q} > {log:q} 2>&1"
+        " --workers {threads} --out {output.h5:q} --skipped {log.skipped:q}"
+        " --parts {input.parts:q} > {log.log:q} 2>&1"
