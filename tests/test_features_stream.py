@@ -161,3 +161,47 @@ def test_snakemake_plans_one_job_per_shard_and_one_merge(tmp_path):
     counts = dict(line.split()[:2] for line in proc.stdout.splitlines() if line.startswith("features"))
     assert counts == {"features_shard": "3", "features": "1"}
     assert "results/features/groove/groove_grid.skipped.json" in proc.stdout.split("rule features:")[-1]
+
+
+@pytest.mark.slow
+def test_workflow_reruns_on_a_changed_raw_file_and_a_failed_job_keeps_report_and_previous_file(groove, tmp_path):
+    """Through Snakemake, on a user's copy (`source: root`) built in 2 shards."""
+    import shutil
+
+    import yaml
+
+    root = tmp_path / "copy" / "groove"
+    shutil.copytree(groove, root)
+    work = tmp_path / "work"
+    work.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    shutil.copy2(REPO / "Snakefile", work / "Snakefile")
+    for folder in ("workflow", "src", "envs"):
+        shutil.copytree(REPO / folder, work / folder, ignore=ignore)
+    config = {"datasets": {"groove": {"source": "root", "root": str(root)}},
+              "features": {"grid": {"dataset": "groove", "kind": "drum_grid", "target": "style", "shards": 2}},
+              "tasks": {"style": {"features": "grid", "paradigm": "supervised", "mapping": "seq2static", "type": "classification"}},
+              "models": {"mlp": {"arch": "mlp", "hidden": [8]}}}
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+    def snakemake(*args):
+        return subprocess.run([str(Path(sys.executable).parent / "snakemake"), "--cores", "2", "results/features/groove/grid.h5", *args],
+                              cwd=work, env=env, capture_output=True, text=True, timeout=600)
+
+    assert snakemake().returncode == 0
+    good = (work / "results/features/groove/grid.h5").read_bytes()
+    assert "Nothing to be done" in snakemake("-n").stdout
+    midis = sorted(root.rglob("*.mid"))
+    midis[0].write_bytes(midis[1].read_bytes())
+    plan = snakemake("-n").stdout
+    assert "rule index_root:" in plan and "rule features:" in plan
+    for midi in midis[:10]:
+        midi.write_bytes(b"junk")
+    proc = snakemake()
+    assert proc.returncode != 0
+    log = (work / "logs/features/groove/grid.log").read_text()
+    assert "10 of 30 items failed" in log and "results/features/groove/grid.skipped.json" in log and ".previous/groove/grid.h5" in log
+    assert len(read_json(work / "results/features/groove/grid.skipped.json")["skipped"]) == 10
+    assert not (work / "results/features/groove/grid.h5").exists()
+    assert (work / "results/features/.previous/groove/grid.h5").read_bytes() == good

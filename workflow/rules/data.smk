@@ -1,6 +1,7 @@
 # Raw datasets: generated offline (source: demo), downloaded (source: download) or indexed from
 # the user's copy (source: root).
 # Either way the output is resources/raw/<dataset>.manifest.json, which the features depend on.
+from seqpipe.data.manifest import tree_state
 
 
 rule demo:
@@ -70,6 +71,8 @@ rule index_root:
         **job_resources("data"),
     params:
         root=lambda w: config["datasets"][w.dataset]["root"],
+        # path, size and mtime of every raw file: editing, adding or removing one reindexes
+        tree=lambda w: tree_state(config["datasets"][w.dataset]["root"]),
     shell:
         "seqpipe manifest --dataset {wildcards.dataset:q} --root {params.root:q}"
         " --source root --out {output.manifest:q} > {log:q} 2>&1"
