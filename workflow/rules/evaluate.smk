@@ -13,6 +13,8 @@ rule evaluate:
         metrics="results/runs/{task}/{model}/{seed}/metrics.json",
     log:
         "logs/evaluate/{task}/{model}/{seed}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{task}/{model}/{seed}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: res("evaluate", "threads")
@@ -35,6 +37,8 @@ rule baseline:
         metrics="results/baselines/{task}/metrics.json",
     log:
         "logs/baseline/{task}.log",
+    benchmark:
+        "results/benchmarks/baseline/{task}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: res("evaluate", "threads")
