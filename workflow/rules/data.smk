@@ -1,7 +1,6 @@
 # Raw datasets: generated offline (source: demo), downloaded (source: download) or indexed from
 # the user's copy (source: root).
 # Either way the output is resources/raw/<dataset>.manifest.json, which the features depend on.
-from seqpipe.data.manifest import tree_state
 
 
 rule demo:

@@ -4,32 +4,6 @@
 # merged by the `features` job; with one shard the `features` job extracts everything itself.
 # Either way the HDF5 bytes are the same. The skipped report is declared as a log, so Snakemake
 # keeps it when the job fails; the last good HDF5 is kept under results/features/.previous/.
-from seqpipe.features.shards import shard_count
-
-
-def feature_spec(wildcards):
-    """The feature set's settings and the dataset's item limit (a change reruns the rule); the
-    shard count is left out: it changes the jobs, not the file."""
-    settings = config["features"][wildcards.feature_set]
-    return json.dumps(
-        {
-            "name": wildcards.feature_set,
-            **{k: v for k, v in settings.items() if k != "shards"},
-            "limit": config["datasets"][wildcards.dataset]["limit"],
-        },
-        sort_keys=True,
-    )
-
-
-def feature_parts(wildcards):
-    """The part files to merge: none when the feature set has one shard."""
-    n = shard_count(config, wildcards.feature_set)
-    if n == 1:
-        return []
-    base = f"results/features/{wildcards.dataset}/.parts/{wildcards.feature_set}"
-    return [f"{base}/{i}-of-{n}.h5" for i in range(n)]
-
-
 rule features_shard:
     input:
         manifest="resources/raw/{dataset}.manifest.json",
@@ -51,7 +25,7 @@ rule features_shard:
     resources:
         **job_resources("features"),
     params:
-        spec=feature_spec,
+        spec=feature_params,
         shard="{shard}/{shards}",
     shell:
         "seqpipe features --manifest {input.manifest:q} --spec {params.spec:q}"
@@ -76,7 +50,7 @@ rule features:
     resources:
         **job_resources("features"),
     params:
-        spec=feature_spec,
+        spec=feature_params,
     shell:
         "seqpipe features --manifest {input.manifest:q} --spec {params.spec:q}"
         " --workers {threads} --out {output.h5:q} --skipped {log.skipped:q}"
