@@ -162,6 +162,8 @@ def shard_speedup(work: Path, size: str) -> str:
 
 
 def data_stages(work: Path, size: str, n: int, stages: list[str]) -> dict[str, dict]:
+    if not set(stages) - {"features"}:
+        return {}
     data = work / f"data_{size}.h5"
     if not data.exists():
         data_file(data, n)

@@ -205,3 +205,9 @@ def test_workflow_reruns_on_a_changed_raw_file_and_a_failed_job_keeps_report_and
     assert len(read_json(work / "results/features/groove/grid.skipped.json")["skipped"]) == 10
     assert not (work / "results/features/groove/grid.h5").exists()
     assert (work / "results/features/.previous/groove/grid.h5").read_bytes() == good
+
+
+def test_one_job_build_leaves_no_part_file_behind(groove, tmp_path):
+    out = tmp_path / "out" / "g.h5"
+    build(manifest_of(groove, tmp_path), {**SPEC, "limit": 12}, out, tmp_path / "out" / "g.skipped.json")
+    assert sorted(p.name for p in out.parent.iterdir()) == ["g.h5", "g.skipped.json"]

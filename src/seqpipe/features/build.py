@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -89,7 +90,9 @@ def build(manifest_path: str | Path, spec: dict, out: str | Path, skipped_out: s
     manifest = read_manifest(manifest_path)
     if parts:
         return merge(parts, manifest, spec, kind_attrs(spec), out, skipped_out)
-    with atomic_path(Path(out).with_name(f"{Path(out).stem}.part.h5")) as part:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{Path(out).name}.", dir=Path(out).parent) as scratch:
+        part = Path(scratch) / "part.h5"  # removed with its folder, whatever happens
         build_part(manifest, spec, part, (0, 1), workers)
         return merge([part], manifest, spec, kind_attrs(spec), out, skipped_out)
 
