@@ -29,7 +29,7 @@ from seqpipe.features.parts import STR, TABLES
 from seqpipe.io import atomic_path, canonical_json, config_hash, sha256_file
 
 log = logging.getLogger("seqpipe.features")
-BLOCK_BYTES = 16 << 20  # rows copied per step: about 16 MB, whatever the parts' sizes
+BLOCK_BYTES = 4 << 20  # rows copied per step: about 4 MB, whatever the parts' sizes
 TABLE_BLOCK = 4096
 
 
@@ -123,20 +123,25 @@ def _split_sizes(parts: list[h5py.File], split: str) -> list[int]:
 
 
 def _blocks(parts: list[h5py.File], split: str, key: str, sizes: list[int], block: int) -> Iterator[np.ndarray]:
-    """The concatenation of the parts' `split/key`, in blocks of `block` rows."""
-    pieces: list[np.ndarray] = []
-    held = 0
-    for fh, n in zip(parts, sizes):
-        for start in range(0, n, block):
-            piece = fh[split][key][start : start + block]
-            pieces.append(piece)
-            held += len(piece)
-            while held >= block:
-                joined = np.concatenate(pieces)
-                yield joined[:block]
-                pieces, held = [joined[block:]], held - block
-    if held:
-        yield np.concatenate(pieces)
+    """The concatenation of the parts' `split/key`, in blocks of `block` rows (the last one
+    shorter), each filled in place from the parts: memory holds one block."""
+    total = sum(sizes)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    ref = next(fh[split][key] for fh, n in zip(parts, sizes) if n)
+    is_text = h5py.check_string_dtype(ref.dtype) is not None
+    for start in range(0, total, block):
+        stop = min(total, start + block)
+        buf = np.empty((stop - start, *ref.shape[1:]), dtype=object if is_text else ref.dtype)
+        for fh, lo, hi in zip(parts, offsets[:-1], offsets[1:]):
+            a, b = max(start, lo), min(stop, hi)
+            if a >= b:
+                continue
+            source = fh[split][key]
+            if is_text:
+                buf[a - start : b - start] = source[a - lo : b - lo]
+            else:
+                source.read_direct(buf, np.s_[a - lo : b - lo], np.s_[a - start : b - start])
+        yield buf
 
 
 def write_final(out: str | Path, parts: list[h5py.File], attrs: dict, spec: dict) -> dict[str, tuple]:
@@ -162,7 +167,7 @@ def write_final(out: str | Path, parts: list[h5py.File], attrs: dict, spec: dict
                     dtype = STR if h5py.check_string_dtype(ref.dtype) else ref.dtype
                     total = (sum(sizes), *ref.shape[1:])
                     ds = group.create_dataset(key, shape=total, dtype=dtype, track_times=False)
-                    row = max(1, int(np.prod(ref.shape[1:])) * (8 if dtype is STR else ref.dtype.itemsize))
+                    row = max(1, int(np.prod(ref.shape[1:])) * (64 if dtype is STR else ref.dtype.itemsize))  # ~64 B per id string
                     block = max(1, BLOCK_BYTES // row)
                     start = 0
                     for values in _blocks(parts, split, key, sizes, block):
