@@ -211,3 +211,18 @@ def test_one_job_build_leaves_no_part_file_behind(groove, tmp_path):
     out = tmp_path / "out" / "g.h5"
     build(manifest_of(groove, tmp_path), {**SPEC, "limit": 12}, out, tmp_path / "out" / "g.skipped.json")
     assert sorted(p.name for p in out.parent.iterdir()) == ["g.h5", "g.skipped.json"]
+
+
+def test_domains_are_stored_per_sample_with_their_names(groove, tmp_path):
+    from seqpipe.datasets import get_dataset
+
+    out = tmp_path / "d.h5"
+    build(manifest_of(groove, tmp_path), {**SPEC, "domain": "drummer"}, out, tmp_path / "d.skipped.json")
+    drummer = {it.item_id: it.labels["drummer"] for it in get_dataset("groove").load_items(groove)}
+    names = read_attrs(out)["domain_names"]
+    assert names == sorted(set(drummer.values())) and len(names) > 1
+    with h5py.File(out) as fh:
+        for split in ("train", "val", "test"):
+            domains, ids = fh[split]["domains"][()], fh[split]["item_ids"][()]
+            assert domains.dtype == np.int64 and len(domains) == fh[split]["data"].shape[0]
+            assert [names[d] for d in domains] == [drummer[i.decode()] for i in ids]

@@ -32,7 +32,7 @@ from seqpipe.features.extract import Extracted, extract_all, extract_stream, kin
 from seqpipe.features.merge import merge, previous_path
 from seqpipe.features.parts import write_part
 from seqpipe.features.shards import parse_shard, shard_slice
-from seqpipe.features.windows import encode_targets, windows
+from seqpipe.features.windows import encode_domains, encode_targets, windows
 from seqpipe.io import atomic_path
 
 __all__ = ["Extracted", "build", "build_part", "encode_targets", "extract_all", "kind_module", "windows"]
@@ -67,13 +67,14 @@ def build_part(manifest: dict, spec: dict, part: str | Path, shard: tuple[int, i
     """Extract shard `shard` = (index, count) of the feature set's items into the part file `part`."""
     items = load_items(manifest, spec)
     labels, label_attrs = encode_targets(items, spec["target"])  # from every item: the same classes in every shard
+    domains, domain_attrs = encode_domains(items, spec.get("domain"))
     mine = shard_slice(items, *shard)
     log.info("extracting %s from %d of %d %s items (shard %d of %d) with %d workers",
              spec["kind"], len(mine), len(items), spec["dataset"], shard[0], shard[1], workers)
     results = extract_stream(mine, spec, workers, spec.get("timeout_s"))
     with atomic_path(part) as tmp:
-        write_part(tmp, results, spec, labels, label_attrs, manifest["root"],
-                   on_item=progress(len(mine), f"{spec['name']} shard {shard[0]}/{shard[1]}"))
+        write_part(tmp, results, spec, labels, {**label_attrs, **domain_attrs}, manifest["root"],
+                   on_item=progress(len(mine), f"{spec['name']} shard {shard[0]}/{shard[1]}"), domains=domains)
 
 
 def kind_attrs(spec: dict) -> dict:

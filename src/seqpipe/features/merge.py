@@ -160,7 +160,7 @@ def write_final(out: str | Path, parts: list[h5py.File], attrs: dict, spec: dict
                     )
                 source = next(p[split] for p, n in zip(parts, sizes) if n)
                 group = fh.create_group(split)
-                for key in ("data", "labels", "item_ids", "window_start"):
+                for key in ("data", "labels", "domains", "item_ids", "window_start"):
                     if key not in source:
                         continue
                     ref = source[key]

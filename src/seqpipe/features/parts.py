@@ -1,7 +1,7 @@
 """A part file: the samples of one slice of a feature set's items, appended as items finish.
 
 A part is an HDF5 file with groups `train/`, `val/`, `test/` of chunked, resizable datasets
-(`data`, `labels`, `item_ids`, `window_start`) that grow by one item's samples at a time, plus a
+(`data`, `labels`, `domains`, `item_ids`, `window_start`) that grow by one item's samples at a time, plus a
 root group `items/` that lists every item of the slice (its path relative to the dataset root and
 the SHA-256 of its bytes) and `skipped/` (id, path, reason of each item that failed). Memory holds
 one item's samples at a time. The merge (`seqpipe.features.merge`) streams parts into the final file.
@@ -28,8 +28,8 @@ TABLES = {"items": ("path", "sha256"), "skipped": ("id", "path", "reason")}
 class PartWriter:
     """Append items' samples and the skipped entries to an open part file."""
 
-    def __init__(self, fh: h5py.File, spec: dict, labels: dict[str, np.ndarray]):
-        self.fh, self.spec, self.labels = fh, spec, labels
+    def __init__(self, fh: h5py.File, spec: dict, labels: dict[str, np.ndarray], domains: dict[str, np.int64] | None = None):
+        self.fh, self.spec, self.labels, self.domains = fh, spec, labels, domains or {}
         for split in SPLITS:
             fh.create_group(split)
         for table, columns in TABLES.items():
@@ -68,16 +68,20 @@ class PartWriter:
         if self.labels:
             label = self.labels[result.item.item_id]
             self._append(group, "labels", np.repeat(np.asarray(label)[None], len(data), axis=0))
+        if self.domains:
+            self._append(group, "domains", np.full(len(data), self.domains[result.item.item_id], dtype=np.int64))
         self._append(group, "item_ids", np.array([result.item.item_id] * len(data), dtype=object))
         self._append(group, "window_start", starts)
 
 
 def write_part(path: str | Path, results: Iterable[Extracted], spec: dict, labels: dict[str, np.ndarray],
-               label_attrs: dict, root: str | Path, on_item=None) -> None:
-    """Write a part file from a stream of results (written in place: callers write to a temporary name)."""
+               label_attrs: dict, root: str | Path, on_item=None, domains: dict[str, np.int64] | None = None) -> None:
+    """Write a part file from a stream of results (written in place: callers write to a temporary name).
+
+    `label_attrs` (class or target names, domain names) become root attributes of the final file."""
     with h5py.File(path, "w", libver="earliest") as fh:
         fh.attrs["label_attrs"] = json.dumps(label_attrs, sort_keys=True)
-        writer = PartWriter(fh, spec, labels)
+        writer = PartWriter(fh, spec, labels, domains)
         for result in results:
             writer.add(result, relative_path(result.item.path, root))
             if on_item is not None:

@@ -50,3 +50,16 @@ def encode_targets(items: list[Item], target: str | list[str] | None) -> tuple[d
         return {it.item_id: np.int64(index[it.labels[target]]) for it in items}, {"class_names": classes}
     values = {it.item_id: np.array([float(it.labels[n]) for n in names], dtype=np.float32) for it in items}
     return values, {"target_names": names}
+
+
+def encode_domains(items: list[Item], domain: str | None) -> tuple[dict[str, np.int64], dict]:
+    """Domain ids per item id from the label `domain` (e.g. Groove's `drummer`), numbered in the
+    sorted order of its values over all items; and the root attribute `domain_names`."""
+    if domain is None or not items:
+        return {}, {}
+    missing = [it.item_id for it in items if domain not in it.labels]
+    if missing:
+        raise KeyError(f"item {missing[0]}: no label {domain!r} for the domain; it has {sorted(items[0].labels)}")
+    names = sorted({str(it.labels[domain]) for it in items})
+    index = {name: i for i, name in enumerate(names)}
+    return {it.item_id: np.int64(index[str(it.labels[domain])]) for it in items}, {"domain_names": names}
