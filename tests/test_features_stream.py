@@ -23,7 +23,6 @@ from seqpipe.data.manifest import build_manifest, read_manifest, write_manifest
 from seqpipe.datasets import Item
 from seqpipe.features.build import build, build_part
 from seqpipe.features.extract import extract_stream
-from seqpipe.features.merge import previous_path
 from seqpipe.features.shards import shard_count, shard_slice
 from seqpipe.io import read_json
 
@@ -103,19 +102,19 @@ def test_manifest_skipped_entries_are_reported_and_counted(groove, tmp_path):
 def test_deleted_raw_files_count_as_failures_and_the_previous_file_is_kept(groove, tmp_path):
     root, manifest = fresh_copy(groove, tmp_path)
     out = tmp_path / "results" / "features" / "groove" / "g.h5"
-    build(manifest, SPEC, out, out.with_suffix(".skipped.json"))
+    previous = tmp_path / "results" / "features" / ".previous" / "groove" / "g.h5"
+    build(manifest, SPEC, out, out.with_suffix(".skipped.json"), previous=previous)
     good = out.read_bytes()
-    assert previous_path(out) == tmp_path / "results" / "features" / ".previous" / "groove" / "g.h5"
     midis = sorted(root.rglob("*.mid"))
     for midi in midis[::2]:
         midi.unlink()
     out.unlink()  # as Snakemake does before it reruns the job
     with pytest.raises(RuntimeError, match=r"15 of 30 items failed.*g\.skipped\.json.*; the previous good file is kept at .*\.previous/groove/g\.h5"):
-        build(manifest, SPEC, out, out.with_suffix(".skipped.json"))
+        build(manifest, SPEC, out, out.with_suffix(".skipped.json"), previous=previous)
     saved = read_json(out.with_suffix(".skipped.json"))
     assert len(saved["skipped"]) == 15 and all("missing from the dataset folder" in s["reason"] for s in saved["skipped"])
     assert {Path(s["path"]).name for s in saved["skipped"]} == {m.name for m in midis[::2]}
-    assert previous_path(out).read_bytes() == good
+    assert previous.read_bytes() == good
 
 
 def test_raw_sha256_hashes_the_bytes_read(groove, tmp_path):

@@ -51,7 +51,9 @@ rule features:
         **job_resources("features"),
     params:
         spec=feature_params,
+        # Snakemake deletes outputs before a job runs: the last good file is kept here
+        previous="results/features/.previous/{dataset}/{feature_set}.h5",
     shell:
         "seqpipe features --manifest {input.manifest:q} --spec {params.spec:q}"
         " --workers {threads} --out {output.h5:q} --skipped {log.skipped:q}"
-        " --parts {input.parts:q} > {log.log:q} 2>&1"
+        " --previous {params.previous:q} --parts {input.parts:q} > {log.log:q} 2>&1"

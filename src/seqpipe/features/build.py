@@ -8,7 +8,7 @@ and N shard jobs give byte-identical files. An item that cannot be read, hangs i
 its worker is skipped and listed, with its reason, in `<set>.skipped.json`; the stage fails only
 when more than `max_failed_fraction` of the items fail.
 
-    seqpipe features --manifest M --spec JSON --out H5 --skipped JSON [--workers N]      # one job
+    seqpipe features --manifest M --spec JSON --out H5 --skipped JSON [--previous H5] [--workers N]  # one job
     seqpipe features --manifest M --spec JSON --shard I/N --part P [--workers N]         # shard I
     seqpipe features --manifest M --spec JSON --out H5 --skipped JSON --parts P0 P1 ...  # merge
 """
@@ -29,7 +29,7 @@ from tqdm import tqdm
 from seqpipe.data.manifest import read_manifest
 from seqpipe.datasets import Item, get_dataset
 from seqpipe.features.extract import Extracted, extract_all, extract_stream, kind_module
-from seqpipe.features.merge import merge, previous_path
+from seqpipe.features.merge import merge
 from seqpipe.features.parts import write_part
 from seqpipe.features.shards import parse_shard, shard_slice
 from seqpipe.features.windows import encode_domains, encode_targets, windows
@@ -85,17 +85,18 @@ def kind_attrs(spec: dict) -> dict:
 
 
 def build(manifest_path: str | Path, spec: dict, out: str | Path, skipped_out: str | Path, workers: int = 1,
-          parts: list[str | Path] | None = None) -> dict:
+          parts: list[str | Path] | None = None, previous: str | Path | None = None) -> dict:
     """Write a feature set's HDF5 file and skipped-files report, from `parts` or (none given) by
-    extracting every item in this process's workers. Returns the report's header."""
+    extracting every item in this process's workers; keep a good file also at `previous` (a hard
+    link). Returns the report's header."""
     manifest = read_manifest(manifest_path)
     if parts:
-        return merge(parts, manifest, spec, kind_attrs(spec), out, skipped_out)
+        return merge(parts, manifest, spec, kind_attrs(spec), out, skipped_out, previous)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{Path(out).name}.", dir=Path(out).parent) as scratch:
         part = Path(scratch) / "part.h5"  # removed with its folder, whatever happens
         build_part(manifest, spec, part, (0, 1), workers)
-        return merge([part], manifest, spec, kind_attrs(spec), out, skipped_out)
+        return merge([part], manifest, spec, kind_attrs(spec), out, skipped_out, previous)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parts", nargs="*", default=[], help="merge these part files (in shard order)")
     parser.add_argument("--shard", help="I/N: extract only shard I of N into --part")
     parser.add_argument("--part", help="the part file a --shard job writes")
+    parser.add_argument("--previous", help="also keep a good file here (a hard link); a failure names it")
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
     try:
@@ -120,10 +122,8 @@ def main(argv: list[str] | None = None) -> None:
         else:
             if not (args.out and args.skipped):
                 parser.error("--out and --skipped are required (or --shard and --part)")
-            build(args.manifest, spec, args.out, args.skipped, args.workers, args.parts)
+            build(args.manifest, spec, args.out, args.skipped, args.workers, args.parts, args.previous)
     except (RuntimeError, ValueError, KeyError, FileNotFoundError, OSError) as err:
         log.error("%s", err)
         sys.exit(1)
 
-
-__all__ += ["previous_path"]

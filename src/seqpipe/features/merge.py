@@ -23,7 +23,6 @@ import h5py
 import numpy as np
 
 from seqpipe import __version__
-from seqpipe.data.hdf5 import _attr_value
 from seqpipe.datasets import SPLITS
 from seqpipe.features.parts import STR, TABLES
 from seqpipe.io import atomic_path, canonical_json, config_hash, sha256_file
@@ -46,17 +45,10 @@ def table_rows(fh: h5py.File, table: str) -> Iterator[dict[str, str]]:
         yield from (dict(zip(columns, row)) for row in zip(*block.values()))
 
 
-def previous_path(out: str | Path) -> Path:
-    """Where the last good file of `results/features/<dataset>/<set>.h5` is kept:
-    `results/features/.previous/<dataset>/<set>.h5` (Snakemake deletes a job's outputs before it
-    runs, so the earlier file would otherwise be gone when a rebuild fails)."""
-    out = Path(out)
-    return out.parent.parent / ".previous" / out.parent.name / out.name
-
-
-def keep_previous(out: str | Path) -> Path:
-    """Hard-link (or copy) a freshly written good file to `previous_path(out)`."""
-    keep = previous_path(out)
+def keep_previous(out: str | Path, keep: str | Path) -> None:
+    """Hard-link (or copy) a freshly written good file to `keep`, where it outlives Snakemake's
+    deletion of the job's outputs before a rerun (results/features/.previous/ in the workflow)."""
+    keep = Path(keep)
     keep.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(keep) as tmp:
         tmp.unlink()
@@ -64,7 +56,6 @@ def keep_previous(out: str | Path) -> Path:
             os.link(out, tmp)
         except OSError:  # another file system, or links not allowed
             shutil.copyfile(out, tmp)
-    return keep
 
 
 def missing_raw_files(manifest: dict) -> list[dict]:
@@ -144,13 +135,22 @@ def _blocks(parts: list[h5py.File], split: str, key: str, sizes: list[int], bloc
         yield buf
 
 
+def _attr(value):
+    """An attribute value as HDF5 stores it: lists of text as string arrays, dicts as JSON."""
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return np.array(value, dtype=STR)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
 def write_final(out: str | Path, parts: list[h5py.File], attrs: dict, spec: dict) -> dict[str, tuple]:
     """Copy the parts' splits into `out` (atomically); returns each split's data shape."""
     shapes = {}
     with atomic_path(out) as tmp:
         with h5py.File(tmp, "w", libver="earliest") as fh:
             for key in sorted(attrs):
-                fh.attrs[key] = _attr_value(attrs[key])
+                fh.attrs[key] = _attr(attrs[key])
             for split in SPLITS:
                 sizes = _split_sizes(parts, split)
                 if not sum(sizes):
@@ -178,9 +178,23 @@ def write_final(out: str | Path, parts: list[h5py.File], attrs: dict, spec: dict
 
 
 def merge(part_paths: list[str | Path], manifest: dict, spec: dict, kind_attrs: dict, out: str | Path,
-          skipped_out: str | Path) -> dict:
+          skipped_out: str | Path, previous: str | Path | None = None) -> dict:
     """Merge parts into `out` and write `skipped_out`; fail (after writing the report) when more
-    than `max_failed_fraction` of the items were skipped. Returns the report's header."""
+    than `max_failed_fraction` of the items were skipped. A good `out` is also kept at `previous`
+    (when given), and a failure names that earlier file. Returns the report's header."""
+    try:
+        header = _merge(part_paths, manifest, spec, kind_attrs, out, skipped_out)
+    except (RuntimeError, ValueError) as err:
+        if previous is not None and Path(previous).exists():
+            raise type(err)(f"{err}; the previous good file is kept at {previous} (copy it back to use it)") from err
+        raise
+    if previous is not None:
+        keep_previous(out, previous)
+    return header
+
+
+def _merge(part_paths: list[str | Path], manifest: dict, spec: dict, kind_attrs: dict, out: str | Path,
+           skipped_out: str | Path) -> dict:
     with ExitStack() as stack:
         parts = [stack.enter_context(h5py.File(p, "r")) for p in part_paths]
         label_attrs = {str(fh.attrs["label_attrs"]) for fh in parts}
@@ -202,11 +216,9 @@ def merge(part_paths: list[str | Path], manifest: dict, spec: dict, kind_attrs: 
         if n_skipped:
             log.warning("%d of %d items skipped; each with its reason in %s", n_skipped, total, skipped_out)
         if not total or n_skipped > spec["max_failed_fraction"] * total:
-            keep = previous_path(out)
-            kept = f"; the previous good file is kept at {keep}" if keep.exists() else ""
             raise RuntimeError(
                 f"feature set {spec['name']}: {n_skipped} of {total} items failed, more than "
-                f"max_failed_fraction={spec['max_failed_fraction']}; see {skipped_out} for each file and reason{kept}"
+                f"max_failed_fraction={spec['max_failed_fraction']}; see {skipped_out} for each file and reason"
             )
         digest, changed = raw_digest(manifest, parts, {e["path"] for e in missing})
         if changed:
@@ -227,6 +239,5 @@ def merge(part_paths: list[str | Path], manifest: dict, spec: dict, kind_attrs: 
             },
         }
         shapes = write_final(out, parts, attrs, spec)
-    keep_previous(out)
     log.info("wrote %s: %s", out, shapes)
     return header
