@@ -25,6 +25,7 @@ same bytes. The last line reads:
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -161,6 +162,13 @@ def shard_speedup(work: Path, size: str) -> str:
             f"speed-up {single / total:.2f}x on {n} cores; same bytes: {same}")
 
 
+@functools.lru_cache(maxsize=None)
+def takes_budget(stage: str) -> bool:
+    """Whether the installed `seqpipe <stage>` takes --memory-budget-mb (the streaming readers do)."""
+    help_text = subprocess.run(seqpipe(stage, "--help"), capture_output=True, text=True).stdout
+    return "--memory-budget-mb" in help_text
+
+
 def data_stages(work: Path, size: str, n: int, stages: list[str]) -> dict[str, dict]:
     if not set(stages) - {"features"}:
         return {}
@@ -174,14 +182,18 @@ def data_stages(work: Path, size: str, n: int, stages: list[str]) -> dict[str, d
         subprocess.run(seqpipe("tracking-setup", "--out", str(tracking), "--no-log-model"), check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     run_dir = work / "runs" / size
+    budget = ["--memory-budget-mb", str(job["training"]["memory_budget_mb"])]
+    flags = {stage: budget if takes_budget(stage) else [] for stage in ("validate", "baseline", "evaluate")}
     commands = {
-        "validate": seqpipe("validate", "--data", str(data), "--task", json.dumps(task), "--out", str(work / f"validate_{size}.json")),
-        "baseline": seqpipe("baseline", "--data", str(data), "--task", json.dumps(task), "--out", str(work / f"baseline_{size}.json")),
+        "validate": seqpipe("validate", "--data", str(data), "--task", json.dumps(task), "--out", str(work / f"validate_{size}.json"),
+                            *flags["validate"]),
+        "baseline": seqpipe("baseline", "--data", str(data), "--task", json.dumps(task), "--out", str(work / f"baseline_{size}.json"),
+                            *flags["baseline"]),
         "train": seqpipe("train", "--data", str(data), "--job", json.dumps(job), "--tracking", str(tracking), "--threads", "1",
                          "--out-dir", str(run_dir), "--resume-dir", str(work / "resume" / size)),
         "evaluate": seqpipe("evaluate", "--data", str(data), "--task", json.dumps(task), "--checkpoint", str(run_dir / "best.pt"),
                             "--run", str(run_dir / "run.json"), "--tracking", str(tracking), "--seed", "0",
-                            "--out", str(work / f"evaluate_{size}.json")),
+                            "--out", str(work / f"evaluate_{size}.json"), *flags["evaluate"]),
     }
     for stage in (s for s in STAGES if s in stages and s in commands):
         seconds_, peak, rc = run(commands[stage], work / f"{stage}_{size}.log")
