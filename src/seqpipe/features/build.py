@@ -58,7 +58,7 @@ def progress(total: int, what: str) -> Callable[[Extracted], None]:
         now = time.monotonic()
         if now - last >= PROGRESS_EVERY_S or done == total:
             last = now
-            log.info("%s: %s", what, tqdm.format_meter(done, total, now - start, unit="items"))
+            log.info("%s: %s", what, tqdm.format_meter(done, total, now - start, unit="items", ascii=True))
 
     return step
 
