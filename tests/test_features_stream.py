@@ -225,3 +225,13 @@ def test_domains_are_stored_per_sample_with_their_names(groove, tmp_path):
             domains, ids = fh[split]["domains"][()], fh[split]["item_ids"][()]
             assert domains.dtype == np.int64 and len(domains) == fh[split]["data"].shape[0]
             assert [names[d] for d in domains] == [drummer[i.decode()] for i in ids]
+
+
+def test_with_a_limit_dataset_wide_entries_are_listed_not_counted(groove, tmp_path):
+    manifest_path = manifest_of(groove, tmp_path)
+    manifest = json.loads(manifest_path.read_text())
+    manifest["skipped"] = [{"id": f"odd{i}", "path": f"odd{i}.txt", "reason": "not a MIDI file"} for i in range(5)]
+    manifest_path.write_text(json.dumps(manifest))
+    report = build(manifest_path, {**SPEC, "limit": 20}, tmp_path / "g.h5", tmp_path / "g.skipped.json")
+    assert report["items"] == 20 and report["listed_not_counted"] == 5
+    assert len(read_json(tmp_path / "g.skipped.json")["skipped"]) == 5

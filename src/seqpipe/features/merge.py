@@ -207,10 +207,13 @@ def _merge(part_paths: list[str | Path], manifest: dict, spec: dict, kind_attrs:
         missing = [e for e in missing if e["path"] not in counted]
         items_total = sum(fh["items"]["path"].shape[0] for fh in parts)
         failed = sum(fh["skipped"]["id"].shape[0] for fh in parts)
-        total = items_total + len(from_manifest) + len(missing)
-        n_skipped = failed + len(from_manifest) + len(missing)
+        # with `limit`, entries about the whole dataset are listed but not counted (most lie beyond the limit)
+        dataset_wide = 0 if spec.get("limit") else len(from_manifest) + len(missing)
+        total, n_skipped = items_total + dataset_wide, failed + dataset_wide
         header = {"dataset": spec["dataset"], "feature_set": spec["name"], "items": total, "extracted": total - n_skipped,
                   "max_failed_fraction": spec["max_failed_fraction"]}
+        if spec.get("limit"):
+            header["listed_not_counted"] = len(from_manifest) + len(missing)
         part_skipped = ({"item_id": r["id"], "path": r["path"], "reason": r["reason"]} for fh in parts for r in table_rows(fh, "skipped"))
         write_report(skipped_out, header, [from_manifest, missing, part_skipped])
         if n_skipped:
