@@ -46,7 +46,7 @@ rule features:
         "results/benchmarks/features/{dataset}/{feature_set}.tsv"
     conda:
         "../../envs/data.yaml"
-    threads: res("features", "threads")
+    threads: lambda w: 1 if feature_parts(w) else res("features", "threads")  # merge: 1
     resources:
         **job_resources("features"),
     params:
