@@ -104,7 +104,10 @@ def raw_digest(manifest: dict, parts: list[h5py.File], missing: set[str]) -> tup
     root = Path(manifest["root"])
     for rel in manifest["files"]:
         if rel not in measured and rel not in missing:
-            measured[rel] = sha256_file(root / rel)
+            try:
+                measured[rel] = sha256_file(root / rel)
+            except OSError:  # unreadable now: its item is in the skipped report already
+                continue
     changed = [p for p, h in measured.items() if p in manifest["files"] and manifest["files"][p].get("sha256") not in (None, h)]
     return hashlib.sha256(canonical_json(dict(sorted(measured.items()))).encode()).hexdigest(), changed
 
