@@ -204,6 +204,10 @@ def test_workflow_reruns_on_a_changed_raw_file_and_a_failed_job_keeps_report_and
     assert len(read_json(work / "results/features/groove/grid.skipped.json")["skipped"]) == 10
     assert not (work / "results/features/groove/grid.h5").exists()
     assert (work / "results/features/.previous/groove/grid.h5").read_bytes() == good
+    config["features"]["grid"]["max_failed_fraction"] = 0.5  # the user accepts the losses: only the merge reruns
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    plan = snakemake("-n").stdout
+    assert "rule features:" in plan and "rule features_shard:" not in plan, plan
 
 
 def test_one_job_build_leaves_no_part_file_behind(groove, tmp_path):

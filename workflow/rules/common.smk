@@ -87,6 +87,14 @@ def feature_params(wildcards):
     )
 
 
+def shard_params(wildcards):
+    """A shard's settings: the feature set's, less the failure threshold (only the merge applies
+    it, so raising it after a failed merge reruns the merge, not every shard)."""
+    spec = json.loads(feature_params(wildcards))
+    spec.pop("max_failed_fraction", None)
+    return json.dumps(spec, sort_keys=True)
+
+
 def feature_parts(wildcards):
     """The part files to merge into a feature set (none when it has one shard)."""
     n = shard_count(config, wildcards.feature_set)

@@ -25,7 +25,7 @@ rule features_shard:
     resources:
         **job_resources("features"),
     params:
-        spec=feature_params,
+        spec=shard_params,
         shard="{shard}/{shards}",
     shell:
         "seqpipe features --manifest {input.manifest:q} --spec {params.spec:q}"
