@@ -80,5 +80,5 @@ def test_condor_submit_descriptions(tmp_path):
     assert train["request_memory"] == "3000MB"
     assert train["request_disk"] == str(5000 * 1024)  # KB
     assert "request_gpus" not in features
-    assert features["request_memory"] == "4000MB" and features["request_disk"] == str(4000 * 1024)
+    assert features["request_memory"] == "2000MB" and features["request_disk"] == str(4000 * 1024)
     assert features["request_cpus"] == "2" and train["getenv"] == "True"

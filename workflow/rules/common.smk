@@ -11,6 +11,8 @@ sys.path.insert(0, str(SRC))
 
 from seqpipe import codedeps, plan
 from seqpipe.config import train_job, task_config
+from seqpipe.data.manifest import tree_state
+from seqpipe.features.shards import shard_count
 from seqpipe.sweep import apply_sweep
 from seqpipe.tracking.invocation import ensure_invocation
 
@@ -102,11 +104,30 @@ def feature_params(wildcards):
     return json.dumps(
         {
             "name": wildcards.feature_set,
-            **config["features"][wildcards.feature_set],
+            **{
+                k: v
+                for k, v in config["features"][wildcards.feature_set].items()
+                if k != "shards"  # the shard count changes the jobs, not the file
+            },
             "limit": config["datasets"][wildcards.dataset]["limit"],
         },
         sort_keys=True,
     )
+
+
+def shard_params(wildcards):
+    """A shard's settings: the feature set's, less the failure threshold (only the merge applies
+    it, so raising it after a failed merge reruns the merge, not every shard)."""
+    spec = json.loads(feature_params(wildcards))
+    spec.pop("max_failed_fraction", None)
+    return json.dumps(spec, sort_keys=True)
+
+
+def feature_parts(wildcards):
+    """The part files to merge into a feature set (none when it has one shard)."""
+    n = shard_count(config, wildcards.feature_set)
+    base = f"results/features/{wildcards.dataset}/.parts/{wildcards.feature_set}"
+    return [f"{base}/{i}-of-{n}.h5" for i in range(n)] if n > 1 else []
 
 
 def task_h5(wildcards):

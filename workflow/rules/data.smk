@@ -70,6 +70,8 @@ rule index_root:
         **job_resources("data"),
     params:
         root=lambda w: config["datasets"][w.dataset]["root"],
+        # path, size and mtime of every raw file: editing, adding or removing one reindexes
+        tree=lambda w: tree_state(config["datasets"][w.dataset]["root"]),
     shell:
         "seqpipe manifest --dataset {wildcards.dataset:q} --root {params.root:q}"
         " --source root --out {output.manifest:q} > {log:q} 2>&1"

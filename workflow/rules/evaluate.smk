@@ -14,6 +14,8 @@ rule evaluate:
         predictions="results/runs/{task}/{model}/{seed}/predictions.h5",
     log:
         "logs/evaluate/{task}/{model}/{seed}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{task}/{model}/{seed}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: res("evaluate", "threads")
@@ -37,6 +39,8 @@ rule baseline:
         predictions="results/baselines/{task}/predictions.h5",
     log:
         "logs/baseline/{task}.log",
+    benchmark:
+        "results/benchmarks/baseline/{task}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: res("evaluate", "threads")

@@ -9,6 +9,8 @@ rule validate:
         report="results/validation/{task}.json",
     log:
         "logs/validate/{task}.log",
+    benchmark:
+        "results/benchmarks/validate/{task}.tsv"
     conda:
         "../../envs/data.yaml"
     threads: res("data", "threads")

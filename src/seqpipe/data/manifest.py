@@ -1,7 +1,12 @@
 """The manifest of a dataset's raw files: every file's size and SHA-256, and where the root is.
 
-Features depend on the manifest, not on thousands of raw files, and copy its checksum into the
-HDF5 provenance, so a feature file says exactly which raw bytes it came from.
+Features depend on the manifest, not on thousands of raw files. For a user's copy (`source:
+root`) the `index_root` rule takes `tree_state(root)` (every file's path, size and modification
+time: a stat of each file, no reading) as a parameter, so changing, adding or deleting a raw file
+reindexes the copy, and a changed checksum in the manifest reruns the features built from it. A
+reindex hashes only the files whose size or modification time changed since the last one (a
+cache beside the manifest, `.<manifest name>.hashes.json`, that Snakemake never deletes). The
+feature stage hashes every file it reads again, so the HDF5 provenance names the bytes it used.
 """
 
 from __future__ import annotations
@@ -16,14 +21,42 @@ from seqpipe.datasets import get_dataset, walk_files
 from seqpipe.io import canonical_json, read_json, sha256_file, write_json
 
 
-def build_manifest(dataset: str, path: str | Path, source: str) -> dict:
-    """List every file under the dataset root found in `path`, with its size and SHA-256."""
+def _raw_files(root: Path) -> list[Path]:
+    return walk_files(root)  # symbolic links followed (git-annex, DVC copies), paths kept below the root
+
+
+def tree_state(path: str | Path) -> str:
+    """A fingerprint of every file under `path` from its path, size and modification time (no
+    reading): it changes when a file is changed, added or removed. "missing" when `path` is not a folder."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        return "missing"
+    digest = hashlib.sha256()
+    for p in _raw_files(root):
+        stat = p.stat()
+        digest.update(f"{p.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def build_manifest(dataset: str, path: str | Path, source: str, cache: str | Path | None = None) -> dict:
+    """List every file under the dataset root found in `path`, with its size and SHA-256, and the
+    items the dataset's metadata lists that cannot become items (`skipped`, with the reason).
+
+    `cache` (optional): a JSON file of {path: [bytes, mtime_ns, sha256]} from the last run; a file
+    whose size and modification time are unchanged is not read again. It is rewritten after.
+    """
     module = get_dataset(dataset)
     root = module.find_root(Path(path))
-    files = {
-        p.relative_to(root).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-        for p in walk_files(root)  # symbolic links followed, paths kept below the root
-    }
+    known = read_json(cache) if cache and Path(cache).is_file() else {}
+    files, seen = {}, {}
+    for p in _raw_files(root):
+        rel, stat = p.relative_to(root).as_posix(), p.stat()
+        old = known.get(rel)
+        digest = old[2] if old and old[:2] == [stat.st_size, stat.st_mtime_ns] else sha256_file(p)
+        files[rel] = {"bytes": stat.st_size, "sha256": digest}
+        seen[rel] = [stat.st_size, stat.st_mtime_ns, digest]
+    if cache:
+        write_json(cache, seen)
     if not files:
         raise FileNotFoundError(f"{root}: the {dataset} dataset folder holds no files")
     skipped = module.index(root).skipped  # listed items that cannot become items, with the reason
@@ -62,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--source", default="root")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    out = Path(args.out)
     try:
-        write_manifest(build_manifest(args.dataset, args.root, args.source), args.out)
+        write_manifest(build_manifest(args.dataset, args.root, args.source, cache=out.parent / f".{out.name}.hashes.json"), out)
     except (ValueError, KeyError, FileNotFoundError) as err:  # the dataset modules' messages name the fix
         sys.exit(f"seqpipe manifest: {err}")

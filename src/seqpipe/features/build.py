@@ -1,209 +1,129 @@
-"""Build one feature set's HDF5 file from a dataset's raw files.
+"""Build one feature set's HDF5 file from a dataset's raw files, in one job or in shards.
 
-Items are extracted in parallel worker processes (pebble), each with a per-file timeout; an item
-that cannot be read, hangs its parser or kills its worker is skipped and listed, with its reason,
-in a report beside the HDF5 file. The stage fails only when more than
-`max_failed_fraction` of the items fail. Each item is cut into fixed-length windows that keep the
-item's id, so validation can check that no source item appears in two splits.
+Items are extracted in worker processes (`seqpipe.features.extract`), each with a per-file
+timeout; each item's samples are appended to a part file as it finishes, in item order
+(`seqpipe.features.parts`), so memory is bounded by the items in flight, not by the dataset. The
+part files are then streamed into the final file (`seqpipe.features.merge`), which is why one job
+and N shard jobs give byte-identical files. An item that cannot be read, hangs its parser or kills
+its worker is skipped and listed, with its reason, in `<set>.skipped.json`; the stage fails only
+when more than `max_failed_fraction` of the items fail.
+
+    seqpipe features --manifest M --spec JSON --out H5 --skipped JSON [--previous H5] [--workers N]  # one job
+    seqpipe features --manifest M --spec JSON --shard I/N --part P [--workers N]         # shard I
+    seqpipe features --manifest M --spec JSON --out H5 --skipped JSON --parts P0 P1 ...  # merge
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import sys
-from concurrent.futures import TimeoutError as FuturesTimeout
-from dataclasses import dataclass
+import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
-import numpy as np
-from pebble import ProcessExpired, ProcessPool
+from tqdm import tqdm
 
-from seqpipe import __version__
-from seqpipe.data.hdf5 import write_splits
-from seqpipe.data.manifest import files_digest, read_manifest
-from seqpipe.datasets import SPLITS, Item, get_dataset
-from seqpipe.io import config_hash, write_json
+from seqpipe.data.manifest import read_manifest
+from seqpipe.datasets import Item, get_dataset
+from seqpipe.features.extract import Extracted, extract_all, extract_stream, kind_module
+from seqpipe.features.merge import merge
+from seqpipe.features.parts import write_part
+from seqpipe.features.shards import parse_shard, shard_slice
+from seqpipe.features.windows import encode_domains, encode_targets, windows
+from seqpipe.io import atomic_path
+
+__all__ = ["Extracted", "build", "build_part", "encode_targets", "extract_all", "kind_module", "windows"]
 
 log = logging.getLogger("seqpipe.features")
+PROGRESS_EVERY_S = 10.0
 
 
-@dataclass
-class Extracted:
-    """The result of one item: its features, or why it was skipped."""
-
-    item: Item
-    features: np.ndarray | None
-    reason: str | None = None
+def load_items(manifest: dict, spec: dict) -> list[Item]:
+    """The feature set's items: the dataset's items under the manifest's root, up to `limit`."""
+    items = get_dataset(spec["dataset"]).load_items(Path(manifest["root"]))
+    return items[: spec["limit"]] if spec.get("limit") else items
 
 
-def kind_module(kind: str) -> ModuleType:
-    """The module implementing a feature kind (seqpipe.features.kinds.<kind>)."""
-    return importlib.import_module(f"seqpipe.features.kinds.{kind}")
+def progress(total: int, what: str) -> Callable[[Extracted], None]:
+    """A callback logging count, rate and ETA every PROGRESS_EVERY_S seconds (the job's log is a file)."""
+    start = last = time.monotonic()
+    done = 0
+
+    def step(result: Extracted) -> None:
+        nonlocal done, last
+        done += 1
+        now = time.monotonic()
+        if now - last >= PROGRESS_EVERY_S or done == total:
+            last = now
+            log.info("%s: %s", what, tqdm.format_meter(done, total, now - start, unit="items", ascii=True))
+
+    return step
 
 
-def _extract_one(args: tuple[Item, dict]) -> Extracted:
-    item, spec = args
-    try:
-        features = np.asarray(kind_module(spec["kind"]).extract(item, spec), dtype=np.float32)
-        if features.ndim != 2 or len(features) == 0:
-            return Extracted(item, None, f"extractor returned shape {features.shape}, expected [steps, features]")
-        if not np.isfinite(features).all():
-            return Extracted(item, None, "features contain NaN or Inf")
-        return Extracted(item, features)
-    except Exception as err:  # noqa: BLE001 - any failure of one file skips that file only
-        return Extracted(item, None, f"{type(err).__name__}: {err}")
+def build_part(manifest: dict, spec: dict, part: str | Path, shard: tuple[int, int] = (0, 1), workers: int = 1) -> None:
+    """Extract shard `shard` = (index, count) of the feature set's items into the part file `part`."""
+    items = load_items(manifest, spec)
+    labels, label_attrs = encode_targets(items, spec["target"])  # from every item: the same classes in every shard
+    domains, domain_attrs = encode_domains(items, spec.get("domain"))
+    mine = shard_slice(items, *shard)
+    log.info("extracting %s from %d of %d %s items (shard %d of %d) with %d workers",
+             spec["kind"], len(mine), len(items), spec["dataset"], shard[0], shard[1], workers)
+    results = extract_stream(mine, spec, workers, spec.get("timeout_s"))
+    with atomic_path(part) as tmp:
+        write_part(tmp, results, spec, labels, {**label_attrs, **domain_attrs}, manifest["root"],
+                   on_item=progress(len(mine), f"{spec['name']} shard {shard[0]}/{shard[1]}"), domains=domains)
 
 
-def _init_worker() -> None:
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-
-
-def extract_all(items: list[Item], spec: dict, workers: int, timeout: float | None = None) -> list[Extracted]:
-    """Extract every item in `workers` processes, each file cut off after `timeout` seconds.
-
-    A file that hangs its parser or crashes its worker becomes a skipped item with the reason;
-    the result keeps the items' order.
-    """
-    jobs = [(item, spec) for item in items]
-    results = []
-    with ProcessPool(max_workers=max(1, workers), initializer=_init_worker) as pool:
-        outcomes = pool.map(_extract_one, jobs, timeout=timeout).result()
-        for item, _ in jobs:
-            try:
-                results.append(next(outcomes))
-            except FuturesTimeout:
-                results.append(Extracted(item, None, f"timed out after {timeout:g} s (features.{spec['name']}.timeout_s)"))
-            except ProcessExpired as err:
-                results.append(Extracted(item, None, f"the worker process died ({err})"))
-    return results
-
-
-def windows(features: np.ndarray, window: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cut [steps, D] into [n, window, D] (zero-padding a short item to one window); and the starts."""
-    steps = len(features)
-    if steps < window:
-        padded = np.zeros((window, features.shape[1]), dtype=np.float32)
-        padded[:steps] = features
-        return padded[None], np.zeros(1, dtype=np.int64)
-    starts = np.arange(0, steps - window + 1, hop, dtype=np.int64)
-    return np.stack([features[s : s + window] for s in starts]), starts
-
-
-def encode_targets(items: list[Item], target: str | list[str] | None) -> tuple[dict[str, np.ndarray], dict]:
-    """Labels per item id: class indices for a text target, float vectors for numeric targets, none for None."""
-    if target is None:
-        return {}, {}
-    names = [target] if isinstance(target, str) else list(target)
-    for item in items:
-        missing = [n for n in names if n not in item.labels]
-        if missing:
-            raise KeyError(f"item {item.item_id}: no label {missing[0]!r}; it has {sorted(item.labels)}")
-    if isinstance(target, str) and isinstance(items[0].labels[target], str):
-        classes = sorted({item.labels[target] for item in items})
-        index = {c: i for i, c in enumerate(classes)}
-        return {it.item_id: np.int64(index[it.labels[target]]) for it in items}, {"class_names": classes}
-    values = {it.item_id: np.array([float(it.labels[n]) for n in names], dtype=np.float32) for it in items}
-    return values, {"target_names": names}
-
-
-def assemble(results: list[Extracted], spec: dict) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
-    """Window every extracted item and group the windows by split."""
-    ok = [r for r in results if r.features is not None]
-    labels, label_attrs = encode_targets([r.item for r in ok], spec["target"])
-    parts: dict[str, dict[str, list]] = {s: {"data": [], "labels": [], "item_ids": [], "window_start": []} for s in SPLITS}
-    for r in ok:
-        data, starts = windows(r.features, spec["window"], spec["hop"])
-        part = parts[r.item.split]
-        part["data"].append(data)
-        if labels:
-            part["labels"].append(np.repeat(labels[r.item.item_id][None], len(data), axis=0))
-        part["item_ids"].append(np.array([r.item.item_id] * len(data)))
-        part["window_start"].append(starts)
-    splits = {}
-    for split, part in parts.items():
-        if not part["data"]:
-            raise ValueError(
-                f"feature set {spec['name']}: the {split} split is empty after extraction "
-                f"({len(ok)} items extracted); raise datasets.{spec['dataset']}.limit or check the skipped report"
-            )
-        splits[split] = {key: np.concatenate(values) for key, values in part.items() if values}
-    return splits, label_attrs
-
-
-def build(manifest_path: str | Path, spec: dict, out: str | Path, skipped_out: str | Path, workers: int = 1) -> dict:
-    """Extract a feature set and write its HDF5 file and skipped-files report. Returns the report."""
-    manifest = read_manifest(manifest_path)
-    dataset = get_dataset(spec["dataset"])
-    items = dataset.load_items(Path(manifest["root"]))
-    if spec.get("limit"):
-        items = items[: spec["limit"]]
+def kind_attrs(spec: dict) -> dict:
+    """The root attributes a feature kind gives the file."""
     kind = kind_module(spec["kind"])
-    log.info("extracting %s from %d %s items with %d workers", spec["kind"], len(items), spec["dataset"], workers)
-    results = extract_all(items, spec, workers, spec.get("timeout_s"))
-    skipped = [
-        {"item_id": r.item.item_id, "path": str(Path(r.item.path).relative_to(manifest["root"])), "reason": r.reason}
-        for r in results
-        if r.features is None
-    ]
-    report = {
-        "dataset": spec["dataset"],
-        "feature_set": spec["name"],
-        "items": len(items),
-        "extracted": len(items) - len(skipped),
-        "skipped": skipped,
-        "max_failed_fraction": spec["max_failed_fraction"],
-    }
-    write_json(skipped_out, report)
-    for entry in skipped:
-        log.warning("skipped %s (%s): %s", entry["item_id"], entry["path"], entry["reason"])
-    if not items or len(skipped) > spec["max_failed_fraction"] * len(items):
-        raise RuntimeError(
-            f"feature set {spec['name']}: {len(skipped)} of {len(items)} items failed, more than "
-            f"max_failed_fraction={spec['max_failed_fraction']}; see {skipped_out} for each file and reason"
-        )
-    splits, label_attrs = assemble(results, spec)
-    attrs = {
-        "feature_names": kind.feature_names(spec),
-        "frame_rate": kind.frame_rate(spec),
-        "feature_set": spec["name"],
-        "feature_kind": spec["kind"],
-        "dataset": spec["dataset"],
-        **label_attrs,
-        "provenance": {
-            "dataset": spec["dataset"],
-            "source": manifest.get("source", "unknown"),
-            "raw_files": len(manifest["files"]),
-            "raw_sha256": files_digest(manifest),
-            "spec": spec,
-            "spec_hash": config_hash(spec),
-            "seqpipe_version": __version__,
-        },
-    }
-    write_splits(out, splits, attrs)
-    log.info("wrote %s: %s", out, {s: splits[s]["data"].shape for s in SPLITS})
-    return report
+    return {"feature_names": kind.feature_names(spec), "frame_rate": kind.frame_rate(spec), "feature_set": spec["name"],
+            "feature_kind": spec["kind"], "dataset": spec["dataset"]}
+
+
+def build(manifest_path: str | Path, spec: dict, out: str | Path, skipped_out: str | Path, workers: int = 1,
+          parts: list[str | Path] | None = None, previous: str | Path | None = None) -> dict:
+    """Write a feature set's HDF5 file and skipped-files report, from `parts` or (none given) by
+    extracting every item in this process's workers; keep a good file also at `previous` (a hard
+    link). Returns the report's header."""
+    manifest = read_manifest(manifest_path)
+    if parts:
+        return merge(parts, manifest, spec, kind_attrs(spec), out, skipped_out, previous)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{Path(out).name}.", dir=Path(out).parent) as scratch:
+        part = Path(scratch) / "part.h5"  # removed with its folder, whatever happens
+        build_part(manifest, spec, part, (0, 1), workers)
+        return merge([part], manifest, spec, kind_attrs(spec), out, skipped_out, previous)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`seqpipe features --manifest M --spec JSON --out H5 --skipped JSON [--workers N]`"""
-    parser = argparse.ArgumentParser(prog="seqpipe features", description=__doc__)
+    """`seqpipe features` (see the module docstring for the three forms)."""
+    parser = argparse.ArgumentParser(prog="seqpipe features", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--spec", required=True, help="the feature set's settings as JSON")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--skipped", required=True)
+    parser.add_argument("--out", help="the feature set's HDF5 file")
+    parser.add_argument("--skipped", help="the skipped-files report (JSON)")
+    parser.add_argument("--parts", nargs="*", default=[], help="merge these part files (in shard order)")
+    parser.add_argument("--shard", help="I/N: extract only shard I of N into --part")
+    parser.add_argument("--part", help="the part file a --shard job writes")
+    parser.add_argument("--previous", help="also keep a good file here (a hard link); a failure names it")
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
     try:
-        build(args.manifest, json.loads(args.spec), args.out, args.skipped, args.workers)
-    except (RuntimeError, ValueError, KeyError, FileNotFoundError) as err:
+        spec = json.loads(args.spec)
+        if args.shard:
+            if not args.part:
+                parser.error("--shard needs --part")
+            build_part(read_manifest(args.manifest), spec, args.part, parse_shard(args.shard), args.workers)
+        else:
+            if not (args.out and args.skipped):
+                parser.error("--out and --skipped are required (or --shard and --part)")
+            build(args.manifest, spec, args.out, args.skipped, args.workers, args.parts, args.previous)
+    except (RuntimeError, ValueError, KeyError, FileNotFoundError, OSError) as err:
         log.error("%s", err)
         sys.exit(1)
+
