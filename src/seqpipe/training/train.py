@@ -41,7 +41,7 @@ from seqpipe.tracking.invocation import with_invocation
 from seqpipe.tracking.run import Tracker, git_commit
 from seqpipe.training import checkpoint, losses
 from seqpipe.training.figures import plot_history
-from seqpipe.training.loader import TrainingData, epoch_order, training_data
+from seqpipe.data.reader import TrainingData, epoch_order, training_data
 from seqpipe.training.losses import check_losses, total_loss
 from seqpipe.training.schedule import make_optimizer, make_scheduler, step_scheduler
 
@@ -188,7 +188,7 @@ def run_epoch(model: Normalised, source, job: dict, device: torch.device, optimi
     model.train(train)
     loss_sum, metric_sum, term_sums, info_sums = torch.zeros((), device=device), torch.zeros((), device=device), {}, {}
     with torch.set_grad_enabled(train):
-        for xb, yb in source.batches(training["batch_size"], order):
+        for xb, yb, _domain in source.batches(training["batch_size"], order):
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             if noise_std:
                 xb = xb + noise_std * model.x_std * torch.randn_like(xb)  # N(0, noise_std) on the normalised inputs
@@ -427,7 +427,7 @@ def train(job: dict, data_path: str | Path, out_dir: str | Path, tracking: dict 
     generator = seed_everything(job["seed"], training["deterministic"], device)
     check_losses(job["task"]["losses"])
     regularizers_fn(training["regularizers"])
-    data = training_data(data_path, job["task"], training["memory_budget_mb"], training["num_workers"])
+    data = training_data(data_path, job["task"], training["memory_budget_mb"], training["num_workers"], device)
     for folder in {out_dir, state_dir}:
         checkpoint.remove_partial(folder)
     key = checkpoint.resume_key(job, data_path)
