@@ -25,8 +25,10 @@ large files.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +61,16 @@ STATS_CHUNK_BYTES = 64 * 2**20  # the largest block read at a time, whatever the
 CONSTANT_REL_STD = 1e-4  # a column whose std is below this x max(1, |mean|) is constant (see `standardisation`)
 
 
+def add_budget_option(parser: argparse.ArgumentParser) -> None:
+    """`--memory-budget-mb MB`: the stage's memory budget (default: $SEQPIPE_MEMORY_BUDGET_MB, else 2048)."""
+    default = float(os.environ.get("SEQPIPE_MEMORY_BUDGET_MB") or DEFAULT_BUDGET_MB)
+    parser.add_argument(
+        "--memory-budget-mb", type=float, default=default, metavar="MB",
+        help="splits that need at most this many MB are read into memory, larger ones in blocks from the file "
+             f"(default: $SEQPIPE_MEMORY_BUDGET_MB, else {DEFAULT_BUDGET_MB:g}; the workflow passes training.memory_budget_mb)",
+    )
+
+
 class Batch(NamedTuple):
     """One batch: model inputs, targets, and domain ids (None when the file has no `domains`)."""
 
@@ -83,7 +95,7 @@ def one_hot(ids: np.ndarray, vocab_size: int, where: str = "data") -> np.ndarray
     if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
         raise ValueError(
             f"{where}: key `data` holds token ids {int(ids.min())}..{int(ids.max())}; expected ids in "
-            f"[0, {vocab_size}) (vocab_size = {vocab_size}); set tasks.<task>.vocab_size to at least {int(ids.max()) + 1}"
+            f"[0, vocab_size={vocab_size}); set tasks.<task>.vocab_size to at least {int(ids.max()) + 1}"
         )
     return np.eye(vocab_size, dtype=np.float32)[ids]
 
