@@ -1,22 +1,28 @@
-"""Evaluate a trained model's best checkpoint on the test split; add the metrics to its MLflow run."""
+"""Evaluate a trained model's best checkpoint on the test split; add the metrics to its MLflow run.
+
+Only the test split is read (`seqpipe.data.reader`): in memory when it fits `--memory-budget-mb`,
+else batch by batch from the file, predicting each batch as it comes.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from seqpipe.data.reader import StreamSplit, TaskFile, add_budget_option, open_task
 from seqpipe.evaluation.metrics import classification_metrics, reconstruction_metrics, regression_metrics
 from seqpipe.io import read_json, write_json
 from seqpipe.models import Normalised, build_model
 from seqpipe.tracking.run import Tracker
-from seqpipe.training.data import TaskData, load_task_data
 
 log = logging.getLogger("seqpipe.evaluate")
+EVAL_BATCH = 256  # samples per prediction batch (fewer when the memory budget is small)
 
 
 def load_checkpoint(path: str | Path) -> tuple[Normalised, dict]:
@@ -30,12 +36,82 @@ def load_checkpoint(path: str | Path) -> tuple[Normalised, dict]:
 
 @torch.no_grad()
 def predict(model: Normalised, x: torch.Tensor, task_type: str, batch_size: int = 256) -> np.ndarray:
-    """Class ids for classification, values in the targets' units otherwise."""
-    outs = []
-    for start in range(0, len(x), batch_size):
-        out = model(x[start : start + batch_size])
-        outs.append(out.argmax(-1) if task_type == "classification" else model.denormalise(out))
-    return torch.cat(outs).numpy()
+    """Class ids for classification, values in the targets' units otherwise (`x` in memory)."""
+    return np.concatenate([predict_batch(model, x[start : start + batch_size], task_type) for start in range(0, len(x), batch_size)])
+
+
+@torch.no_grad()
+def predict_batch(model: Normalised, x: torch.Tensor, task_type: str) -> np.ndarray:
+    """One batch's predictions: class ids for classification, values in the targets' units otherwise."""
+    out = model(x)
+    return (out.argmax(-1) if task_type == "classification" else model.denormalise(out)).cpu().numpy()
+
+
+class ReconstructionScore:
+    """`score` of a reconstruction task, summed batch by batch in float64 (a streamed test split).
+
+    Gives the same record as `score` on the whole arrays (mse, mae, per-feature MSE, per-step
+    metrics) without holding the inputs and reconstructions of the whole split.
+    """
+
+    def __init__(self, feature_names: list[str] | None):
+        self.feature_names, self.n = feature_names, 0
+        self.sq: np.ndarray | None = None
+        self.abs: np.ndarray | None = None
+
+    def add(self, y_true: np.ndarray, y_pred: np.ndarray) -> None:
+        """Add one batch of inputs [B, T, D] and their reconstructions."""
+        a, b = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+        if a.shape != b.shape:
+            raise ValueError(f"reconstruction_metrics: targets have shape {a.shape} but predictions {b.shape}; they must match")
+        for array, what in ((a, "inputs"), (b, "reconstructions")):
+            if not np.all(np.isfinite(array)):
+                bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+                raise ValueError(f"reconstruction_metrics {what}: {bad} non-finite values (NaN/inf); check the model outputs and the targets")
+        err = a - b
+        sq, ab = (err**2).sum(0), np.abs(err).sum(0)
+        self.sq, self.abs = (sq, ab) if self.sq is None else (self.sq + sq, self.abs + ab)
+        self.n += len(a)
+
+    def result(self) -> dict:
+        """The record `score` gives for a reconstruction task."""
+        if self.sq is None or not self.n:
+            raise ValueError("reconstruction_metrics: got empty arrays; the split has no samples to evaluate")
+        sq, ab, n = self.sq, self.abs, self.n
+        steps, width = sq.shape if sq.ndim == 2 else (1, sq.shape[-1])
+        sq, ab = sq.reshape(steps, width), ab.reshape(steps, width)
+        names = list(self.feature_names) if self.feature_names is not None else [f"f{i}" for i in range(width)]
+        if len(names) != width:
+            raise ValueError(f"reconstruction_metrics: {len(names)} feature names for {width} features (last axis)")
+        per_feature = sq.sum(0) / (n * steps)
+        return {
+            "metrics": {"mse": float(sq.sum() / (n * steps * width)), "mae": float(ab.sum() / (n * steps * width))},
+            "per_feature_mse": {str(name): float(v) for name, v in zip(names, per_feature)},
+            "primary": "mse",
+            "higher_is_better": False,
+            "per_step": [{"mse": float(sq[t].sum() / (n * width)), "mae": float(ab[t].sum() / (n * width))} for t in range(steps)],
+        }
+
+
+def score_split(task: dict, data: TaskFile, predict_fn: Callable[[torch.Tensor], np.ndarray], split: str = "test") -> tuple[int, dict]:
+    """Sample count and `score` of `predict_fn` on one split, predicted batch by batch.
+
+    The split is held in memory when it fits the budget, else read from the file batch by batch;
+    a streamed reconstruction split is scored as it goes (`ReconstructionScore`).
+    """
+    source = data.source(split)
+    batch_size = max(1, min(EVAL_BATCH, data[split].block_rows("data", data.memory_budget_mb)))
+    if task["type"] == "reconstruction" and isinstance(source, StreamSplit):
+        acc = ReconstructionScore(data.names.get("feature_names"))
+        for batch in source.batches(batch_size):
+            acc.add(batch.y.numpy(), predict_fn(batch.x))
+        return acc.n, acc.result()
+    trues, preds = [], []
+    for batch in source.batches(batch_size):
+        trues.append(batch.y.cpu().numpy())
+        preds.append(predict_fn(batch.x))
+    y_true, y_pred = np.concatenate(trues), np.concatenate(preds)
+    return len(y_pred), score(task, y_true, y_pred, data.names)
 
 
 def score(task: dict, y_true: np.ndarray, y_pred: np.ndarray, names: dict) -> dict:
@@ -61,10 +137,11 @@ def record(task: dict, model: str, seed: int, n: int, scored: dict) -> dict:
     return {"task": task["name"], "model": model, "seed": seed, "task_type": task["type"], "split": "test", "n_samples": n, **scored}
 
 
-def evaluate(data: TaskData, task: dict, model: Normalised, model_name: str, seed: int) -> dict:
-    """Metrics of `model` on the test split of `data`."""
-    y_pred = predict(model, data.x["test"], task["type"])
-    return record(task, model_name, seed, len(y_pred), score(task, data.y["test"].numpy(), y_pred, data.names))
+def evaluate(data: TaskFile, task: dict, model: Normalised, model_name: str, seed: int) -> dict:
+    """Metrics of `model` on the test split of `data`, predicted batch by batch (only the test split is read)."""
+    device = next(iter(model.buffers()), torch.zeros(())).device
+    n, scored = score_split(task, data, lambda x: predict_batch(model, x.to(device), task["type"]))
+    return record(task, model_name, seed, n, scored)
 
 
 def log_test_metrics(run: dict, tracking: dict | None, result: dict) -> None:
@@ -86,10 +163,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tracking")
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--out", required=True)
+    add_budget_option(parser)
     args = parser.parse_args(argv)
     task = json.loads(args.task)
     model, state = load_checkpoint(args.checkpoint)
-    data = load_task_data(args.data, task)
+    data = open_task(args.data, task, args.memory_budget_mb)
     result = evaluate(data, task, model, state["job"]["model"]["name"], args.seed)
     write_json(args.out, result)
     log.info("%s: %s", args.out, result["metrics"])
