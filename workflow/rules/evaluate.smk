@@ -20,8 +20,10 @@ rule evaluate:
         **job_resources("evaluate"),
     params:
         task=task_params,
+        budget=config["training"]["memory_budget_mb"],
     shell:
         "seqpipe evaluate --data {input.h5:q} --task {params.task:q} --checkpoint {input.best:q}"
+        " --memory-budget-mb {params.budget:q}"
         " --run {input.run:q} --tracking {input.tracking:q} --seed {wildcards.seed:q}"
         " --out {output.metrics:q} > {log:q} 2>&1"
 
@@ -42,5 +44,7 @@ rule baseline:
         **job_resources("evaluate"),
     params:
         task=task_params,
+        budget=config["training"]["memory_budget_mb"],
     shell:
-        "seqpipe baseline --data {input.h5:q} --task {params.task:q} --out {output.metrics:q} > {log:q} 2>&1"
+        "seqpipe baseline --data {input.h5:q} --task {params.task:q} --memory-budget-mb {params.budget:q}"
+        " --out {output.metrics:q} > {log:q} 2>&1"

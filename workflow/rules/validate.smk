@@ -16,6 +16,7 @@ rule validate:
         **job_resources("data"),
     params:
         task=task_params,
+        budget=config["training"]["memory_budget_mb"],
     shell:
         "seqpipe validate --data {input.h5:q} --task {params.task:q}"
-        " --out {output.report:q} > {log:q} 2>&1"
+        " --memory-budget-mb {params.budget:q} --out {output.report:q} > {log:q} 2>&1"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 
 import numpy as np
 
@@ -76,7 +77,10 @@ def main(argv: list[str] | None = None) -> None:
     add_budget_option(parser)
     args = parser.parse_args(argv)
     task = json.loads(args.task)
-    data = open_task(args.data, task, args.memory_budget_mb)
-    result = run_baseline(data, task)
+    try:
+        result = run_baseline(open_task(args.data, task, args.memory_budget_mb), task)
+    except (OSError, KeyError, ValueError) as err:  # a locked, unreadable or malformed file: the message says what to do
+        log.error("%s", err.args[0] if isinstance(err, KeyError) and err.args else err)
+        sys.exit(1)
     write_json(args.out, result)
     log.info("%s: %s", args.out, result["metrics"])

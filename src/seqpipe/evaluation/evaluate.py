@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -167,8 +168,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     task = json.loads(args.task)
     model, state = load_checkpoint(args.checkpoint)
-    data = open_task(args.data, task, args.memory_budget_mb)
-    result = evaluate(data, task, model, state["job"]["model"]["name"], args.seed)
+    try:
+        result = evaluate(open_task(args.data, task, args.memory_budget_mb), task, model, state["job"]["model"]["name"], args.seed)
+    except (OSError, KeyError, ValueError) as err:  # a locked, unreadable or malformed file: the message says what to do
+        log.error("%s", err.args[0] if isinstance(err, KeyError) and err.args else err)
+        sys.exit(1)
     write_json(args.out, result)
     log.info("%s: %s", args.out, result["metrics"])
     log_test_metrics(read_json(args.run), read_json(args.tracking) if args.tracking else None, result)
