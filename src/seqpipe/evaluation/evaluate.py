@@ -107,11 +107,15 @@ def score_split(task: dict, data: TaskFile, predict_fn: Callable[[torch.Tensor],
         for batch in source.batches(batch_size):
             acc.add(batch.y.numpy(), predict_fn(batch.x))
         return acc.n, acc.result()
-    trues, preds = [], []
+    y_true = y_pred = None
+    start = 0
     for batch in source.batches(batch_size):
-        trues.append(batch.y.cpu().numpy())
-        preds.append(predict_fn(batch.x))
-    y_true, y_pred = np.concatenate(trues), np.concatenate(preds)
+        true, pred = batch.y.cpu().numpy(), predict_fn(batch.x)
+        if y_true is None:  # filled in place: no small arrays left between the batches' large ones (heap fragmentation)
+            y_true = np.empty((len(source), *true.shape[1:]), true.dtype)
+            y_pred = np.empty((len(source), *pred.shape[1:]), pred.dtype)
+        y_true[start : start + len(true)], y_pred[start : start + len(pred)] = true, pred
+        start += len(true)
     return len(y_pred), score(task, y_true, y_pred, data.names)
 
 
