@@ -97,6 +97,15 @@ def test_batches_carry_domains_in_memory_and_streamed(tmp_path):
     assert validate(h5, CLS)["splits"]["train"]["domains"] == 3
 
 
+def test_domain_names_as_a_json_string(tmp_path):
+    h5 = domain_file(tmp_path / "d.h5")
+    with h5py.File(h5, "a") as fh:
+        fh.attrs["domain_names"] = '["x", "y"]'
+    assert open_task(h5, CLS).domain_names == ["x", "y"]
+    with pytest.raises(ValidationError, match=r"expected \[0, 2\) \(the 2 names of `domain_names`\)"):
+        validate(h5, CLS)
+
+
 def test_batches_without_domains_have_none(tmp_path):
     h5 = tmp_path / "d.h5"
     write_splits(h5, {s: {"data": np.zeros((4, 2, 1), np.float32), "labels": np.zeros(4, np.int64)} for s in ("train", "val", "test")}, {})

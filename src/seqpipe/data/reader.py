@@ -17,6 +17,11 @@ same batches, so a streamed run trains exactly like an in-memory one. Memory of 
 bounded by the budget: blocks hold at most budget / BLOCK_SHARE bytes of one array, and only the
 small per-sample arrays (labels of classification tasks, item ids, domains) are read whole.
 
+Its parts, each a module of its own: `seqpipe.data.rows` (where a split's rows come from),
+`seqpipe.data.encoding` (inputs and targets as the model sees them), `seqpipe.data.stats` (one-pass
+moments, the negligible-spread rule) and `seqpipe.data.batches` (`Batch`, in-memory and streamed
+batch sources); import them from here.
+
 Root-level files of classification tasks are split stratified by class, keeping every source item
 in one split (`seqpipe.data.hdf5.auto_split_indices`). Streaming a root-level file reads the span
 of each run of consecutive split rows and keeps the split's rows; write train/val/test groups for
@@ -26,22 +31,22 @@ large files.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
-import h5py
 import numpy as np
 import torch
 
+from seqpipe.data.batches import Batch, MemorySplit, StreamSplit, epoch_order
+from seqpipe.data.encoding import encode_inputs, one_hot, targets
 from seqpipe.data.hdf5 import (
     DOCS,
     auto_split_indices,
-    decode_strings,
     is_one_hot_task,
     is_presplit,
     no_data_message,
@@ -51,14 +56,22 @@ from seqpipe.data.hdf5 import (
     split_seed,
 )
 from seqpipe.data.rollout import is_rollout_task, read_rollout, rollout_spec
+from seqpipe.data.rows import ArrayRows, H5Rows
+from seqpipe.data.stats import CONSTANT_REL_STD, Moments, finish_standardisation, is_one_hot, negligible_spread, standardisation
 from seqpipe.datasets import SPLITS
+
+__all__ = [  # the reader's interface; batches, encoding, rows and stats are its parts
+    "Batch", "MemorySplit", "StreamSplit", "epoch_order", "encode_inputs", "one_hot", "targets", "ArrayRows", "H5Rows",
+    "Moments", "is_one_hot", "standardisation", "SplitReader", "TaskFile", "TaskData", "TrainingData", "open_task",
+    "load_task_data", "training_data", "memory_task_data", "stream_task_data", "estimate_mb", "add_budget_option",
+    "file_names", "task_dims", "require_samples",
+]
 
 log = logging.getLogger("seqpipe.reader")
 
 DEFAULT_BUDGET_MB = 2048.0  # the schema's training.memory_budget_mb default
 BLOCK_SHARE = 8  # a block of one array takes at most budget / BLOCK_SHARE (float64 copies and temporaries fit)
 STATS_CHUNK_BYTES = 64 * 2**20  # the largest block read at a time, whatever the budget
-CONSTANT_REL_STD = 1e-4  # a column whose std is below this x max(1, |mean|) is constant (see `standardisation`)
 
 
 def add_budget_option(parser: argparse.ArgumentParser) -> None:
@@ -69,319 +82,6 @@ def add_budget_option(parser: argparse.ArgumentParser) -> None:
         help="splits that need at most this many MB are read into memory, larger ones in blocks from the file "
              f"(default: $SEQPIPE_MEMORY_BUDGET_MB, else {DEFAULT_BUDGET_MB:g}; the workflow passes training.memory_budget_mb)",
     )
-
-
-class Batch(NamedTuple):
-    """One batch: model inputs, targets, and domain ids (None when the file has no `domains`)."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-    domain: torch.Tensor | None
-
-
-# --------------------------------------------------------------------------------------------
-# Encoding: what the model sees of a sample
-
-
-def one_hot(ids: np.ndarray, vocab_size: int, where: str = "data") -> np.ndarray:
-    """Int token ids [N, T] or [N, T, 1] -> one-hot float32 [N, T, vocab_size]."""
-    if ids.ndim == 3 and ids.shape[-1] == 1:
-        ids = ids[..., 0]
-    if ids.ndim != 2 or ids.dtype.kind not in "iu":
-        raise ValueError(
-            f"{where}: key `data` is {ids.dtype} {list(ids.shape)}; expected int token ids [N, T] or [N, T, 1] "
-            "for input_encoding: one_hot; store ids with data.astype('int64') or use input_encoding: dense"
-        )
-    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
-        raise ValueError(
-            f"{where}: key `data` holds token ids {int(ids.min())}..{int(ids.max())}; expected ids in "
-            f"[0, vocab_size={vocab_size}); set tasks.<task>.vocab_size to at least {int(ids.max()) + 1}"
-        )
-    return np.eye(vocab_size, dtype=np.float32)[ids]
-
-
-def encode_inputs(task: dict, data: np.ndarray, where: str = "data") -> np.ndarray:
-    """The model's input array: float32 as stored, or one-hot for token ids."""
-    if is_one_hot_task(task):
-        if not task.get("vocab_size"):
-            raise ValueError(f"config key tasks.{task.get('name', '<task>')}.vocab_size: input_encoding one_hot needs vocab_size")
-        return one_hot(np.asarray(data), int(task["vocab_size"]), where)
-    return np.ascontiguousarray(data, dtype=np.float32)
-
-
-def targets(task: dict, data: np.ndarray | None, labels: np.ndarray | None) -> np.ndarray:
-    """The training target of a sample: class ids, float targets, or the (encoded) inputs for reconstruction."""
-    if task["type"] == "reconstruction":
-        return data
-    if labels is None:
-        raise KeyError(f"task {task.get('name')}: the file has no `labels`; a {task['type']} task needs them ({DOCS})")
-    return labels.astype(np.int64) if task["type"] == "classification" else labels.astype(np.float32)
-
-
-# --------------------------------------------------------------------------------------------
-# Statistics
-
-
-def is_one_hot(values: torch.Tensor) -> bool:
-    """True when every vector along the last axis is one-hot (0/1 entries summing to 1, at least 2 entries)."""
-    if values.ndim < 2 or values.shape[-1] < 2 or values.numel() == 0 or not values.is_floating_point():
-        return False
-    return bool(((values == 0) | (values == 1)).all() and (values.sum(-1) == 1).all())
-
-
-@dataclass
-class Moments:
-    """Count, mean and summed squared deviations per column (float64), mergeable block by block."""
-
-    count: int = 0
-    mean: torch.Tensor | None = None
-    m2: torch.Tensor | None = None
-    one_hot: bool = True  # every block so far was one-hot
-
-    def add(self, values: torch.Tensor) -> None:
-        """Merge a block [..., D] into the moments (Chan et al.'s parallel update)."""
-        flat = values.reshape(-1, values.shape[-1]).double()
-        self.one_hot = self.one_hot and is_one_hot(values)
-        if not len(flat):
-            return
-        mean = flat.mean(0)
-        m2 = ((flat - mean) ** 2).sum(0)
-        if self.mean is None:
-            self.count, self.mean, self.m2 = len(flat), mean, m2
-            return
-        total = self.count + len(flat)
-        delta = mean - self.mean
-        self.mean = self.mean + delta * len(flat) / total
-        self.m2 = self.m2 + m2 + delta**2 * self.count * len(flat) / total
-        self.count = total
-
-    def std(self) -> torch.Tensor:
-        """Population standard deviation (float64)."""
-        return (self.m2 / self.count).sqrt()
-
-
-def negligible_spread(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Columns whose spread is negligible against their scale: std < CONSTANT_REL_STD * max(1, |mean|).
-
-    Features are stored as float32, often computed from larger float32 quantities (seconds into a
-    piece, sample counts); a column that is constant in truth then carries rounding noise of about
-    1e-7 of those quantities (~1e-5 for note times of a few minutes). Dividing by that noise turns
-    any real variation on the test split into values of ~1e4. A spread under 1e-4 of the column's
-    scale (at least 1: the unit scale standardised inputs have) is below what any feature of this
-    pipeline means, so such columns are centred but not scaled.
-    """
-    return std < CONSTANT_REL_STD * torch.clamp(mean.abs(), min=1.0)
-
-
-def finish_standardisation(moments: Moments, one_hot_inputs: bool | None, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, std) float32 from merged moments; std 1 for constant, negligible or single-row columns."""
-    if one_hot_inputs or (one_hot_inputs is None and moments.one_hot and moments.count) or moments.mean is None:
-        return torch.zeros(width), torch.ones(width)
-    mean = moments.mean
-    if moments.count < 2:
-        return mean.float(), torch.ones(width)
-    std = moments.std()
-    std = torch.where((std < 1e-8) | negligible_spread(mean, std), torch.ones_like(std), std)
-    return mean.float(), std.float()
-
-
-def standardisation(values: torch.Tensor, one_hot_inputs: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std over all but the last axis, for the train split only.
-
-    std is 1 where a feature is constant, where its spread is negligible against its scale
-    (`negligible_spread`), or where there is a single row, so normalising never divides by (almost)
-    zero. One-hot values (`one_hot_inputs`, or detected when None) get mean 0 and std 1.
-    """
-    moments = Moments()
-    moments.add(values)
-    return finish_standardisation(moments, one_hot_inputs, values.shape[-1])
-
-
-# --------------------------------------------------------------------------------------------
-# Row sources: where a split's rows come from
-
-
-def _runs(positions: np.ndarray) -> list[np.ndarray]:
-    """Runs of consecutive values in `positions`."""
-    return np.split(positions, np.flatnonzero(np.diff(positions) != 1) + 1)
-
-
-class H5Rows:
-    """The rows of one split in an HDF5 file: a group's rows, or the `rows` of a root-level file.
-
-    Holds no open handle when pickled (each DataLoader worker opens its own, lazily).
-    """
-
-    def __init__(self, path: str | Path, group: str, rows: np.ndarray | None, n: int):
-        self.path, self.group, self.rows, self.n = str(path), group, rows, n
-        self._fh: h5py.File | None = None
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_fh": None}
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-
-    def dataset(self, key: str) -> h5py.Dataset | None:
-        """The split's dataset `key` (None when absent)."""
-        if self._fh is None:
-            self._fh = open_h5(self.path)
-        node = self._fh[self.group] if self.group else self._fh
-        value = node.get(key)
-        return value if isinstance(value, h5py.Dataset) else None
-
-    def has(self, key: str) -> bool:
-        return self.dataset(key) is not None
-
-    def shape(self, key: str) -> tuple[int, ...] | None:
-        ds = self.dataset(key)
-        return None if ds is None else (self.n, *ds.shape[1:])
-
-    def dtype(self, key: str) -> np.dtype | None:
-        ds = self.dataset(key)
-        return None if ds is None else ds.dtype
-
-    def file_length(self, key: str) -> int | None:
-        ds = self.dataset(key)
-        return None if ds is None else (len(ds) if ds.shape else 0)
-
-    def read(self, key: str, positions: np.ndarray) -> np.ndarray | None:
-        """Values of `key` at split `positions`, in that order; runs of consecutive positions are one read each."""
-        ds = self.dataset(key)
-        if ds is None:
-            return None
-        if not len(positions):
-            return np.zeros((0, *ds.shape[1:]), ds.dtype)
-        parts = []
-        for run in _runs(np.asarray(positions, dtype=np.int64)):
-            if self.rows is None:
-                parts.append(ds[int(run[0]) : int(run[-1]) + 1])
-            else:
-                rows = self.rows[run]  # increasing: read their span once and keep the split's rows
-                lo, hi = int(rows[0]), int(rows[-1])
-                span = ds[lo : hi + 1]
-                parts.append(span if hi - lo + 1 == len(rows) else span[rows - lo])
-        out = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        return decode_strings(out) if out.dtype.kind in "OS" else out
-
-    def read_all(self, key: str) -> np.ndarray | None:
-        """Every value of `key` in the split (for small per-sample arrays: labels, item ids, domains)."""
-        return self.read(key, np.arange(self.n))
-
-
-class ArrayRows:
-    """The rows of one split held as arrays (rollout files: a few thousand rows of a few numbers)."""
-
-    def __init__(self, arrays: dict[str, np.ndarray | None]):
-        self.arrays = {k: v for k, v in arrays.items() if v is not None}
-        self.n = len(self.arrays["data"])
-
-    def close(self) -> None:
-        pass
-
-    def has(self, key: str) -> bool:
-        return key in self.arrays
-
-    def shape(self, key: str) -> tuple[int, ...] | None:
-        return self.arrays[key].shape if key in self.arrays else None
-
-    def dtype(self, key: str) -> np.dtype | None:
-        return self.arrays[key].dtype if key in self.arrays else None
-
-    def file_length(self, key: str) -> int | None:
-        return len(self.arrays[key]) if key in self.arrays else None
-
-    def read(self, key: str, positions: np.ndarray) -> np.ndarray | None:
-        return self.arrays[key][np.asarray(positions, dtype=np.int64)] if key in self.arrays else None
-
-    def read_all(self, key: str) -> np.ndarray | None:
-        return self.arrays.get(key)
-
-
-# --------------------------------------------------------------------------------------------
-# Batch sources: in memory (on the device) or streamed
-
-
-def epoch_order(n: int, block: int, generator: torch.Generator) -> torch.Tensor:
-    """A permutation of range(n) made of shuffled contiguous blocks of `block` samples (block 1: randperm)."""
-    if block <= 1:
-        return torch.randperm(n, generator=generator)
-    starts = torch.randperm(math.ceil(n / block), generator=generator) * block
-    order = (starts[:, None] + torch.arange(block)).reshape(-1)
-    return order[order < n]
-
-
-class MemorySplit:
-    """A split held as tensors on one device; batches are views (in order) or one gather on the device (shuffled)."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, domain: torch.Tensor | None = None):
-        self.x, self.y, self.domain = x, y, domain
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def default_block(self, batch_size: int) -> int:
-        return 1  # a full shuffle: gathering from memory costs the same for any order
-
-    def batches(self, batch_size: int, order: torch.Tensor | None = None) -> Iterator[Batch]:
-        """Batches of `batch_size` samples, in `order` (positions; None: in file order)."""
-        x, y, d = self.x, self.y, self.domain
-        if order is None:
-            for start in range(0, len(x), batch_size):
-                end = start + batch_size
-                yield Batch(x[start:end], y[start:end], None if d is None else d[start:end])
-            return
-        order = order.to(x.device, non_blocking=True)  # one copy per epoch; the gathers run where the data is
-        for idx in order.split(batch_size):
-            yield Batch(x.index_select(0, idx), y.index_select(0, idx), None if d is None else d.index_select(0, idx))
-
-
-class _BatchSampler:
-    """A sampler whose batches are replaced every epoch (so persistent workers see the new order)."""
-
-    def __init__(self):
-        self.batches: list[np.ndarray] = []
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
-class StreamSplit:
-    """A split read from the file batch by batch through a DataLoader.
-
-    `num_workers` reader processes (each with its own h5py handle) prefetch `prefetch_factor`
-    batches each; on CUDA the batches come in pinned memory, so the copy to the device overlaps.
-    """
-
-    def __init__(self, split: SplitReader, num_workers: int = 0, device: torch.device | str = "cpu", prefetch_factor: int = 4):
-        self.split, self.sampler = split, _BatchSampler()
-        split.rows.close()  # the loader's workers (or the first batch) open their own handle
-        pin = torch.device(device).type == "cuda"
-        extra = {"persistent_workers": True, "prefetch_factor": prefetch_factor} if num_workers > 0 else {}
-        # A generator of its own: a DataLoader draws a seed per epoch, which must not move the global RNG.
-        self.loader = torch.utils.data.DataLoader(split, batch_size=None, sampler=self.sampler, num_workers=num_workers,
-                                                  pin_memory=pin, generator=torch.Generator(), **extra)
-
-    @property
-    def dataset(self) -> SplitReader:
-        return self.split
-
-    def __len__(self) -> int:
-        return len(self.split)
-
-    def default_block(self, batch_size: int) -> int:
-        return max(1, batch_size // 8)  # about 8 contiguous reads per batch
-
-    def batches(self, batch_size: int, order: torch.Tensor | None = None) -> Iterator[Batch]:
-        """Batches of `batch_size` samples read from the file, in `order` (None: in file order)."""
-        order = torch.arange(len(self)) if order is None else order.cpu()
-        self.sampler.batches = [idx.numpy() for idx in order.split(batch_size)]
-        return iter(self.loader)
 
 
 # --------------------------------------------------------------------------------------------
@@ -572,6 +272,16 @@ def task_dims(task: dict, x: torch.Tensor, y: dict[str, torch.Tensor], names: di
     return {"in_dim": in_dim, "seq_len": seq_len, "out_dim": out_dim, "mapping": task["mapping"], "out_len": out_len, "target_dim": target_dim}
 
 
+def names_attr(value) -> list[str] | None:
+    """A names attribute as a list of str: a string array, or a JSON list in a string; None otherwise."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    return [str(v) for v in value] if isinstance(value, list) else None
+
+
 def _root_strata(task: dict, rows: H5Rows) -> np.ndarray | None:
     """Class of each sample for a stratified auto-split (seq2static classification with int labels), else None."""
     if task.get("type") != "classification" or task.get("mapping", "seq2static") != "seq2static":
@@ -619,7 +329,7 @@ class TaskFile:
                        for s in SPLITS}
         self.attrs = {} if is_rollout_task(task) else read_attrs(self.path)
         self.input_encoding = "one_hot" if is_one_hot_task(task) else "dense"
-        self.domain_names = self.attrs.get("domain_names") if isinstance(self.attrs.get("domain_names"), list) else None
+        self.domain_names = names_attr(self.attrs.get("domain_names"))
         self._dims: dict | None = None
         self._names: dict | None = None
         self._memory: dict[str, MemorySplit] = {}
