@@ -148,7 +148,7 @@ class SplitReader(torch.utils.data.Dataset):
         if not self.has("data"):
             return 0.0
         x = self.n * self.row_bytes("data")
-        y = x if self.task["type"] == "reconstruction" else self.n * (self.row_bytes("labels") * 2 if self.has("labels") else 0)
+        y = x if self.task["type"] == "reconstruction" else self.n * (self.row_bytes("labels") if self.has("labels") else 0)
         return (x + y + (self.n * 8 if self.has("domains") else 0)) / 2**20
 
     # -- reading
@@ -210,6 +210,7 @@ class SplitReader(torch.utils.data.Dataset):
     def memory(self, device: torch.device | str = "cpu") -> MemorySplit:
         """The whole split as tensors on `device` (read once, copied once)."""
         x, y, d = self.read(np.arange(self.n))
+        self.rows.close()
         device = torch.device(device)
         move = (lambda t: t.to(device)) if device.type != "cpu" else (lambda t: t)  # noqa: E731
         return MemorySplit(move(torch.from_numpy(x)), move(torch.from_numpy(y)), None if d is None else move(torch.from_numpy(d)))
