@@ -179,9 +179,9 @@ class SplitReader(torch.utils.data.Dataset):
         x, y, d = self.read(np.asarray(positions, dtype=np.int64))
         return Batch(torch.from_numpy(x), torch.from_numpy(y), None if d is None else torch.from_numpy(d))
 
-    def moments(self, what: str = "x", budget_mb: float | None = None) -> Moments:
+    def moments(self, what: str = "x", budget_mb: float | None = None, detect_one_hot: bool = True) -> Moments:
         """One pass over the split's inputs (`x`) or targets (`y`) in blocks: float64 moments per column."""
-        moments = Moments()
+        moments = Moments(detect=detect_one_hot)
         key = "data" if what == "x" or self.task["type"] == "reconstruction" else "labels"
         step = self.block_rows(key, budget_mb)
         for start in range(0, self.n, step):
@@ -195,8 +195,10 @@ class SplitReader(torch.utils.data.Dataset):
 
     def standardisation(self, what: str = "x", one_hot_inputs: bool | None = None, budget_mb: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """`standardisation` of inputs or targets in one pass of blocks (one block: the in-memory values)."""
-        moments = self.moments(what, budget_mb)
         width = self.input_shape()[-1] if what == "x" or self.task["type"] == "reconstruction" else self.shape("labels")[-1]
+        if one_hot_inputs:  # left as they are: no pass needed
+            return torch.zeros(width), torch.ones(width)
+        moments = self.moments(what, budget_mb, detect_one_hot=one_hot_inputs is None)
         mean, std = finish_standardisation(moments, one_hot_inputs, width)
         if moments.mean is not None and moments.count > 1 and not (one_hot_inputs or (one_hot_inputs is None and moments.one_hot)):
             raw = moments.std()
@@ -480,7 +482,7 @@ def training_data(path: str | Path, task: dict, memory_budget_mb: float = DEFAUL
     x_stats = data.standardisation("x")
     y_stats = None
     if dims["target_dim"] is not None:
-        y_stats = x_stats if task["type"] == "reconstruction" and data.input_encoding != "one_hot" else data.standardisation("y")
+        y_stats = data.standardisation("y")  # reconstruction: the inputs again, one-hot detected as before
     splits = {s: data.source(s, in_memory) for s in ("train", "val")}
     return TrainingData(splits=splits, dims=dims, names=names, input_encoding=data.input_encoding, x_stats=x_stats,
                         y_stats=y_stats, streaming=not in_memory, domain_names=data.domain_names)

@@ -25,11 +25,12 @@ class Moments:
     mean: torch.Tensor | None = None
     m2: torch.Tensor | None = None
     one_hot: bool = True  # every block so far was one-hot
+    detect: bool = True  # check the blocks for one-hot values (off when the caller knows)
 
     def add(self, values: torch.Tensor) -> None:
         """Merge a block [..., D] into the moments (Chan et al.'s parallel update)."""
         flat = values.reshape(-1, values.shape[-1]).double()
-        self.one_hot = self.one_hot and is_one_hot(values)
+        self.one_hot = self.detect and self.one_hot and is_one_hot(values)
         if not len(flat):
             return
         mean = flat.mean(0)
@@ -80,6 +81,8 @@ def standardisation(values: torch.Tensor, one_hot_inputs: bool | None = None) ->
     (`negligible_spread`), or where there is a single row, so normalising never divides by (almost)
     zero. One-hot values (`one_hot_inputs`, or detected when None) get mean 0 and std 1.
     """
-    moments = Moments()
+    if one_hot_inputs:
+        return torch.zeros(values.shape[-1]), torch.ones(values.shape[-1])
+    moments = Moments(detect=one_hot_inputs is None)
     moments.add(values)
     return finish_standardisation(moments, one_hot_inputs, values.shape[-1])
