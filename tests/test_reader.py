@@ -61,6 +61,16 @@ def test_negligible_spread_is_treated_as_constant():
     assert std[1] == 1 and std[2] == 1 and 0.9 < std[0] < 1.1
     test = torch.tensor([0.5, 0.3, 440.002])
     assert torch.all(((test - mean) / std).abs() < 1)
+    assert standardisation(torch.from_numpy(train), features=False)[1][1] < 1e-4  # regression targets: small spreads are real
+
+
+def test_negligible_input_columns_are_logged(tmp_path, caplog):
+    x = np.random.default_rng(0).normal(size=(40, 4, 2)).astype(np.float32)
+    x[..., 1] = 1e-6 * x[..., 1]
+    write_splits(tmp_path / "d.h5", {s: {"data": x, "labels": np.zeros(40, np.int64)} for s in ("train", "val", "test")}, {})
+    caplog.set_level("WARNING", logger="seqpipe.reader")
+    _, std = open_task(tmp_path / "d.h5", CLS).standardisation("x")
+    assert std[1] == 1 and any("1 input column(s) [1]" in r.getMessage() and "treated as constant" in r.getMessage() for r in caplog.records)
 
 
 def test_streamed_statistics_in_many_blocks_match_memory(tmp_path):

@@ -198,14 +198,15 @@ class SplitReader(torch.utils.data.Dataset):
         width = self.input_shape()[-1] if what == "x" or self.task["type"] == "reconstruction" else self.shape("labels")[-1]
         if one_hot_inputs:  # left as they are: no pass needed
             return torch.zeros(width), torch.ones(width)
+        features = what == "x" or self.task["type"] == "reconstruction"  # regression targets keep small spreads
         moments = self.moments(what, budget_mb, detect_one_hot=one_hot_inputs is None)
-        mean, std = finish_standardisation(moments, one_hot_inputs, width)
-        if moments.mean is not None and moments.count > 1 and not (one_hot_inputs or (one_hot_inputs is None and moments.one_hot)):
+        mean, std = finish_standardisation(moments, one_hot_inputs, width, features)
+        if features and moments.mean is not None and moments.count > 1 and not (one_hot_inputs is None and moments.one_hot):
             raw = moments.std()
             tiny = ((raw >= 1e-8) & negligible_spread(moments.mean, raw)).nonzero().flatten().tolist()
             if tiny:
                 log.warning("%s: %d %s column(s) %s have a train std below %g x max(1, |mean|) (largest %.3g); "
-                            "treated as constant (centred, not scaled)", self.where, len(tiny), "input" if what == "x" else "target",
+                            "treated as constant (centred, not scaled)", self.where, len(tiny), "input" if what == "x" else "reconstruction target",
                             tiny[:10], CONSTANT_REL_STD, float(raw[tiny].max()))
         return mean, std
 

@@ -62,27 +62,30 @@ def negligible_spread(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     return std < CONSTANT_REL_STD * torch.clamp(mean.abs(), min=1.0)
 
 
-def finish_standardisation(moments: Moments, one_hot_inputs: bool | None, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, std) float32 from merged moments; std 1 for constant, negligible or single-row columns."""
+def finish_standardisation(moments: Moments, one_hot_inputs: bool | None, width: int, features: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) float32 from merged moments; std 1 for constant or single-row columns, and for feature
+    columns (`features`: inputs, reconstruction targets) of negligible spread."""
     if one_hot_inputs or (one_hot_inputs is None and moments.one_hot and moments.count) or moments.mean is None:
         return torch.zeros(width), torch.ones(width)
     mean = moments.mean
     if moments.count < 2:
         return mean.float(), torch.ones(width)
     std = moments.std()
-    std = torch.where((std < 1e-8) | negligible_spread(mean, std), torch.ones_like(std), std)
+    constant = (std < 1e-8) | negligible_spread(mean, std) if features else std < 1e-8
+    std = torch.where(constant, torch.ones_like(std), std)
     return mean.float(), std.float()
 
 
-def standardisation(values: torch.Tensor, one_hot_inputs: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def standardisation(values: torch.Tensor, one_hot_inputs: bool | None = None, features: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and std over all but the last axis, for the train split only.
 
-    std is 1 where a feature is constant, where its spread is negligible against its scale
-    (`negligible_spread`), or where there is a single row, so normalising never divides by (almost)
-    zero. One-hot values (`one_hot_inputs`, or detected when None) get mean 0 and std 1.
+    std is 1 where a column is constant, where a feature column's spread is negligible against its
+    scale (`negligible_spread`; `features=False` for regression targets, whose small spreads are
+    real), or where there is a single row, so normalising never divides by (almost) zero. One-hot
+    values (`one_hot_inputs`, or detected when None) get mean 0 and std 1.
     """
     if one_hot_inputs:
         return torch.zeros(values.shape[-1]), torch.ones(values.shape[-1])
     moments = Moments(detect=one_hot_inputs is None)
     moments.add(values)
-    return finish_standardisation(moments, one_hot_inputs, values.shape[-1])
+    return finish_standardisation(moments, one_hot_inputs, values.shape[-1], features)
