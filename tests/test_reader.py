@@ -51,6 +51,14 @@ def test_root_level_classification_file_is_split_stratified(tmp_path):
         assert np.allclose(counts / size, [0.5, 1 / 3, 1 / 6], atol=1 / size + 1e-9), (split, counts)
 
 
+def test_root_level_labels_of_another_length_are_reported_not_crashed(tmp_path):
+    with h5py.File(tmp_path / "r.h5", "w") as fh:
+        fh["data"] = np.zeros((30, 2, 1), np.float32)
+        fh["labels"] = np.zeros(20, np.int64)
+    with pytest.raises(ValidationError, match="key `labels` has N=20 but `data` has N=30"):
+        validate(tmp_path / "r.h5", CLS)
+
+
 def test_negligible_spread_is_treated_as_constant():
     """Quantised timing: float32 rounding noise of 1e-5 in train; a real offset of 0.3 in test stays ~0.3, not ~3e4."""
     rng = np.random.default_rng(0)

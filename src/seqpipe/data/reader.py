@@ -291,8 +291,8 @@ def _root_strata(task: dict, rows: H5Rows) -> np.ndarray | None:
     if task.get("type") != "classification" or task.get("mapping", "seq2static") != "seq2static":
         return None
     dtype = rows.dtype("labels")
-    if dtype is None or dtype.kind not in "iu" or len(rows.shape("labels") or ()) != 1:
-        return None
+    if dtype is None or dtype.kind not in "iu" or len(rows.shape("labels")) != 1 or rows.file_length("labels") != rows.n:
+        return None  # not class ids, or a length validation reports
     return rows.read_all("labels")
 
 
