@@ -59,7 +59,7 @@ def _attr_value(value):
 
 def read_attrs(path: str | Path) -> dict:
     """Root attributes as plain Python values (string arrays become lists of str)."""
-    with h5py.File(path, "r") as fh:
+    with open_h5(path) as fh:
         out = {}
         for key, value in fh.attrs.items():
             if isinstance(value, np.ndarray) and value.dtype.kind == "O":
@@ -84,7 +84,7 @@ def decode_strings(array: np.ndarray) -> np.ndarray:
     return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in array.reshape(-1)]).reshape(array.shape)
 
 
-LOCK_HINTS = ("unable to lock file", "lock", "resource temporarily unavailable", "errno = 11")
+LOCK_HINTS = ("unable to lock file", "resource temporarily unavailable", "errno = 11")  # HDF5 1.10+ file locking
 
 
 def open_h5(path: str | Path) -> h5py.File:
