@@ -24,6 +24,7 @@ from seqpipe.tracking.run import Tracker
 
 log = logging.getLogger("seqpipe.evaluate")
 EVAL_BATCH = 256  # samples per prediction batch (fewer when the memory budget is small)
+RECONSTRUCTION_SCORING = 4  # whole-split reconstruction scoring needs about this many times the split's memory
 
 
 def load_checkpoint(path: str | Path) -> tuple[Normalised, dict]:
@@ -98,9 +99,12 @@ def score_split(task: dict, data: TaskFile, predict_fn: Callable[[torch.Tensor],
     """Sample count and `score` of `predict_fn` on one split, predicted batch by batch.
 
     The split is held in memory when it fits the budget, else read from the file batch by batch;
-    a streamed reconstruction split is scored as it goes (`ReconstructionScore`).
+    a streamed reconstruction split is scored as it goes (`ReconstructionScore`). Scoring a whole
+    reconstruction split takes float64 copies of inputs and outputs (about 4x the split), so that
+    one streams unless 4x fits.
     """
-    source = data.source(split)
+    need = data[split].estimate_mb() * (RECONSTRUCTION_SCORING if task["type"] == "reconstruction" else 1)
+    source = data.source(split, need <= data.memory_budget_mb)
     batch_size = max(1, min(EVAL_BATCH, data[split].block_rows("data", data.memory_budget_mb)))
     if task["type"] == "reconstruction" and isinstance(source, StreamSplit):
         acc = ReconstructionScore(data.names.get("feature_names"))
