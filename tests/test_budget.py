@@ -109,13 +109,13 @@ def test_cli_stages_take_the_budget(tmp_path, monkeypatch):
     h5 = make_file(tmp_path / "d.h5", "classification")
     task = json.dumps(job("classification", "mlp")["task"])
     opened = []
-    real = reader.TaskFile.__init__
+    real = reader.SplitFile.__init__  # every stage opens its file through it
 
-    def spy(self, path, task, memory_budget_mb=reader.DEFAULT_BUDGET_MB, *args, **kwargs):
+    def spy(self, path, task, memory_budget_mb=reader.DEFAULT_BUDGET_MB):
         opened.append(memory_budget_mb)
-        real(self, path, task, memory_budget_mb, *args, **kwargs)
+        real(self, path, task, memory_budget_mb)
 
-    monkeypatch.setattr(reader.TaskFile, "__init__", spy)
+    monkeypatch.setattr(reader.SplitFile, "__init__", spy)
     validate_main(["--data", str(h5), "--task", task, "--out", str(tmp_path / "v.json"), "--memory-budget-mb", "3"])
     baseline_main(["--data", str(h5), "--task", task, "--out", str(tmp_path / "b.json"), "--memory-budget-mb", "5"])
     monkeypatch.setenv("SEQPIPE_MEMORY_BUDGET_MB", "12")

@@ -16,6 +16,7 @@ from torch import nn
 from seqpipe.data.hdf5 import write_splits
 from seqpipe.models import MODELS
 from seqpipe.data import reader as loader
+from seqpipe.data import splits
 from seqpipe.training.checkpoint import load
 from seqpipe.data.reader import MemorySplit, epoch_order, memory_task_data, stream_task_data
 from seqpipe.training.schedule import make_scheduler, step_scheduler
@@ -186,7 +187,7 @@ def test_streamed_statistics_match_memory(tmp_path, monkeypatch):
     h5 = make_file(tmp_path / "r.h5", "regression")
     task = job("regression", "mlp")["task"]
     memory = memory_task_data(h5, task)
-    monkeypatch.setattr(loader, "STATS_CHUNK_BYTES", 12 * 3 * 4 * 7)  # 7 rows per chunk: many chunks
+    monkeypatch.setattr(splits, "STATS_CHUNK_BYTES", 12 * 3 * 4 * 7)  # 7 rows per chunk: many chunks
     streamed = stream_task_data(h5, task)
     assert torch.allclose(streamed.x_stats[0], memory.x_stats[0], rtol=0, atol=1e-6)
     assert torch.allclose(streamed.x_stats[1], memory.x_stats[1], rtol=1e-6)

@@ -11,7 +11,7 @@ attributes that match the arrays; items leaking across splits; for `format: roll
 rollout file itself (`seqpipe.data.rollout`); `domains` (int [N], ids >= 0 and below the number
 of `domain_names`). docs/datasets.md describes the layouts.
 
-Splits are read through `seqpipe.data.reader` block by block (contiguous rows, each block at most
+Splits are read through `seqpipe.data.splits` (the reader's torch-free part) block by block (contiguous rows, each block at most
 `--memory-budget-mb` / 8), so peak memory does not grow with the file; only per-sample ids (item
 ids, domains) are held whole.
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from seqpipe.data.hdf5 import is_one_hot_task, is_presplit, open_h5, split_seed
-from seqpipe.data.reader import DEFAULT_BUDGET_MB, SplitReader, TaskFile, add_budget_option, open_task
+from seqpipe.data.splits import DEFAULT_BUDGET_MB, SplitFile, SplitSource, add_budget_option, open_splits
 from seqpipe.data.rollout import is_rollout_task, rollout_spec, scan_rollout, spec_problems
 from seqpipe.datasets import SPLITS
 from seqpipe.io import write_json
@@ -155,7 +155,7 @@ def _missing_labels(where: str, task: dict, expected: str) -> str:
 class SplitScan:
     """One pass over a split, block by block: its problems, its summary entry, and its class ids."""
 
-    def __init__(self, split: SplitReader, task: dict, budget_mb: float):
+    def __init__(self, split: SplitSource, task: dict, budget_mb: float):
         self.split, self.task, self.budget = split, task, budget_mb
         self.where = split.where
         self.problems: list[str] = []
@@ -285,7 +285,7 @@ def _step_shape(task: dict, shape: tuple) -> tuple:
     return tuple(shape[1:2]) if is_one_hot_task(task) else tuple(shape[1:])
 
 
-def check_consistency(path: str, data: TaskFile, task: dict) -> list[str]:
+def check_consistency(path: str, data: SplitFile, task: dict) -> list[str]:
     """Every split must have the same per-sample shapes of `data` and `labels` (one model serves all)."""
     problems = []
     ref = data["train"]
@@ -315,7 +315,7 @@ def _names_problem(path: str, attr: str, names, want: int, what: str) -> list[st
     ]
 
 
-def check_names(path: str, attrs: dict, data: TaskFile, task: dict) -> list[str]:
+def check_names(path: str, attrs: dict, data: SplitFile, task: dict) -> list[str]:
     """Name attributes whose length disagrees with the arrays (evaluation would fail after training)."""
     train = data["train"]
     shape, labels = train.shape("data"), train.shape("labels")
@@ -344,7 +344,7 @@ def check_leakage(path: str, ids: dict[str, np.ndarray | None]) -> list[str]:
     return problems
 
 
-def check_domains(split: SplitReader, domain_names: list | None) -> tuple[list[str], int | None]:
+def check_domains(split: SplitSource, domain_names: list | None) -> tuple[list[str], int | None]:
     """`domains` of a split: int64 [N], ids >= 0 (and below len(domain_names)); the number of distinct ids."""
     if not split.has("domains"):
         return [], None
@@ -417,7 +417,7 @@ def validate(path: str | Path, task: dict, seed: int | None = None, memory_budge
             raise ValidationError(path, arrays.problems)
         rollout = {"groups": arrays.n_groups, "failed": arrays.n_failed, "used": int(len(arrays.data))}
     try:
-        data = open_task(path, {**task, "split_seed": seed}, memory_budget_mb)
+        data = open_splits(path, {**task, "split_seed": seed}, memory_budget_mb)
     except KeyError as err:
         raise ValidationError(path, [str(err.args[0])]) from err
     try:
@@ -426,7 +426,7 @@ def validate(path: str | Path, task: dict, seed: int | None = None, memory_budge
         data.close()
 
 
-def _validate_open(path: str, data: TaskFile, task: dict, rollout: dict | None) -> dict:
+def _validate_open(path: str, data: SplitFile, task: dict, rollout: dict | None) -> dict:
     attrs = data.attrs
     scans = [SplitScan(data[s], task, data.memory_budget_mb).run() for s in SPLITS]
     problems = [p for scan in scans for p in scan.problems]
