@@ -13,12 +13,12 @@ import pytest
 import torch
 from torch import nn
 
-from seqpipe.data.hdf5 import write_splits
-from seqpipe.models import MODELS
 from seqpipe.data import reader as loader
 from seqpipe.data import splits
-from seqpipe.training.checkpoint import load
+from seqpipe.data.hdf5 import write_splits
 from seqpipe.data.reader import MemorySplit, epoch_order, memory_task_data, stream_task_data
+from seqpipe.models import MODELS
+from seqpipe.training.checkpoint import load
 from seqpipe.training.schedule import make_scheduler, step_scheduler
 from seqpipe.training.train import train, training_settings
 from tests.test_training import job, make_file

@@ -35,13 +35,13 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from seqpipe import __version__
 from seqpipe.data.hdf5 import read_attrs
+from seqpipe.data.reader import TrainingData, epoch_order, training_data
 from seqpipe.io import atomic_path, config_hash, read_json, write_json, write_text
 from seqpipe.models import Normalised, build_model
 from seqpipe.tracking.invocation import with_invocation
 from seqpipe.tracking.run import Tracker, git_commit
 from seqpipe.training import checkpoint, losses
 from seqpipe.training.figures import plot_history
-from seqpipe.data.reader import TrainingData, epoch_order, training_data
 from seqpipe.training.losses import check_losses, total_loss
 from seqpipe.training.schedule import make_optimizer, make_scheduler, step_scheduler
 
