@@ -192,7 +192,7 @@ def test_reconstruction_without_labels(tmp_path):
 
 def test_one_hot_encoding_and_identity_normalisation(tmp_path):
     h5, task = recipe(tmp_path, "one_hot", trailing_axis=True)  # [N, T, 1] ids
-    raw = load_splits(h5, seed=0)["train"].data
+    raw = load_splits(h5, seed=0, task=task)["train"].data  # the same (stratified) auto-split as the reader
     data = load_task_data(h5, task)
     x = data.x["train"]
     assert raw.shape[-1] == 1 and x.shape[-1] == 8 and data.input_encoding == "one_hot"

@@ -13,11 +13,12 @@ import pytest
 import torch
 from torch import nn
 
+from seqpipe.data import reader as loader
+from seqpipe.data import splits
 from seqpipe.data.hdf5 import write_splits
+from seqpipe.data.reader import MemorySplit, epoch_order, memory_task_data, stream_task_data
 from seqpipe.models import MODELS
-from seqpipe.training import loader
 from seqpipe.training.checkpoint import load
-from seqpipe.training.loader import MemorySplit, epoch_order, memory_task_data, stream_task_data, streamed_standardisation
 from seqpipe.training.schedule import make_scheduler, step_scheduler
 from seqpipe.training.train import train, training_settings
 from tests.test_training import job, make_file
@@ -186,14 +187,14 @@ def test_streamed_statistics_match_memory(tmp_path, monkeypatch):
     h5 = make_file(tmp_path / "r.h5", "regression")
     task = job("regression", "mlp")["task"]
     memory = memory_task_data(h5, task)
-    monkeypatch.setattr(loader, "STATS_CHUNK_BYTES", 12 * 3 * 4 * 7)  # 7 rows per chunk: many chunks
+    monkeypatch.setattr(splits, "STATS_CHUNK_BYTES", 12 * 3 * 4 * 7)  # 7 rows per chunk: many chunks
     streamed = stream_task_data(h5, task)
     assert torch.allclose(streamed.x_stats[0], memory.x_stats[0], rtol=0, atol=1e-6)
     assert torch.allclose(streamed.x_stats[1], memory.x_stats[1], rtol=1e-6)
     assert all(torch.equal(a, b) for a, b in zip(streamed.y_stats, memory.y_stats))
     assert streamed.dims == memory.dims and streamed.names == memory.names
     source = streamed.splits["train"].dataset
-    recon = streamed_standardisation(source, None)
+    recon = source.standardisation("x", None, budget_mb=None)
     assert torch.allclose(recon[1], memory.x_stats[1], rtol=1e-6)
 
 
@@ -202,7 +203,7 @@ def test_streamed_batches_equal_memory_batches(tmp_path):
     task = job("classification", "mlp")["task"]
     memory, streamed = memory_task_data(h5, task), stream_task_data(h5, task, num_workers=1)
     order = epoch_order(240, 5, torch.Generator().manual_seed(0))
-    for (xm, ym), (xs, ys) in zip(memory.splits["train"].batches(32, order), streamed.splits["train"].batches(32, order), strict=True):
+    for (xm, ym, _), (xs, ys, _) in zip(memory.splits["train"].batches(32, order), streamed.splits["train"].batches(32, order), strict=True):
         assert torch.equal(xm, xs) and torch.equal(ym, ys)
     assert isinstance(memory.splits["val"], MemorySplit)
 
@@ -211,6 +212,7 @@ def test_streamed_batches_equal_memory_batches(tmp_path):
 def test_streaming_path_trains_identically(tmp_path, layout, caplog):
     """A tiny memory budget reads batches from the file; with the same shuffle_block the run is the in-memory run."""
     caplog.set_level("INFO", logger="seqpipe.train")
+    caplog.set_level("INFO", logger="seqpipe.reader")
     if layout == "groups":
         h5 = make_file(tmp_path / "d.h5", "regression")
     else:  # root-level data, auto-split by fractions: streaming reads the span of each run of split rows
@@ -264,7 +266,7 @@ def test_one_hot_inputs_stream_like_memory(tmp_path):
     assert streamed.dims == memory.dims and streamed.dims["in_dim"] == 5
     assert all(torch.equal(a, b) for a, b in zip(streamed.x_stats, memory.x_stats))  # one-hot: mean 0, std 1
     order = epoch_order(40, 3, torch.Generator().manual_seed(1))
-    for (xm, ym), (xs, ys) in zip(memory.splits["train"].batches(8, order), streamed.splits["train"].batches(8, order), strict=True):
+    for (xm, ym, _), (xs, ys, _) in zip(memory.splits["train"].batches(8, order), streamed.splits["train"].batches(8, order), strict=True):
         assert torch.equal(xm, xs) and torch.equal(ym, ys)
 
 

@@ -40,11 +40,17 @@ os.environ["SEQPIPE_RUNTIME"] = json.dumps(
     plan.runtime_settings(config), sort_keys=True
 )
 os.environ["SEQPIPE_RUN_CACHE"] = json.dumps(config.get("cache") or {}, sort_keys=True)
+# The memory budget of the stages that read a task's file (validate, baseline, evaluate: the CLIs'
+# --memory-budget-mb default); results are the same under any budget.
+os.environ["SEQPIPE_MEMORY_BUDGET_MB"] = str(
+    config["training"]["memory_budget_mb"]
+)  # on a line of its own: snakemake --lint reads the name up to the line's last `"]`
 
 
 envvars:
     "SEQPIPE_RUNTIME",
     "SEQPIPE_RUN_CACHE",
+    "SEQPIPE_MEMORY_BUDGET_MB",
 
 
 # `snakemake --report` draws every dependency of the DAG in its rule graph, where the code stamps

@@ -1,13 +1,12 @@
-"""HDF5 dataset files: the one layout every stage reads and writes (SPEC: HDF5 dataset contract).
+"""HDF5 dataset files: writing them, their attributes, and the layout rules the reader follows.
 
-Layout: groups `train/`, `val/`, `test/`, each with `data` float32 [N, T, D] and `labels` (shape and
-dtype by task type), or root-level `data` + `labels` that `load_splits` splits by fractions with a
-fixed seed. Files written by seqpipe also hold `item_ids` per sample (the source item of each
-window, for leakage checks) and root attributes: feature names, frame rate, class or target names,
-provenance. Files written by anyone else in this layout train unchanged.
-
-A task with `format: rollout` reads a rollout file instead (`seqpipe.data.rollout`): its successful
-rollouts become root-level data and are auto-split the same way. docs/datasets.md has the details.
+Layout (docs/datasets.md): groups `train/`, `val/`, `test/`, each with `data` float32 [N, T, D] and
+`labels` (shape and dtype by task type), or root-level `data` + `labels` split by fractions with a
+fixed seed (`auto_split_indices`: whole source items, classes stratified). Files written by seqpipe
+also hold `item_ids` per sample (the source item of each window, for leakage checks), optionally
+`domains` (int64 domain id per sample, names in the root attribute `domain_names`), and root
+attributes: feature names, frame rate, class or target names, provenance. Files written by anyone
+else in this layout train unchanged. Stages read these files through `seqpipe.data.reader`.
 """
 
 from __future__ import annotations
@@ -19,11 +18,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from seqpipe.data.rollout import is_rollout_task, looks_like_rollout, read_rollout, rollout_spec
+from seqpipe.data.rollout import looks_like_rollout
 from seqpipe.datasets import SPLITS
 from seqpipe.io import atomic_path
 
 STR = h5py.string_dtype("utf-8")
+DOCS = "docs/datasets.md (the layouts seqpipe reads)"
 DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
 
 
@@ -59,7 +59,7 @@ def _attr_value(value):
 
 def read_attrs(path: str | Path) -> dict:
     """Root attributes as plain Python values (string arrays become lists of str)."""
-    with h5py.File(path, "r") as fh:
+    with open_h5(path) as fh:
         out = {}
         for key, value in fh.attrs.items():
             if isinstance(value, np.ndarray) and value.dtype.kind == "O":
@@ -79,32 +79,73 @@ def is_presplit(fh: h5py.File) -> bool:
     return all(isinstance(fh.get(s), h5py.Group) for s in SPLITS)
 
 
-def _read_group(group: h5py.Group, index: np.ndarray | None = None) -> Split:
-    def read(key: str) -> np.ndarray | None:
-        if key not in group:
-            return None
-        array = group[key][()] if index is None else group[key][()][index]
-        if array.dtype.kind == "O":
-            array = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in array])
-        return array
-
-    return Split(data=read("data"), labels=read("labels"), item_ids=read("item_ids"))
+def decode_strings(array: np.ndarray) -> np.ndarray:
+    """Variable- or fixed-length HDF5 strings (bytes or str objects) as a numpy str array."""
+    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in array.reshape(-1)]).reshape(array.shape)
 
 
-def auto_split_indices(n: int, fractions: list[float], seed: int, groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Split n samples into train/val/test by fractions with a fixed seed, keeping groups whole."""
+LOCK_HINTS = ("unable to lock file", "resource temporarily unavailable", "errno = 11")  # HDF5 1.10+ file locking
+
+
+def open_h5(path: str | Path) -> h5py.File:
+    """Open an HDF5 file for reading; a file another process holds open for writing gets a message that says so."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        text = str(err).lower()
+        if any(hint in text for hint in LOCK_HINTS):
+            raise OSError(
+                f"{path}: the file is locked: another process has it open for writing (HDF5 file locking: {err}); "
+                "wait until that writer (e.g. a running features job or a script of yours) has finished and closed it, "
+                "then rerun; if no writer is running (a crashed one left the lock on a network file system), "
+                "set HDF5_USE_FILE_LOCKING=FALSE for this run"
+            ) from err
+        raise
+
+
+def _spread_order(groups: np.ndarray, strata: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Group ids ordered so that every stratum is spread evenly over the order, each in a random order.
+
+    Stratum c's groups, shuffled, get keys (i + u_c) / n_c (u_c uniform in [0, 1)); sorting all groups
+    by key puts each stratum's share of any prefix within one group of its share of the whole.
+    """
+    keys = np.empty(len(groups))
+    for stratum in np.unique(strata):
+        members = np.flatnonzero(strata == stratum)
+        members = members[rng.permutation(len(members))]
+        keys[members] = (np.arange(len(members)) + rng.random()) / len(members)
+    tie_break = rng.permutation(len(groups))
+    return groups[np.lexsort((tie_break, keys))]
+
+
+def auto_split_indices(
+    n: int, fractions: list[float], seed: int, groups: np.ndarray | None = None, strata: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Split n samples into train/val/test by fractions with a fixed seed, keeping groups whole.
+
+    `groups` (e.g. item ids) keep every sample of a source item in one split. `strata` (e.g. class
+    ids) stratify the split: each stratum lands in train/val/test in the fractions' proportions
+    (within one group per stratum and split); a group's stratum is that of its first sample.
+    """
     rng = np.random.default_rng(seed)
     fractions = np.asarray(fractions, dtype=float) / np.sum(fractions)
-    if groups is None:
+    if groups is None and strata is None:
         order = rng.permutation(n)
         bounds = np.round(np.cumsum(fractions)[:-1] * n).astype(int)
-        parts = np.split(order, bounds)
+        return {split: np.sort(part) for split, part in zip(SPLITS, np.split(order, bounds))}
+    if groups is None:
+        groups = np.arange(n)
+    unique, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    if strata is None:
+        ordered = rng.permutation(len(unique))
     else:
-        unique = np.unique(groups)
-        shuffled = unique[rng.permutation(len(unique))]
-        bounds = np.round(np.cumsum(fractions)[:-1] * len(unique)).astype(int)
-        parts = [np.flatnonzero(np.isin(groups, g)) for g in np.split(shuffled, bounds)]
-    return {split: np.sort(part) for split, part in zip(SPLITS, parts)}
+        ordered = _spread_order(np.arange(len(unique)), np.asarray(strata)[first], rng)
+    bounds = np.round(np.cumsum(fractions)[:-1] * len(unique)).astype(int)
+    part_of = np.empty(len(unique), dtype=np.int64)
+    for i, part in enumerate(np.split(ordered, bounds)):
+        part_of[part] = i
+    sample_part = part_of[inverse.reshape(-1)]
+    return {split: np.flatnonzero(sample_part == i) for i, split in enumerate(SPLITS)}
 
 
 def split_fractions(task: dict) -> tuple[float, ...]:
@@ -122,41 +163,16 @@ def split_seed(task: dict) -> int:
     return int(task.get("split_seed", 0))
 
 
-def _no_data_message(path: str | Path, fh: h5py.File) -> str:
+def no_data_message(path: str | Path, fh: h5py.File) -> str:
     """Why a file cannot be read as the seqpipe layout, with the fix."""
+    found = sorted(fh.keys())[:8]
     message = (
-        f"{path}: no `data` dataset and no train/val/test groups; expected the layout of "
-        "SPEC.md (HDF5 dataset contract)"
+        f"{path}: no `data` dataset and no train/val/test groups (found keys {found}); expected root-level `data` "
+        f"(+ `labels`) or train/val/test groups each with `data`, as {DOCS} shows; write the inputs under `data`"
     )
     if looks_like_rollout(fh):
         message += "; this looks like a rollout file: set tasks.<task>.format: rollout with in_lbl and out_lbl"
     return message
-
-
-def _read_whole(path: str | Path, task: dict | None) -> Split | dict[str, Split]:
-    """A pre-split file's three splits, or the root-level (or rollout) arrays still to split."""
-    if task is not None and is_rollout_task(task):
-        arrays = read_rollout(path, rollout_spec(task))
-        return Split(data=arrays.data, labels=arrays.labels, item_ids=arrays.item_ids)
-    with h5py.File(path, "r") as fh:
-        if is_presplit(fh):
-            return {split: _read_group(fh[split]) for split in SPLITS}
-        if "data" not in fh:
-            raise KeyError(_no_data_message(path, fh))
-        return _read_group(fh)
-
-
-def split_whole(whole: Split, fractions: list[float], seed: int) -> dict[str, Split]:
-    """Auto-split root-level arrays by `fractions` and `seed`, keeping item ids whole."""
-    index = auto_split_indices(len(whole.data), list(fractions), seed, whole.item_ids)
-    return {
-        split: Split(
-            data=whole.data[idx],
-            labels=None if whole.labels is None else whole.labels[idx],
-            item_ids=None if whole.item_ids is None else whole.item_ids[idx],
-        )
-        for split, idx in index.items()
-    }
 
 
 def load_splits(
@@ -164,10 +180,19 @@ def load_splits(
 ) -> dict[str, Split]:
     """Read all three splits into memory, auto-splitting a root-level file by `fractions` and `seed`.
 
-    `task` (optional) selects how the file is read: with `format: rollout` its successful rollouts
-    (`in_lbl` -> data [N, 1, D], `out_lbl` -> labels [N, K]) are split like a root-level file.
+    A convenience for small files and tests; stages read through `seqpipe.data.reader`. `task`
+    (optional) selects how the file is read (`format: rollout`, stratified classes); its
+    `split_fractions` and `split_seed` are replaced by `fractions` and `seed`.
     """
-    whole = _read_whole(path, task)
-    if isinstance(whole, dict):
-        return whole
-    return split_whole(whole, fractions, seed)
+    from seqpipe.data.reader import open_task
+
+    task = {"type": "unknown", **(task or {}), "split_fractions": list(fractions), "split_seed": seed}
+    data = open_task(path, task)
+    try:
+        out = {}
+        for name, split in data.splits.items():
+            every = np.arange(split.n)
+            out[name] = Split(data=split.rows.read("data", every), labels=split.rows.read("labels", every), item_ids=split.item_ids())
+        return out
+    finally:
+        data.close()

@@ -8,7 +8,12 @@ Checks: the task type is one of the six of the contract; `data` (float32 [N, T, 
 ids in [0, vocab_size) for one-hot inputs); `labels` by task type (dtype, shape, N, T per step,
 T' = target_seq_len, finite values, class ids); the same per-sample shapes in every split; name
 attributes that match the arrays; items leaking across splits; for `format: rollout`, the
-rollout file itself (`seqpipe.data.rollout`). docs/datasets.md describes the layouts.
+rollout file itself (`seqpipe.data.rollout`); `domains` (int [N], ids >= 0 and below the number
+of `domain_names`). docs/datasets.md describes the layouts.
+
+Splits are read through `seqpipe.data.splits` (the reader's torch-free part) block by block (contiguous rows, each block at most
+`--memory-budget-mb` / 8), so peak memory does not grow with the file; only per-sample ids (item
+ids, domains) are held whole.
 """
 
 from __future__ import annotations
@@ -19,19 +24,10 @@ import logging
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from seqpipe.data.hdf5 import (
-    Split,
-    is_one_hot_task,
-    is_presplit,
-    load_splits,
-    read_attrs,
-    split_fractions,
-    split_seed,
-    split_whole,
-)
+from seqpipe.data.hdf5 import is_one_hot_task, is_presplit, open_h5, split_seed
+from seqpipe.data.splits import DEFAULT_BUDGET_MB, SplitFile, SplitSource, add_budget_option, open_splits
 from seqpipe.data.rollout import is_rollout_task, rollout_spec, scan_rollout, spec_problems
 from seqpipe.datasets import SPLITS
 from seqpipe.io import write_json
@@ -89,32 +85,29 @@ def _expected_labels(task: dict, n: int, t: int) -> str:
     }.get(kind, "none (targets are the inputs)")
 
 
-def _check_dense_data(where: str, data: np.ndarray) -> list[str]:
-    """float32 [N, T, D] inputs: shape, dtype and finite values."""
-    problems = []
-    if data.ndim != 3 or data.dtype != np.float32:
-        problems.append(
-            f"{where}: key `data` is {data.dtype} {list(data.shape)}; expected float32 [N, T, D]; "
-            "convert with data.astype('float32') and add a feature axis ([N, T] -> [N, T, 1])"
-        )
-    if len(data) and data.dtype.kind == "f" and not np.isfinite(data).all():
-        bad = int(np.size(data) - np.isfinite(data).sum())
-        problems.append(f"{where}: key `data` holds {bad} NaN or Inf values; expected finite numbers; drop or impute them")
-    return problems
-
-
-def _check_token_data(where: str, data: np.ndarray, vocab_size: int | None) -> list[str]:
-    """Token ids for input_encoding one_hot: integer [N, T] or [N, T, 1], each in [0, vocab_size)."""
-    token_shape = data.ndim == 2 or (data.ndim == 3 and data.shape[-1] == 1)
-    if data.dtype.kind not in "iu" or not token_shape:
+def _dense_data_problems(where: str, shape: tuple, dtype: np.dtype) -> list[str]:
+    """float32 [N, T, D] inputs: shape and dtype."""
+    if len(shape) != 3 or dtype != np.float32:
         return [
-            f"{where}: key `data` is {data.dtype} {list(data.shape)}; expected int token ids [N, T] or [N, T, 1] "
+            f"{where}: key `data` is {dtype} {list(shape)}; expected float32 [N, T, D]; "
+            "convert with data.astype('float32') and add a feature axis ([N, T] -> [N, T, 1])"
+        ]
+    return []
+
+
+def _token_shape_problems(where: str, shape: tuple, dtype: np.dtype) -> list[str]:
+    """Token ids for input_encoding one_hot: integer [N, T] or [N, T, 1]."""
+    token_shape = len(shape) == 2 or (len(shape) == 3 and shape[-1] == 1)
+    if dtype.kind not in "iu" or not token_shape:
+        return [
+            f"{where}: key `data` is {dtype} {list(shape)}; expected int token ids [N, T] or [N, T, 1] "
             "(input_encoding: one_hot); store ids with data.astype('int64'), or set input_encoding: dense for float features"
         ]
-    if not len(data):
-        return []
+    return []
+
+
+def _token_range_problems(where: str, low: int, high: int, vocab_size: int | None) -> list[str]:
     problems = []
-    low, high = int(data.min()), int(data.max())
     span = f"[0, vocab_size={vocab_size})" if vocab_size else "[0, vocab_size)"
     if low < 0:
         problems.append(
@@ -129,47 +122,27 @@ def _check_token_data(where: str, data: np.ndarray, vocab_size: int | None) -> l
     return problems
 
 
-def _check_class_labels(where: str, data: np.ndarray, labels: np.ndarray, task: dict, num_classes: int | None, expected: str) -> list[str]:
-    want_ndim = 1 if task["mapping"] == "seq2static" else 2
-    if labels.dtype.kind not in "iu" or labels.ndim != want_ndim:
-        return [
-            f"{where}: key `labels` is {labels.dtype} {list(labels.shape)}; expected {expected}; "
-            "store class ids with labels.astype('int64')"
-        ]
-    if task["mapping"] == "seq2seq" and data.ndim >= 2 and labels.shape[1] != data.shape[1]:
-        return [
-            f"{where}: key `labels` has T={labels.shape[1]} but `data` has T={data.shape[1]}; expected one label per step "
-            f"({expected}); store one class id per input step, or use a seq2seq regression task with target_seq_len "
-            "for outputs of another length"
-        ]
-    if len(labels) and (labels.min() < 0 or (num_classes is not None and labels.max() >= num_classes)):
-        return [
-            f"{where}: key `labels` holds class ids {int(labels.min())}..{int(labels.max())}; expected ids in "
-            f"[0, {num_classes}); set tasks.<task>.num_classes or the `class_names` attribute to the real count"
-        ]
-    return []
+class Range:
+    """Running min and max over blocks, and the count of non-finite values seen."""
 
+    def __init__(self):
+        self.low, self.high, self.bad = None, None, 0
 
-def _check_float_labels(where: str, labels: np.ndarray, task: dict, expected: str) -> list[str]:
-    problems = []
-    want_ndim = 2 if task["mapping"] == "seq2static" else 3
-    what = "the summaries (computed from the inputs)" if task["type"] == "summary" else "targets"
-    if labels.dtype.kind != "f" or labels.ndim != want_ndim:
-        problems.append(
-            f"{where}: key `labels` is {labels.dtype} {list(labels.shape)}; expected {expected}; "
-            f"store {what} with labels.astype('float32') and a target axis ([N] -> [N, 1])"
-        )
-    elif not np.isfinite(labels).all():
-        problems.append(f"{where}: key `labels` holds NaN or Inf; expected finite targets; drop those samples")
-    elif labels.shape[-1] == 0:
-        problems.append(f"{where}: key `labels` has K=0 targets; expected at least one target column; store {what} in `labels`")
-    target_len = task.get("target_seq_len")
-    if task["mapping"] == "seq2seq" and labels.ndim == 3 and target_len and labels.shape[1] != target_len:
-        problems.append(
-            f"{where}: key `labels` has T'={labels.shape[1]}; expected target_seq_len={target_len}; "
-            "set tasks.<task>.target_seq_len to the label length"
-        )
-    return problems
+    def add(self, block: np.ndarray) -> None:
+        if not block.size:
+            return
+        if block.dtype.kind == "f":
+            finite = np.isfinite(block)
+            self.bad += int(block.size - finite.sum())
+            block = block[finite] if self.bad else block
+            if not block.size:
+                return
+        low, high = block.min(), block.max()
+        self.low = low if self.low is None else min(self.low, low)
+        self.high = high if self.high is None else max(self.high, high)
+
+    def pair(self) -> list:
+        return [float(self.low), float(self.high)] if self.low is not None else [0.0, 0.0]
 
 
 def _missing_labels(where: str, task: dict, expected: str) -> str:
@@ -179,58 +152,156 @@ def _missing_labels(where: str, task: dict, expected: str) -> str:
     return message
 
 
-def check_split(path: str, name: str, split: Split, task: dict, num_classes: int | None) -> list[str]:
-    """Problems of one split, each phrased as file, key, found, expected, fix."""
-    where = f"{path} [{name}]" if name != "root" else path
-    data, labels = split.data, split.labels
-    if data is None:
-        return [f"{where}: key `data` is missing; expected float32 [N, T, D]; write the inputs under `data`"]
-    if is_one_hot_task(task):
-        problems = _check_token_data(where, data, task.get("vocab_size"))
-    else:
-        problems = _check_dense_data(where, data)
-    if len(data) == 0:
-        return problems + [
-            f"{where}: key `data` has no samples; every split needs at least one; add samples, "
-            "or for a root-level or rollout file change split_fractions"
+class SplitScan:
+    """One pass over a split, block by block: its problems, its summary entry, and its class ids."""
+
+    def __init__(self, split: SplitSource, task: dict, budget_mb: float):
+        self.split, self.task, self.budget = split, task, budget_mb
+        self.where = split.where
+        self.problems: list[str] = []
+        self.entry: dict = {"n": int(split.n)}
+        self.class_range = Range()
+        self.class_counts = np.zeros(0, dtype=np.int64)
+        self.labels_ok = False
+
+    def run(self) -> SplitScan:
+        if not self.split.has("data"):
+            self.problems.append(f"{self.where}: key `data` is missing; expected float32 [N, T, D]; write the inputs under `data`")
+            return self
+        if not self._data() or self.task["type"] == "reconstruction":
+            return self
+        self._labels()
+        return self
+
+    def _data(self) -> bool:
+        """Checks `data`; False when the split has no samples (nothing more to check)."""
+        split, task = self.split, self.task
+        shape, dtype = split.shape("data"), split.dtype("data")
+        one_hot = is_one_hot_task(task)
+        shape_problems = _token_shape_problems(self.where, shape, dtype) if one_hot else _dense_data_problems(self.where, shape, dtype)
+        self.problems += shape_problems
+        self.entry.update({"data_shape": list(shape), "data_dtype": str(dtype)})
+        if split.n == 0:
+            self.problems.append(
+                f"{self.where}: key `data` has no samples; every split needs at least one; add samples, "
+                "or for a root-level or rollout file change split_fractions"
+            )
+            return False
+        if dtype.kind not in "biuf" or (one_hot and shape_problems):
+            return True
+        values = Range()
+        for _, block in split.raw_blocks("data", self.budget):
+            values.add(block)
+        self.entry["data_range"] = values.pair()
+        if one_hot:
+            self.problems += _token_range_problems(self.where, int(values.low), int(values.high), task.get("vocab_size"))
+        elif values.bad:
+            self.problems.append(f"{self.where}: key `data` holds {values.bad} NaN or Inf values; expected finite numbers; drop or impute them")
+        return True
+
+    def _labels(self) -> None:
+        split, task = self.split, self.task
+        shape = split.shape("data")
+        expected = _expected_labels(task, split.n, shape[1] if len(shape) > 1 else 0)
+        if not split.has("labels"):
+            self.problems.append(_missing_labels(self.where, task, expected))
+            return
+        n_labels, n_data = split.rows.file_length("labels"), split.rows.file_length("data")
+        if n_labels != n_data:
+            self.problems.append(
+                f"{self.where}: key `labels` has N={n_labels} but `data` has N={n_data}; expected the same number of samples"
+            )
+            return
+        labels_shape, labels_dtype = split.shape("labels"), split.dtype("labels")
+        self.entry.update({"labels_shape": list(labels_shape), "labels_dtype": str(labels_dtype)})
+        if task["type"] == "classification":
+            self._class_labels(shape, labels_shape, labels_dtype, expected)
+        else:
+            self._float_labels(labels_shape, labels_dtype, expected)
+
+    def _class_labels(self, shape: tuple, labels_shape: tuple, dtype: np.dtype, expected: str) -> None:
+        want_ndim = 1 if self.task["mapping"] == "seq2static" else 2
+        if dtype.kind not in "iu" or len(labels_shape) != want_ndim:
+            self.problems.append(
+                f"{self.where}: key `labels` is {dtype} {list(labels_shape)}; expected {expected}; store class ids with labels.astype('int64')"
+            )
+            return
+        if self.task["mapping"] == "seq2seq" and len(shape) >= 2 and labels_shape[1] != shape[1]:
+            self.problems.append(
+                f"{self.where}: key `labels` has T={labels_shape[1]} but `data` has T={shape[1]}; expected one label per step "
+                f"({expected}); store one class id per input step, or use a seq2seq regression task with target_seq_len "
+                "for outputs of another length"
+            )
+            return
+        for _, block in self.split.raw_blocks("labels", self.budget):
+            self.class_range.add(block)
+            ids = block[block >= 0].reshape(-1).astype(np.int64)
+            counts = np.bincount(ids, minlength=len(self.class_counts))
+            counts[: len(self.class_counts)] += self.class_counts
+            self.class_counts = counts
+        self.labels_ok = True
+
+    def class_problems(self, num_classes: int, source: str) -> list[str]:
+        """The class-id range check, once the class count C is known."""
+        low, high = self.class_range.low, self.class_range.high
+        if not self.labels_ok or low is None or (low >= 0 and high < num_classes):
+            return []
+        fix = ("set tasks.<task>.num_classes or the `class_names` attribute to the real count" if high >= num_classes
+               else "map the negative ids (e.g. padding or unknown) to a class in [0, C), or drop those samples")
+        return [
+            f"{self.where}: key `labels` holds class ids {int(low)}..{int(high)}; expected ids in [0, {num_classes}) "
+            f"(C = {num_classes} classes, {source}); {fix}"
         ]
-    if task["type"] == "reconstruction":
-        return problems
-    expected = _expected_labels(task, len(data), data.shape[1] if data.ndim > 1 else 0)
-    if labels is None:
-        return problems + [_missing_labels(where, task, expected)]
-    if len(labels) != len(data):
-        problems.append(
-            f"{where}: key `labels` has N={len(labels)} but `data` has N={len(data)}; expected the same number of samples"
-        )
-    if task["type"] == "classification":
-        return problems + _check_class_labels(where, data, labels, task, num_classes, expected)
-    return problems + _check_float_labels(where, labels, task, expected)
+
+    def _float_labels(self, labels_shape: tuple, dtype: np.dtype, expected: str) -> None:
+        task = self.task
+        want_ndim = 2 if task["mapping"] == "seq2static" else 3
+        what = "the summaries (computed from the inputs)" if task["type"] == "summary" else "targets"
+        if dtype.kind != "f" or len(labels_shape) != want_ndim:
+            self.problems.append(
+                f"{self.where}: key `labels` is {dtype} {list(labels_shape)}; expected {expected}; "
+                f"store {what} with labels.astype('float32') and a target axis ([N] -> [N, 1])"
+            )
+        elif labels_shape[-1] == 0:
+            self.problems.append(f"{self.where}: key `labels` has K=0 targets; expected at least one target column; store {what} in `labels`")
+        else:
+            values = Range()
+            for _, block in self.split.raw_blocks("labels", self.budget):
+                values.add(block)
+            if values.bad:
+                self.problems.append(f"{self.where}: key `labels` holds NaN or Inf; expected finite targets; drop those samples")
+            else:
+                self.entry["labels_range"] = values.pair()
+        target_len = task.get("target_seq_len")
+        if task["mapping"] == "seq2seq" and len(labels_shape) == 3 and target_len and labels_shape[1] != target_len:
+            self.problems.append(
+                f"{self.where}: key `labels` has T'={labels_shape[1]}; expected target_seq_len={target_len}; "
+                "set tasks.<task>.target_seq_len to the label length"
+            )
 
 
-def _step_shape(task: dict, data: np.ndarray) -> tuple:
+def _step_shape(task: dict, shape: tuple) -> tuple:
     """The per-sample input shape the model sees: (T, D), or (T,) for token ids."""
-    shape = tuple(data.shape[1:])
-    return shape[:1] if is_one_hot_task(task) else shape
+    return tuple(shape[1:2]) if is_one_hot_task(task) else tuple(shape[1:])
 
 
-def check_consistency(path: str, splits: dict[str, Split], task: dict) -> list[str]:
+def check_consistency(path: str, data: SplitFile, task: dict) -> list[str]:
     """Every split must have the same per-sample shapes of `data` and `labels` (one model serves all)."""
     problems = []
-    ref = splits["train"]
+    ref = data["train"]
     for name in SPLITS[1:]:
-        split = splits[name]
-        if _step_shape(task, split.data) != _step_shape(task, ref.data):
+        split = data[name]
+        if _step_shape(task, split.shape("data")) != _step_shape(task, ref.shape("data")):
             problems.append(
-                f"{path}: key `data` has per-sample shape {list(split.data.shape[1:])} in {name} but "
-                f"{list(ref.data.shape[1:])} in train; expected the same T and D in every split; rebuild the splits "
+                f"{path}: key `data` has per-sample shape {list(split.shape('data')[1:])} in {name} but "
+                f"{list(ref.shape('data')[1:])} in train; expected the same T and D in every split; rebuild the splits "
                 "with one window length and one feature set"
             )
-        if task["type"] != "reconstruction" and split.labels is not None and ref.labels is not None:
-            if split.labels.shape[1:] != ref.labels.shape[1:]:
+        if task["type"] != "reconstruction" and split.has("labels") and ref.has("labels"):
+            if split.shape("labels")[1:] != ref.shape("labels")[1:]:
                 problems.append(
-                    f"{path}: key `labels` has per-sample shape {list(split.labels.shape[1:])} in {name} but "
-                    f"{list(ref.labels.shape[1:])} in train; expected the same in every split; write the same targets in every split"
+                    f"{path}: key `labels` has per-sample shape {list(split.shape('labels')[1:])} in {name} but "
+                    f"{list(ref.shape('labels')[1:])} in train; expected the same in every split; write the same targets in every split"
                 )
     return problems
 
@@ -244,26 +315,27 @@ def _names_problem(path: str, attr: str, names, want: int, what: str) -> list[st
     ]
 
 
-def check_names(path: str, attrs: dict, splits: dict[str, Split], task: dict, num_classes: int | None) -> list[str]:
+def check_names(path: str, attrs: dict, data: SplitFile, task: dict) -> list[str]:
     """Name attributes whose length disagrees with the arrays (evaluation would fail after training)."""
-    train = splits["train"]
+    train = data["train"]
+    shape, labels = train.shape("data"), train.shape("labels")
     problems = []
-    if not is_one_hot_task(task) and not is_rollout_task(task) and train.data.ndim == 3:
-        problems += _names_problem(path, "feature_names", attrs.get("feature_names"), train.data.shape[-1], "one per feature D")
-    if task["type"] in ("regression", "summary") and train.labels is not None and train.labels.ndim >= 2 and not is_rollout_task(task):
-        problems += _names_problem(path, "target_names", attrs.get("target_names"), train.labels.shape[-1], "one per label column K")
+    if not is_one_hot_task(task) and not is_rollout_task(task) and len(shape) == 3:
+        problems += _names_problem(path, "feature_names", attrs.get("feature_names"), shape[-1], "one per feature D")
+    if task["type"] in ("regression", "summary") and labels is not None and len(labels) >= 2 and not is_rollout_task(task):
+        problems += _names_problem(path, "target_names", attrs.get("target_names"), labels[-1], "one per label column K")
     if task["type"] == "classification" and task.get("num_classes"):
         problems += _names_problem(path, "class_names", attrs.get("class_names"), int(task["num_classes"]), "tasks.<task>.num_classes")
     return problems
 
 
-def check_leakage(path: str, splits: dict[str, Split]) -> list[str]:
+def check_leakage(path: str, ids: dict[str, np.ndarray | None]) -> list[str]:
     """Source items that appear in more than one split."""
     problems = []
-    ids = {s: set(splits[s].item_ids.tolist()) for s in SPLITS if splits[s].item_ids is not None}
+    sets = {s: set(ids[s].tolist()) for s in SPLITS if ids.get(s) is not None}
     for i, a in enumerate(SPLITS):
         for b in SPLITS[i + 1 :]:
-            shared = sorted(ids.get(a, set()) & ids.get(b, set()))
+            shared = sorted(sets.get(a, set()) & sets.get(b, set()))
             if shared:
                 problems.append(
                     f"{path}: key `item_ids`: {len(shared)} source item(s) are in both {a} and {b} "
@@ -272,31 +344,29 @@ def check_leakage(path: str, splits: dict[str, Split]) -> list[str]:
     return problems
 
 
-def summarise(splits: dict[str, Split], task: dict, attrs: dict) -> dict:
-    """Shapes, dtypes, counts per split, class balance and value ranges."""
-    out: dict = {"task": task.get("name"), "type": task["type"], "mapping": task["mapping"], "splits": {}}
-    if is_one_hot_task(task):
-        out["input_encoding"], out["vocab_size"] = "one_hot", int(task["vocab_size"])
-    for name, split in splits.items():
-        entry = {
-            "n": int(len(split.data)),
-            "data_shape": list(split.data.shape),
-            "data_dtype": str(split.data.dtype),
-            "data_range": [float(split.data.min()), float(split.data.max())],
-        }
-        if split.labels is not None and task["type"] != "reconstruction":
-            entry["labels_shape"] = list(split.labels.shape)
-            entry["labels_dtype"] = str(split.labels.dtype)
-            if task["type"] == "classification":
-                ids, counts = np.unique(split.labels, return_counts=True)
-                names = attrs.get("class_names")
-                entry["class_counts"] = {(names[i] if names and i < len(names) else str(i)): int(c) for i, c in zip(ids, counts)}
-            else:
-                entry["labels_range"] = [float(split.labels.min()), float(split.labels.max())]
-        if split.item_ids is not None:
-            entry["items"] = int(len(set(split.item_ids.tolist())))
-        out["splits"][name] = entry
-    return out
+def check_domains(split: SplitSource, domain_names: list | None) -> tuple[list[str], int | None]:
+    """`domains` of a split: int64 [N], ids >= 0 (and below len(domain_names)); the number of distinct ids."""
+    if not split.has("domains"):
+        return [], None
+    where, shape, dtype = split.where, split.shape("domains"), split.dtype("domains")
+    n_domains, n_data = split.rows.file_length("domains"), split.rows.file_length("data")
+    if dtype.kind not in "iu" or len(shape) != 1 or n_domains != n_data:
+        return [
+            f"{where}: key `domains` is {dtype} [{n_domains}{', ...' if len(shape) > 1 else ''}]; expected int64 [N] = [{n_data}], "
+            "one domain id per sample; write domains.astype('int64') with one entry per sample"
+        ], None
+    ids = split.domains()
+    if not len(ids):
+        return [], 0
+    low, high = int(ids.min()), int(ids.max())
+    count = len(domain_names) if domain_names else None
+    if low < 0 or (count is not None and high >= count):
+        span = f"[0, {count}) (the {count} names of `domain_names`)" if count is not None else "ids >= 0"
+        return [
+            f"{where}: key `domains` holds ids {low}..{high}; expected {span}; "
+            "number the domains 0, 1, ... and list their names in the root attribute `domain_names`"
+        ], None
+    return [], int(len(np.unique(ids)))
 
 
 def _open_problems(path: str) -> tuple[bool, list[str]]:
@@ -304,30 +374,33 @@ def _open_problems(path: str) -> tuple[bool, list[str]]:
     if not Path(path).is_file():
         return False, [f"{path}: file not found; build it first or fix tasks.<task>.data_path"]
     try:
-        with h5py.File(path, "r") as fh:
+        with open_h5(path) as fh:
             presplit = is_presplit(fh)
             partial = [s for s in SPLITS if s in fh] if not presplit else []
     except OSError as err:
+        if "locked" in str(err):
+            return False, [str(err)]
         return False, [f"{path}: not a readable HDF5 file ({err}); rebuild or re-download it"]
     if partial:
         return presplit, [f"{path}: has group(s) {partial} but not all of {list(SPLITS)}; add the missing split groups"]
     return presplit, []
 
 
-def _read_rollout_splits(path: str, task: dict, seed: int) -> tuple[dict[str, Split], dict]:
-    """A rollout file's auto-split successful rollouts and its counts; ValidationError on any rollout problem."""
-    arrays = scan_rollout(path, rollout_spec(task))
-    if arrays.problems:
-        raise ValidationError(path, arrays.problems)
-    whole = Split(data=arrays.data, labels=arrays.labels, item_ids=arrays.item_ids)
-    counts = {"groups": arrays.n_groups, "failed": arrays.n_failed, "used": int(len(arrays.data))}
-    return split_whole(whole, split_fractions(task), seed), counts
+def _class_count(task: dict, attrs: dict, scans: list[SplitScan]) -> tuple[int, str]:
+    """C and where it comes from: num_classes, class_names, or the largest id in the file + 1."""
+    if task.get("num_classes"):
+        return int(task["num_classes"]), "tasks.<task>.num_classes"
+    if "class_names" in attrs:
+        return len(attrs["class_names"]), "the `class_names` attribute"
+    highs = [int(s.class_range.high) for s in scans if s.class_range.high is not None]
+    return (max(highs) + 1 if highs else 0), "the largest id in the file + 1"
 
 
-def validate(path: str | Path, task: dict, seed: int | None = None) -> dict:
+def validate(path: str | Path, task: dict, seed: int | None = None, memory_budget_mb: float = DEFAULT_BUDGET_MB) -> dict:
     """Check `path` for `task`; return the summary or raise ValidationError with every problem.
 
-    `seed` is the auto-split seed; default the task's `split_seed` (0), as in training.
+    `seed` is the auto-split seed; default the task's `split_seed` (0), as in training. Splits are
+    read block by block, each block at most `memory_budget_mb` / BLOCK_SHARE.
     """
     path = str(path)
     seed = split_seed(task) if seed is None else seed
@@ -339,38 +412,70 @@ def validate(path: str | Path, task: dict, seed: int | None = None) -> dict:
         raise ValidationError(path, problems)
     rollout = None
     if is_rollout_task(task):
-        splits, rollout = _read_rollout_splits(path, task, seed)
-        attrs: dict = {}
-    else:
-        attrs = read_attrs(path)
-        try:
-            splits = load_splits(path, split_fractions(task), seed, task=task)
-        except KeyError as err:
-            raise ValidationError(path, [str(err.args[0])]) from err
-    num_classes = task.get("num_classes") or (len(attrs["class_names"]) if "class_names" in attrs else None)
-    for name, split in splits.items():
-        problems += check_split(path, name if presplit else f"auto-split {name}", split, task, num_classes)
+        arrays = scan_rollout(path, rollout_spec(task))
+        if arrays.problems:
+            raise ValidationError(path, arrays.problems)
+        rollout = {"groups": arrays.n_groups, "failed": arrays.n_failed, "used": int(len(arrays.data))}
+    try:
+        data = open_splits(path, {**task, "split_seed": seed}, memory_budget_mb)
+    except KeyError as err:
+        raise ValidationError(path, [str(err.args[0])]) from err
+    try:
+        return _validate_open(path, data, task, rollout)
+    finally:
+        data.close()
+
+
+def _validate_open(path: str, data: SplitFile, task: dict, rollout: dict | None) -> dict:
+    attrs = data.attrs
+    scans = [SplitScan(data[s], task, data.memory_budget_mb).run() for s in SPLITS]
+    problems = [p for scan in scans for p in scan.problems]
+    if task["type"] == "classification":
+        num_classes, source = _class_count(task, attrs, scans)
+        problems += [p for scan in scans for p in scan.class_problems(num_classes, source)]
     if not problems:
-        problems += check_consistency(path, splits, task) + check_names(path, attrs, splits, task, num_classes)
-    problems += check_leakage(path, splits)
+        problems += check_consistency(path, data, task) + check_names(path, attrs, data, task)
+    ids = {s: data[s].item_ids() for s in SPLITS}
+    problems += check_leakage(path, ids)
+    domains = {}
+    for s in SPLITS:
+        found, domains[s] = check_domains(data[s], data.domain_names)
+        problems += found
     if problems:
         raise ValidationError(path, problems)
-    summary = summarise(splits, task, attrs)
+    summary: dict = {"task": task.get("name"), "type": task["type"], "mapping": task["mapping"], "splits": {}}
+    if is_one_hot_task(task):
+        summary["input_encoding"], summary["vocab_size"] = "one_hot", int(task["vocab_size"])
+    names = attrs.get("class_names")
+    for name, scan in zip(SPLITS, scans):
+        entry = dict(scan.entry)
+        if task["type"] == "classification" and scan.labels_ok:
+            entry["class_counts"] = {(names[i] if names and i < len(names) else str(i)): int(c) for i, c in enumerate(scan.class_counts) if c}
+        if task["type"] == "reconstruction":
+            entry = {k: v for k, v in entry.items() if not k.startswith("labels")}
+        if ids[name] is not None:
+            entry["items"] = int(len(set(ids[name].tolist())))
+        if domains[name] is not None:
+            entry["domains"] = domains[name]
+        summary["splits"][name] = entry
+    if data.domain_names:
+        summary["domain_names"] = list(data.domain_names)
     if rollout is not None:
         summary["rollouts"] = rollout
     return summary
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`seqpipe validate --data H5 --task JSON --out JSON`"""
-    parser = argparse.ArgumentParser(prog="seqpipe validate", description=__doc__)
-    parser.add_argument("--data", required=True)
+    """`seqpipe validate --data H5 --task JSON --out JSON [--memory-budget-mb MB]`"""
+    parser = argparse.ArgumentParser(prog="seqpipe validate", description="Check a task's HDF5 file against its task type.")
+    parser.add_argument("--data", required=True, help="the task's HDF5 file")
     parser.add_argument("--task", required=True, help="the task's settings as JSON")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", required=True, help="where the JSON summary goes")
+    add_budget_option(parser)
     args = parser.parse_args(argv)
     try:
-        summary = validate(args.data, json.loads(args.task))
-    except ValidationError as err:
+        summary = validate(args.data, json.loads(args.task), memory_budget_mb=args.memory_budget_mb)
+    except (ValidationError, OSError) as err:
         log.error("%s", err)
         sys.exit(1)
     write_json(args.out, summary)

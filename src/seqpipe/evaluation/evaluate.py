@@ -1,24 +1,32 @@
-"""Evaluate a trained model's best checkpoint on the test split; add the metrics to its MLflow run."""
+"""Evaluate a trained model's best checkpoint on the test split; add the metrics to its MLflow run.
+
+Only the test split is read (`seqpipe.data.reader`): in memory when it fits `--memory-budget-mb`,
+else batch by batch from the file, predicting each batch as it comes.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from seqpipe.data.reader import StreamSplit, TaskFile, add_budget_option, open_task, targets
 from seqpipe.evaluation import pieces, predictions, stats
 from seqpipe.evaluation.metrics import classification_metrics, reconstruction_metrics, regression_metrics
 from seqpipe.evaluation.predictions import Predictions
 from seqpipe.io import read_json, write_json
 from seqpipe.models import Normalised, build_model
 from seqpipe.tracking.run import Tracker
-from seqpipe.training.data import TaskData, load_task_data
 
 log = logging.getLogger("seqpipe.evaluate")
+EVAL_BATCH = 256  # samples per prediction batch (fewer when the memory budget is small)
+RECONSTRUCTION_SCORING = 4  # whole-split reconstruction scoring needs about this many times the split's memory
 
 
 def load_checkpoint(path: str | Path) -> tuple[Normalised, dict]:
@@ -35,15 +43,142 @@ def predict(
     model: Normalised, x: torch.Tensor, task_type: str, batch_size: int = 256, probabilities: bool = False
 ) -> np.ndarray:
     """Class ids (or, with `probabilities`, class probabilities) for classification, values in the
-    targets' units otherwise."""
-    outs = []
-    for start in range(0, len(x), batch_size):
-        out = model(x[start : start + batch_size])
-        if task_type == "classification":
-            outs.append(torch.softmax(out.double(), -1).float() if probabilities else out.argmax(-1))
-        else:
-            outs.append(model.denormalise(out))
-    return torch.cat(outs).numpy()
+    targets' units otherwise (`x` in memory)."""
+    return np.concatenate([predict_batch(model, x[start : start + batch_size], task_type, probabilities)
+                           for start in range(0, len(x), batch_size)])
+
+
+@torch.no_grad()
+def predict_batch(model: Normalised, x: torch.Tensor, task_type: str, probabilities: bool = False) -> np.ndarray:
+    """One batch's predictions: class ids (or, with `probabilities`, class probabilities, float32) for
+    classification, values in the targets' units otherwise."""
+    out = model(x)
+    if task_type == "classification":
+        out = torch.softmax(out.double(), -1).float() if probabilities else out.argmax(-1)
+    else:
+        out = model.denormalise(out)
+    return out.cpu().numpy()
+
+
+class ReconstructionScore:
+    """`score` of a reconstruction task, summed batch by batch in float64 (a streamed test split).
+
+    Gives the same record as `score` on the whole arrays (mse, mae, per-feature MSE, per-step
+    metrics) without holding the inputs and reconstructions of the whole split.
+    """
+
+    def __init__(self, feature_names: list[str] | None):
+        self.feature_names, self.n = feature_names, 0
+        self.sq: np.ndarray | None = None
+        self.abs: np.ndarray | None = None
+
+    def add(self, y_true: np.ndarray, y_pred: np.ndarray) -> None:
+        """Add one batch of inputs [B, T, D] and their reconstructions."""
+        a, b = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+        if a.shape != b.shape:
+            raise ValueError(f"reconstruction_metrics: targets have shape {a.shape} but predictions {b.shape}; they must match")
+        for array, what in ((a, "inputs"), (b, "reconstructions")):
+            if not np.all(np.isfinite(array)):
+                bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+                raise ValueError(f"reconstruction_metrics {what}: {bad} non-finite values (NaN/inf); check the model outputs and the targets")
+        err = a - b
+        sq, ab = (err**2).sum(0), np.abs(err).sum(0)
+        self.sq, self.abs = (sq, ab) if self.sq is None else (self.sq + sq, self.abs + ab)
+        self.n += len(a)
+
+    def result(self) -> dict:
+        """The record `score` gives for a reconstruction task."""
+        if self.sq is None or not self.n:
+            raise ValueError("reconstruction_metrics: got empty arrays; the split has no samples to evaluate")
+        sq, ab, n = self.sq, self.abs, self.n
+        steps, width = sq.shape if sq.ndim == 2 else (1, sq.shape[-1])
+        sq, ab = sq.reshape(steps, width), ab.reshape(steps, width)
+        names = list(self.feature_names) if self.feature_names is not None else [f"f{i}" for i in range(width)]
+        if len(names) != width:
+            raise ValueError(f"reconstruction_metrics: {len(names)} feature names for {width} features (last axis)")
+        per_feature = sq.sum(0) / (n * steps)
+        return {
+            "metrics": {"mse": float(sq.sum() / (n * steps * width)), "mae": float(ab.sum() / (n * steps * width))},
+            "per_feature_mse": {str(name): float(v) for name, v in zip(names, per_feature)},
+            "primary": "mse",
+            "higher_is_better": False,
+            "per_step": [{"mse": float(sq[t].sum() / (n * width)), "mae": float(ab[t].sum() / (n * width))} for t in range(steps)],
+        }
+
+
+class SplitOutputs:
+    """A split's targets and outputs gathered batch by batch into what scoring and `predictions.h5` need.
+
+    `add` takes a batch of targets and outputs (class probabilities for classification, values in
+    the targets' units otherwise). Classification and regression keep targets and predictions per
+    sample (class ids; seq2static classification also its probabilities); reconstruction keeps
+    per-sample error sums and counts, and either the whole inputs and reconstructions (`whole`,
+    scored as arrays) or only running sums (`ReconstructionScore`, a streamed split).
+    """
+
+    def __init__(self, task: dict, n: int, names: dict, whole: bool = True):
+        self.task, self.n, self.names, self.filled = task, n, names, 0
+        self.arrays: dict[str, np.ndarray] = {}  # predictions.sample_arrays (y_true, y_pred for classification and regression)
+        self.whole: dict[str, np.ndarray] = {}  # a reconstruction split's inputs and reconstructions, when `whole`
+        reconstruction = task["type"] == "reconstruction"
+        self.running = ReconstructionScore(names.get("feature_names")) if reconstruction and not whole else None
+        self.keep_whole = reconstruction and whole
+
+    def _fill(self, into: dict[str, np.ndarray], batch: dict[str, np.ndarray]) -> None:
+        for key, value in batch.items():
+            if key not in into:  # filled in place: no small arrays left between the batches' large ones (heap fragmentation)
+                into[key] = np.empty((self.n, *value.shape[1:]), value.dtype)
+            into[key][self.filled : self.filled + len(value)] = value
+
+    def add(self, y_true: np.ndarray, outputs: np.ndarray) -> None:
+        """Add one batch of targets and outputs (in the split's order)."""
+        if self.running is not None:
+            self.running.add(y_true, outputs)
+        elif self.keep_whole:
+            self._fill(self.whole, {"y_true": y_true, "y_pred": outputs})
+        self._fill(self.arrays, predictions.sample_arrays(self.task["type"], y_true, outputs))
+        self.filled += len(y_true)
+
+    def result(self, item_ids: np.ndarray | None, predictions_path: str | Path | None = None) -> tuple[int, dict]:
+        """Sample count and `score` with intervals and piece-level metrics; writes `predictions_path` when given."""
+        if self.filled != self.n:
+            raise ValueError(f"evaluation: got {self.filled} outputs for a split of {self.n} samples")
+        if not self.n:
+            raise ValueError(f"{self.task['type']}_metrics: got empty arrays; the split has no samples to evaluate")
+        pred = predictions.from_arrays(self.task["type"], self.arrays, item_ids, tuple(self.names.get("class_names", ())))
+        if predictions_path:
+            predictions.save(predictions_path, pred)
+        if self.running is not None:
+            return self.n, self.running.result() | uncertainty(self.task, pred, self.names)
+        y = self.whole if self.keep_whole else self.arrays
+        return self.n, score(self.task, y["y_true"], y["y_pred"], self.names, pred)
+
+
+def score_split(
+    task: dict, data: TaskFile, predict_fn: Callable[[torch.Tensor], np.ndarray], split: str = "test",
+    predictions_path: str | Path | None = None,
+) -> tuple[int, dict]:
+    """Sample count and `score` (with intervals and piece-level metrics) of `predict_fn` on one split,
+    predicted batch by batch; the per-sample predictions go to `predictions_path` when given.
+
+    `predict_fn` gives a batch's class probabilities for classification, values otherwise. The
+    split is held in memory when it fits the budget, else read from the file batch by batch; a
+    streamed reconstruction split is scored as it goes (`ReconstructionScore`). Scoring a whole
+    reconstruction split takes float64 copies of inputs and outputs (about 4x the split), so that
+    one streams unless 4x fits.
+    """
+    need = data[split].estimate_mb() * (RECONSTRUCTION_SCORING if task["type"] == "reconstruction" else 1)
+    source = data.source(split, need <= data.memory_budget_mb)
+    batch_size = max(1, min(EVAL_BATCH, data[split].block_rows("data", data.memory_budget_mb)))
+    outputs = SplitOutputs(task, len(source), data.names, whole=not isinstance(source, StreamSplit))
+    for batch in source.batches(batch_size):
+        outputs.add(batch.y.cpu().numpy(), predict_fn(batch.x))
+    return outputs.result(data[split].item_ids(), predictions_path)
+
+
+def split_targets(task: dict, data: TaskFile, split: str = "test") -> np.ndarray:
+    """The targets of a classification or regression split, from its labels alone (the inputs are not read)."""
+    return np.ascontiguousarray(targets(task, None, data[split].labels()))
 
 
 def score(task: dict, y_true: np.ndarray, y_pred: np.ndarray, names: dict, pred: Predictions | None = None) -> dict:
@@ -112,26 +247,28 @@ def record(task: dict, model: str, seed: int, n: int, scored: dict) -> dict:
 
 
 def evaluate(
-    data: TaskData, task: dict, model: Normalised, model_name: str, seed: int, predictions_path: str | None = None
+    data: TaskFile, task: dict, model: Normalised, model_name: str, seed: int, predictions_path: str | Path | None = None
 ) -> dict:
-    """Metrics of `model` on the test split of `data`; the per-sample predictions go to
-    `predictions_path` (predictions.h5) when given."""
-    outputs = predict(model, data.x["test"], task["type"], probabilities=True)
-    return scored_record(data, task, model_name, seed, outputs, predictions_path)
+    """Metrics of `model` on the test split of `data`, predicted batch by batch (only the test split is
+    read); the per-sample predictions go to `predictions_path` (predictions.h5) when given."""
+    device = next(iter(model.buffers()), torch.zeros(())).device
+    n, scored = score_split(task, data, lambda x: predict_batch(model, x.to(device), task["type"], probabilities=True),
+                            predictions_path=predictions_path)
+    return record(task, model_name, seed, n, scored)
 
 
 def scored_record(
-    data: TaskData, task: dict, model_name: str, seed: int, outputs: np.ndarray, predictions_path: str | None = None
+    data: TaskFile, task: dict, model_name: str, seed: int, outputs: np.ndarray, predictions_path: str | Path | None = None,
+    y_true: np.ndarray | None = None,
 ) -> dict:
-    """The metrics record of test-split `outputs` (class probabilities or values); writes the
-    predictions file when `predictions_path` is given."""
-    y_true = data.y["test"].numpy()
-    y_pred = outputs.argmax(-1) if task["type"] == "classification" else outputs
-    item_ids = getattr(data, "item_ids", {}).get("test")
-    pred = predictions.from_outputs(task["type"], y_true, outputs, item_ids, tuple(data.names.get("class_names", ())))
-    if predictions_path:
-        predictions.save(predictions_path, pred)
-    return record(task, model_name, seed, len(y_pred), score(task, y_true, y_pred, data.names, pred))
+    """The metrics record of whole test-split `outputs` (class probabilities or values) of a
+    classification or regression task; writes the predictions file when `predictions_path` is given.
+    `y_true` defaults to the test split's targets (read from its labels)."""
+    y_true = split_targets(task, data) if y_true is None else y_true
+    gathered = SplitOutputs(task, len(y_true), data.names)
+    gathered.add(y_true, outputs)
+    n, scored = gathered.result(data["test"].item_ids(), predictions_path)
+    return record(task, model_name, seed, n, scored)
 
 
 def log_test_metrics(run: dict, tracking: dict | None, result: dict, run_dir: str | Path | None = None) -> bool:
@@ -167,12 +304,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--predictions", help="per-sample predictions to write (default: predictions.h5 beside --out)")
+    add_budget_option(parser)
     args = parser.parse_args(argv)
     task = json.loads(args.task)
     model, state = load_checkpoint(args.checkpoint)
-    data = load_task_data(args.data, task)
     predictions_path = args.predictions or str(Path(args.out).with_name("predictions.h5"))
-    result = evaluate(data, task, model, state["job"]["model"]["name"], args.seed, predictions_path)
+    try:
+        data = open_task(args.data, task, args.memory_budget_mb)
+        result = evaluate(data, task, model, state["job"]["model"]["name"], args.seed, predictions_path)
+    except (OSError, KeyError, ValueError) as err:  # a locked, unreadable or malformed file: the message says what to do
+        log.error("%s", err.args[0] if isinstance(err, KeyError) and err.args else err)
+        sys.exit(1)
     write_json(args.out, result)
     log.info("%s: %s", args.out, result["metrics"])
     log_test_metrics(read_json(args.run), read_json(args.tracking) if args.tracking else None, result, Path(args.out).parent)

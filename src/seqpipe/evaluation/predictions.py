@@ -52,22 +52,42 @@ def from_outputs(
 ) -> Predictions:
     """Predictions from model outputs: class probabilities [N, (T,) C] for classification,
     values in the targets' units otherwise."""
-    arrays: dict[str, np.ndarray] = {}
+    return from_arrays(task_type, sample_arrays(task_type, y_true, outputs), item_ids, class_names)
+
+
+def sample_arrays(task_type: str, y_true: np.ndarray, outputs: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-sample arrays `predictions.h5` keeps for a batch (or the whole split) of targets and outputs.
+
+    The values of a sample do not depend on the batch it came in, so the arrays of a split's
+    batches, concatenated, equal those of the whole split (a streamed split never holds its inputs).
+    """
     if task_type == "classification":
-        arrays["y_true"] = np.asarray(y_true, dtype=np.int64)
-        arrays["y_pred"] = np.asarray(outputs).argmax(-1).astype(np.int64)
-        if arrays["y_true"].ndim == 1:
+        y_true = np.asarray(y_true, dtype=np.int64)
+        arrays = {"y_true": y_true, "y_pred": np.asarray(outputs).argmax(-1).astype(np.int64)}
+        if y_true.ndim == 1:
             arrays["probabilities"] = np.asarray(outputs, dtype=np.float32)
-    elif task_type == "reconstruction":
-        err = np.asarray(y_true, dtype=np.float64) - np.asarray(outputs, dtype=np.float64)
-        flat = err.reshape(len(err), -1)
-        arrays |= {"squared_error": (flat**2).sum(1), "absolute_error": np.abs(flat).sum(1),
-                   "count": np.full(len(err), float(flat.shape[1]))}
-    else:
-        arrays |= {"y_true": np.asarray(y_true, dtype=np.float32), "y_pred": np.asarray(outputs, dtype=np.float32)}
+        return arrays
+    if task_type == "reconstruction":
+        return reconstruction_errors(y_true, outputs)
+    return {"y_true": np.asarray(y_true, dtype=np.float32), "y_pred": np.asarray(outputs, dtype=np.float32)}
+
+
+def reconstruction_errors(y_true: np.ndarray, outputs: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-sample `squared_error` and `absolute_error` sums (float64) and element `count` of inputs and reconstructions."""
+    err = np.asarray(y_true, dtype=np.float64) - np.asarray(outputs, dtype=np.float64)
+    flat = err.reshape(len(err), -1)
+    return {"squared_error": (flat**2).sum(1), "absolute_error": np.abs(flat).sum(1), "count": np.full(len(err), float(flat.shape[1]))}
+
+
+def from_arrays(
+    task_type: str, arrays: dict[str, np.ndarray], item_ids: np.ndarray | None = None, class_names: tuple[str, ...] = ()
+) -> Predictions:
+    """Predictions from per-sample arrays (`sample_arrays` of a whole split) and the split's item ids."""
+    arrays = dict(arrays)
     if item_ids is not None:
-        if len(item_ids) != len(y_true):
-            raise ValueError(f"predictions: {len(item_ids)} item ids for {len(y_true)} samples; expected one per sample")
+        n = len(next(iter(arrays.values())))
+        if len(item_ids) != n:
+            raise ValueError(f"predictions: {len(item_ids)} item ids for {n} samples; expected one per sample")
         arrays["item_ids"] = np.asarray(item_ids).astype(str)
     return Predictions(task_type, arrays, tuple(str(c) for c in class_names))
 

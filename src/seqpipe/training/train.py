@@ -35,13 +35,13 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from seqpipe import __version__
 from seqpipe.data.hdf5 import read_attrs
+from seqpipe.data.reader import TrainingData, epoch_order, training_data
 from seqpipe.io import atomic_path, config_hash, read_json, write_json, write_text
 from seqpipe.models import Normalised, build_model
 from seqpipe.tracking.invocation import with_invocation
 from seqpipe.tracking.run import Tracker, git_commit
 from seqpipe.training import backends, checkpoint, gpus, losses
 from seqpipe.training.figures import plot_history
-from seqpipe.training.loader import TrainingData, epoch_order, training_data
 from seqpipe.training.losses import check_losses, total_loss
 from seqpipe.training.precision import Precision, choose_precision
 from seqpipe.training.schedule import make_optimizer, make_scheduler, step_scheduler
@@ -533,7 +533,7 @@ def train(job: dict, data_path: str | Path, out_dir: str | Path, tracking: dict 
     generator = seed_everything(job["seed"])
     check_losses(job["task"]["losses"])
     regularizers_fn(training["regularizers"])
-    data = training_data(data_path, job["task"], training["memory_budget_mb"], training["num_workers"])
+    data = training_data(data_path, job["task"], training["memory_budget_mb"], training["num_workers"], device)
     for folder in {out_dir, state_dir}:
         checkpoint.remove_partial(folder)
     key = checkpoint.resume_key(job, data_path)
