@@ -45,6 +45,7 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    """Everything the configuration asks for: every run, baseline and the leaderboard."""
     default_target: True
     input:
         all_targets(),

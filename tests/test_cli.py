@@ -4,6 +4,7 @@ command, errors as one paragraph, and a plain `snakemake` that uses this machine
 import argparse
 import importlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,30 +79,7 @@ def test_every_rule_has_a_docstring():
     snakemake = Path(sys.executable).with_name("snakemake")
     out = subprocess.run([str(snakemake), "--list-rules"], cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    rules = [line for line in out.stdout.splitlines() if line.strip()]
-    names = [line for line in rules if not line.startswith((" ", "\t"))]
-    described = [line for line in rules if line.startswith((" ", "\t"))]
-    assert names and len(described) >= len(names), f"rules without a docstring among: {names}"
-
-
-def test_builtin_errors_raised_by_seqpipe_are_own_errors_but_library_errors_keep_their_traceback():
-    from seqpipe.cli import is_own_error
-    from seqpipe.config import deep_merge
-
-    try:
-        from seqpipe.tracking.relocate import relocate
-
-        relocate("/nonexistent/store.db", "/tmp")
-    except Exception as err:  # a seqpipe class
-        assert is_own_error(err)
-    try:
-        raise ValueError("raised by the test itself, outside seqpipe")
-    except ValueError as err:
-        assert not is_own_error(err)
-    try:
-        import numpy as np
-
-        np.zeros(3).reshape(2)
-    except ValueError as err:
-        assert not is_own_error(err)
-    assert deep_merge({}, {}) == {}
+    rules = [line for line in out.stdout.splitlines() if line.strip() and not line.startswith("Using ")]
+    assert len(rules) >= 10
+    bare = [line for line in rules if not re.fullmatch(r"\w+ \(.{20,}\)", line)]
+    assert not bare, f"rules without a docstring: {bare}"

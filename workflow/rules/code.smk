@@ -3,6 +3,7 @@
 
 
 rule code_stamp:
+    """Checksum the seqpipe source files a group of rules runs, so a code edit reruns exactly those rules."""
     input:
         code_files,
     output:

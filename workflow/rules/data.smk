@@ -4,6 +4,7 @@
 
 
 rule demo:
+    """Generate a dataset's offline demo copy in its real layout (MIDI or audio files plus metadata) and its manifest."""
     input:
         code=code("seqpipe.data.demo", "seqpipe.data.manifest"),
     output:
@@ -30,6 +31,7 @@ rule demo:
 
 
 rule download:
+    """Download a dataset's archives (resumable, size and SHA-256 checked), extract them safely and write the manifest."""
     input:
         code=dataset_code("seqpipe.data.download", "seqpipe.data.manifest"),
     output:
@@ -55,6 +57,7 @@ rule download:
 
 
 rule index_root:
+    """Index a dataset copy you already have (`datasets.<name>.root`): list its files, checksums and skipped items."""
     input:
         code=dataset_code("seqpipe.data.manifest"),
     output:

@@ -3,6 +3,7 @@
 
 
 rule evaluate:
+    """Score one trained model's best checkpoint on the task's test split, with bootstrap intervals and per-sample predictions."""
     input:
         h5=task_h5,
         best="results/runs/{task}/{model}/{seed}/best.pt",
@@ -30,6 +31,7 @@ rule evaluate:
 
 
 rule baseline:
+    """Score the task's trivial baseline (majority class or train mean) on the same test split, for the leaderboard."""
     input:
         h5=task_h5,
         validation="results/validation/{task}.json",

@@ -5,6 +5,7 @@
 # Either way the HDF5 bytes are the same. The skipped report is declared as a log, so Snakemake
 # keeps it when the job fails; the last good HDF5 is kept under results/features/.previous/.
 rule features_shard:
+    """Extract one shard (a slice of the manifest's items) of a sharded feature set into a part file."""
     input:
         manifest="resources/raw/{dataset}.manifest.json",
         code=feature_code,
@@ -33,6 +34,7 @@ rule features_shard:
 
 
 rule features:
+    """Build one feature set's HDF5 file: extract every item (or merge the shards' parts) and report skipped files."""
     input:
         manifest="resources/raw/{dataset}.manifest.json",
         code=feature_code,

@@ -3,6 +3,7 @@
 
 
 rule tracking_setup:
+    """Create the MLflow store and experiment once, before training fans out (a down server is recorded, not fatal)."""
     input:
         code=code("seqpipe.tracking.setup"),
     output:

@@ -12,6 +12,7 @@
 
 
 rule train:
+    """Train one (task, model, seed): checkpoints, facts, figures and its MLflow run; resumes after a kill, restores from the run cache."""
     input:
         h5=task_h5,
         validation="results/validation/{task}.json",
