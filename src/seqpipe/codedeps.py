@@ -91,9 +91,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from seqpipe.io import write_text
 
-    parser = argparse.ArgumentParser(prog="seqpipe code-stamp", description=__doc__)
-    parser.add_argument("--src", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("files", nargs="+")
+    parser = argparse.ArgumentParser(prog="seqpipe code-stamp", description="Write the checksums of the source files a rule runs "
+                                     "(its code stamp): a rule depending on the stamp reruns when that code changes.")
+    parser.add_argument("--src", required=True, help="the source folder the files are listed relative to (src)")
+    parser.add_argument("--out", required=True, help="the stamp file to write (results/code/<modules>.sha256)")
+    parser.add_argument("files", nargs="+", help="the source files to checksum")
     args = parser.parse_args(argv)
     write_text(args.out, stamp(args.files, args.src))

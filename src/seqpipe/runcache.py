@@ -187,24 +187,28 @@ def main(argv: list[str] | None = None) -> int:
     """`seqpipe run-cache [list] ...`: run a job's command through the run cache, or list entries."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["list"]:
-        parser = argparse.ArgumentParser(prog="seqpipe run-cache list", description="cached outputs, oldest first")
-        parser.add_argument("--dir", default="resources/cache")
+        parser = argparse.ArgumentParser(prog="seqpipe run-cache list", description="List the cached outputs, oldest first.")
+        parser.add_argument("--dir", default="resources/cache", help="the cache folder (default: %(default)s)")
         parser.add_argument("under", nargs="?", default="", help="only outputs under this path, e.g. results/runs/groove_style/gru/0")
         args = parser.parse_args(argv[1:])
         for entry in entries(args.dir, args.under):
             names = ", ".join(f["name"] for f in entry["files"])
             print(f"{entry['created']}  {entry['folder']}  {names}")
         return 0
-    if "--" not in argv:
-        raise SystemExit("seqpipe run-cache: give the command after `--`")
-    split = argv.index("--")
-    parser = argparse.ArgumentParser(prog="seqpipe run-cache", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    split = argv.index("--") if "--" in argv else len(argv)
+    parser = argparse.ArgumentParser(
+        prog="seqpipe run-cache", epilog="`seqpipe run-cache list [UNDER]` lists the cached outputs.",
+        usage="seqpipe run-cache --kind KIND --params JSON [--inputs F ...] --outputs F ... [--extra F ...] -- COMMAND ...",
+        description="Run a job's command through the run cache: when a job with the same params and input contents ran "
+        "before, restore its outputs instead of running it; otherwise run it and keep its outputs.")
     parser.add_argument("--cache", default=os.environ.get("SEQPIPE_RUN_CACHE", "{}"),
                         help='the `cache` config section as JSON, {"enabled": true, "dir": "resources/cache"} (default: $SEQPIPE_RUN_CACHE)')
     parser.add_argument("--kind", required=True, help="the job kind (rule name): train, features")
     parser.add_argument("--params", required=True, help="the job's parameters as JSON")
     parser.add_argument("--inputs", nargs="*", default=[], help="the input files whose content determines the outputs")
-    parser.add_argument("--outputs", nargs="+", required=True)
+    parser.add_argument("--outputs", nargs="+", required=True, help="the job's declared outputs (restored or stored)")
     parser.add_argument("--extra", nargs="*", default=[], help="files kept with the outputs when they exist (not declared outputs)")
     args = parser.parse_args(argv[:split])
+    if split == len(argv):
+        parser.error("give the command to run after `--`")
     return run_cached(json.loads(args.cache), args.kind, args.params, args.inputs, args.outputs, args.extra, argv[split + 1 :])

@@ -570,7 +570,7 @@ def fetch_dataset(name: str, downloads: Path, out: Path, *, base_url: str | None
 def main(argv: list[str] | None = None) -> None:
     """`seqpipe download --dataset NAME --out DIR [--downloads DIR] [--manifest FILE] [--base-url URL]`"""
     parser = argparse.ArgumentParser(prog="seqpipe download", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", required=True, choices=dataset_names())
+    parser.add_argument("--dataset", required=True, choices=dataset_names(), help="the dataset to download")
     parser.add_argument("--downloads", default="resources/downloads", help="folder for the archives (kept, reused)")
     parser.add_argument("--out", required=True, help="folder to extract the archives into")
     parser.add_argument("--manifest", help="also write the manifest of the extracted files here")

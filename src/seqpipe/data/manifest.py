@@ -89,11 +89,12 @@ def read_manifest(path: str | Path) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     """`seqpipe manifest --dataset NAME --root DIR --out FILE`"""
-    parser = argparse.ArgumentParser(prog="seqpipe manifest", description=__doc__)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--root", required=True)
-    parser.add_argument("--source", default="root")
-    parser.add_argument("--out", required=True)
+    parser = argparse.ArgumentParser(prog="seqpipe manifest", description="List a dataset copy's files with their checksums, and "
+                                     "the items its metadata lists that cannot be read, for the feature stage.")
+    parser.add_argument("--dataset", required=True, help="the dataset module (groove, maestro, deam, lakh, folder)")
+    parser.add_argument("--root", required=True, help="the folder the dataset's archive extracted to")
+    parser.add_argument("--source", default="root", help="where the copy came from (root, demo, download; recorded)")
+    parser.add_argument("--out", required=True, help="the manifest to write")
     args = parser.parse_args(argv)
     out = Path(args.out)
     try:

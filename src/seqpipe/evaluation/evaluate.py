@@ -295,14 +295,15 @@ def log_test_metrics(run: dict, tracking: dict | None, result: dict, run_dir: st
 def main(argv: list[str] | None = None) -> None:
     """`seqpipe evaluate --data H5 --task JSON --checkpoint best.pt --run run.json --seed N --out metrics.json
     [--predictions predictions.h5]`"""
-    parser = argparse.ArgumentParser(prog="seqpipe evaluate", description=__doc__)
-    parser.add_argument("--data", required=True)
+    parser = argparse.ArgumentParser(prog="seqpipe evaluate", description="Score a trained model's best checkpoint on its task's "
+                                     "test split: metrics with bootstrap intervals, piece-level metrics, per-sample predictions.")
+    parser.add_argument("--data", required=True, help="the task's HDF5 file")
     parser.add_argument("--task", required=True, help="the task's settings as JSON")
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint", required=True, help="the run's best.pt")
     parser.add_argument("--run", required=True, help="run.json of the training job")
-    parser.add_argument("--tracking")
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--tracking", help="tracking.json: also log the test metrics to the run in MLflow")
+    parser.add_argument("--seed", type=int, required=True, help="the run's seed (recorded in metrics.json)")
+    parser.add_argument("--out", required=True, help="where metrics.json goes")
     parser.add_argument("--predictions", help="per-sample predictions to write (default: predictions.h5 beside --out)")
     add_budget_option(parser)
     args = parser.parse_args(argv)

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     """`seqpipe features` (see the module docstring for the three forms)."""
     parser = argparse.ArgumentParser(prog="seqpipe features", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--manifest", required=True)
+    parser.add_argument("--manifest", required=True, help="the dataset's manifest (resources/raw/<dataset>.manifest.json)")
     parser.add_argument("--spec", required=True, help="the feature set's settings as JSON")
     parser.add_argument("--out", help="the feature set's HDF5 file")
     parser.add_argument("--skipped", help="the skipped-files report (JSON)")
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shard", help="I/N: extract only shard I of N into --part")
     parser.add_argument("--part", help="the part file a --shard job writes")
     parser.add_argument("--previous", help="also keep a good file here (a hard link); a failure names it")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="extraction processes (default: 1)")
     args = parser.parse_args(argv)
     try:
         spec = json.loads(args.spec)

@@ -56,8 +56,8 @@ def relocate(db: str | Path, new_root: str | Path, old: str | None = None) -> in
 
 def main(argv: list[str] | None = None) -> int:
     """`seqpipe relocate-mlflow [--store results/mlflow/mlflow.db] [--artifacts results/mlflow/artifacts]`"""
-    parser = argparse.ArgumentParser(prog="seqpipe relocate-mlflow", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="seqpipe relocate-mlflow", description="Point a moved or copied SQLite MLflow store at its "
+                                     "artifacts' new folder (a SQLite store records absolute artifact locations).")
     parser.add_argument("--store", default="results/mlflow/mlflow.db", help="the moved SQLite store (default: %(default)s)")
     parser.add_argument("--artifacts", default="results/mlflow/artifacts", help="the moved artifact folder (default: %(default)s)")
     parser.add_argument("--old", help="the old artifact root (default: the one recorded in the store)")

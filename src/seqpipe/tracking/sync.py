@@ -244,7 +244,8 @@ def sync(runs_dir: str | Path, tracking: dict) -> tuple[list[str], list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     """`seqpipe sync-mlflow --runs results/runs --tracking results/mlflow/tracking.json [--dry-run]`"""
-    parser = argparse.ArgumentParser(prog="seqpipe sync-mlflow", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="seqpipe sync-mlflow", description="Log to MLflow the runs (and test metrics) that were "
+                                     "trained while the tracking server was unreachable, from the files they wrote.")
     parser.add_argument("--runs", default="results/runs", help="folder of training runs (searched for run.json)")
     parser.add_argument("--tracking", default="results/mlflow/tracking.json", help="tracking.json written by `seqpipe tracking-setup`")
     parser.add_argument("--dry-run", action="store_true", help="only list the run folders that need syncing")

@@ -571,13 +571,15 @@ def train(job: dict, data_path: str | Path, out_dir: str | Path, tracking: dict 
 
 def main(argv: list[str] | None = None) -> None:
     """`seqpipe train --data H5 --job JSON [--runtime JSON] --tracking JSON --out-dir DIR [--resume-dir DIR] [--threads N] [--gpu-locks DIR] [--gpu-share N]`"""
-    parser = argparse.ArgumentParser(prog="seqpipe train", description=__doc__)
-    parser.add_argument("--data", required=True)
+    parser = argparse.ArgumentParser(prog="seqpipe train", description="Train one model on one task with one seed: writes best.pt, "
+                                     "last.pt, model.pt, scalars.csv, figures and run.json, logs to MLflow, and resumes an "
+                                     "interrupted run of the same job.")
+    parser.add_argument("--data", required=True, help="the task's HDF5 file")
     parser.add_argument("--job", required=True, help="the job's resolved settings as JSON")
     parser.add_argument("--tracking", help="tracking.json written by `seqpipe tracking-setup`")
-    parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--out-dir", required=True, help="the run folder (results/runs/<task>/<model>/<seed>)")
     parser.add_argument("--resume-dir", help="where the resume state lives, outside the rule's outputs (default: the run folder)")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default: 1)")
     parser.add_argument("--gpu-locks", help="folder of the GPU lock files: with CUDA_VISIBLE_DEVICES unset, claim a GPU of "
                                             "this machine that no other training job holds (seqpipe.training.gpus)")
     parser.add_argument("--gpu-share", type=int, default=1, help="jobs sharing this GPU (packed jobs): each gets 1/N of its memory")
