@@ -59,6 +59,15 @@ def datasets_from(source):
     return "|".join(names) or "NONE"
 
 
+def demo_code(wildcards):
+    """The demo rule's code: the entry point, this dataset's generator and the manifest."""
+    return code(
+        "seqpipe.data.demo",
+        f"seqpipe.data.demo.{wildcards.dataset}",
+        "seqpipe.data.manifest",
+    )
+
+
 def feature_code(wildcards):
     kind = config["features"][wildcards.feature_set]["kind"]
     dataset = config["features"][wildcards.feature_set]["dataset"]

@@ -5,7 +5,7 @@
 
 rule demo:
     input:
-        code=code("seqpipe.data.demo", "seqpipe.data.manifest"),
+        code=demo_code,
     output:
         raw=directory("resources/raw/{dataset}"),
         manifest="resources/raw/{dataset}.manifest.json",
