@@ -202,7 +202,7 @@ def test_streamed_batches_equal_memory_batches(tmp_path):
     task = job("classification", "mlp")["task"]
     memory, streamed = memory_task_data(h5, task), stream_task_data(h5, task, num_workers=1)
     order = epoch_order(240, 5, torch.Generator().manual_seed(0))
-    for (xm, ym), (xs, ys) in zip(memory.splits["train"].batches(32, order), streamed.splits["train"].batches(32, order), strict=True):
+    for (xm, ym, _), (xs, ys, _) in zip(memory.splits["train"].batches(32, order), streamed.splits["train"].batches(32, order), strict=True):
         assert torch.equal(xm, xs) and torch.equal(ym, ys)
     assert isinstance(memory.splits["val"], MemorySplit)
 
@@ -264,7 +264,7 @@ def test_one_hot_inputs_stream_like_memory(tmp_path):
     assert streamed.dims == memory.dims and streamed.dims["in_dim"] == 5
     assert all(torch.equal(a, b) for a, b in zip(streamed.x_stats, memory.x_stats))  # one-hot: mean 0, std 1
     order = epoch_order(40, 3, torch.Generator().manual_seed(1))
-    for (xm, ym), (xs, ys) in zip(memory.splits["train"].batches(8, order), streamed.splits["train"].batches(8, order), strict=True):
+    for (xm, ym, _), (xs, ys, _) in zip(memory.splits["train"].batches(8, order), streamed.splits["train"].batches(8, order), strict=True):
         assert torch.equal(xm, xs) and torch.equal(ym, ys)
 
 

@@ -97,11 +97,12 @@ def check_config(config: dict) -> None:
     """Cross-reference checks the schema cannot express; raise ConfigError naming the key."""
     features, models = config.get("features", {}), config["models"]
     for name, task in config["tasks"].items():
-        if "features" in task and task["features"] not in features:
-            raise ConfigError(
-                f"config key tasks.{name}.features: feature set {task['features']!r} is not defined; "
-                f"define it under `features:` or use one of: {', '.join(sorted(features)) or '(none)'}"
-            )
+        for feature_set in [task["features"]] if isinstance(task.get("features"), str) else task.get("features", []):
+            if feature_set not in features:
+                raise ConfigError(
+                    f"config key tasks.{name}.features: feature set {feature_set!r} is not defined; "
+                    f"define it under `features:` or use one of: {', '.join(sorted(features)) or '(none)'}"
+                )
         for model in task.get("models", []):
             if model not in models:
                 raise ConfigError(

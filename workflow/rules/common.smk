@@ -94,6 +94,11 @@ def task_h5(wildcards):
     return plan.task_h5(config, wildcards.task)
 
 
+def task_sources(wildcards):
+    """Feature set -> HDF5 file of each feature set a task draws on."""
+    return plan.task_sources(config, wildcards.task)
+
+
 def task_params(wildcards):
     return json.dumps(task_config(config, wildcards.task), sort_keys=True)
 

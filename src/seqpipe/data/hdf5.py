@@ -34,6 +34,7 @@ class Split:
     data: np.ndarray
     labels: np.ndarray | None
     item_ids: np.ndarray | None  # str per sample, or None when the file has none
+    domains: np.ndarray | None = None  # int64 domain id per sample (root attr `domain_names`), or None
 
 
 def write_splits(path: str | Path, splits: dict[str, dict[str, np.ndarray]], attrs: dict) -> None:
@@ -88,7 +89,7 @@ def _read_group(group: h5py.Group, index: np.ndarray | None = None) -> Split:
             array = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in array])
         return array
 
-    return Split(data=read("data"), labels=read("labels"), item_ids=read("item_ids"))
+    return Split(data=read("data"), labels=read("labels"), item_ids=read("item_ids"), domains=read("domains"))
 
 
 def auto_split_indices(n: int, fractions: list[float], seed: int, groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -154,6 +155,7 @@ def split_whole(whole: Split, fractions: list[float], seed: int) -> dict[str, Sp
             data=whole.data[idx],
             labels=None if whole.labels is None else whole.labels[idx],
             item_ids=None if whole.item_ids is None else whole.item_ids[idx],
+            domains=None if whole.domains is None else whole.domains[idx],
         )
         for split, idx in index.items()
     }

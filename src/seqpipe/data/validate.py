@@ -22,6 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from seqpipe.data.domains import ATTR, check_domains
 from seqpipe.data.hdf5 import (
     Split,
     is_one_hot_task,
@@ -352,10 +353,12 @@ def validate(path: str | Path, task: dict, seed: int | None = None) -> dict:
         problems += check_split(path, name if presplit else f"auto-split {name}", split, task, num_classes)
     if not problems:
         problems += check_consistency(path, splits, task) + check_names(path, attrs, splits, task, num_classes)
-    problems += check_leakage(path, splits)
+    problems += check_leakage(path, splits) + check_domains(path, attrs, splits)
     if problems:
         raise ValidationError(path, problems)
     summary = summarise(splits, task, attrs)
+    if attrs.get(ATTR):
+        summary[ATTR] = attrs[ATTR]
     if rollout is not None:
         summary["rollouts"] = rollout
     return summary

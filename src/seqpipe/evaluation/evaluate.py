@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from seqpipe.data.domains import domain_accuracy
 from seqpipe.evaluation.metrics import classification_metrics, reconstruction_metrics, regression_metrics
 from seqpipe.io import read_json, write_json
 from seqpipe.models import Normalised, build_model
@@ -61,10 +62,21 @@ def record(task: dict, model: str, seed: int, n: int, scored: dict) -> dict:
     return {"task": task["name"], "model": model, "seed": seed, "task_type": task["type"], "split": "test", "n_samples": n, **scored}
 
 
+@torch.no_grad()
+def adversary_scores(model: Normalised, x: torch.Tensor, domains: torch.Tensor | None, batch_size: int = 256) -> dict:
+    """Domain accuracy of a model's domain adversary (tcn_vae) on known domain ids; {} without either."""
+    if domains is None or getattr(model.net, "domain_logits", None) is None or model.net.domain_head is None:
+        return {}
+    logits = torch.cat([model.net.domain_logits((xb - model.x_mean) / model.x_std) for xb in x.split(batch_size)])
+    return domain_accuracy(logits.numpy(), domains.numpy())
+
+
 def evaluate(data: TaskData, task: dict, model: Normalised, model_name: str, seed: int) -> dict:
-    """Metrics of `model` on the test split of `data`."""
+    """Metrics of `model` on the test split of `data` (and its domain adversary's accuracy where it has one)."""
     y_pred = predict(model, data.x["test"], task["type"])
-    return record(task, model_name, seed, len(y_pred), score(task, data.y["test"].numpy(), y_pred, data.names))
+    result = record(task, model_name, seed, len(y_pred), score(task, data.y["test"].numpy(), y_pred, data.names))
+    result["metrics"].update(adversary_scores(model, data.x["test"], data.domains.get("test")))
+    return result
 
 
 def log_test_metrics(run: dict, tracking: dict | None, result: dict) -> None:

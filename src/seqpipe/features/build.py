@@ -23,6 +23,8 @@ import numpy as np
 from pebble import ProcessExpired, ProcessPool
 
 from seqpipe import __version__
+from seqpipe.data.domains import ATTR as DOMAIN_ATTR
+from seqpipe.data.domains import encode_domains
 from seqpipe.data.hdf5 import write_splits
 from seqpipe.data.manifest import files_digest, read_manifest
 from seqpipe.datasets import SPLITS, Item, get_dataset
@@ -115,11 +117,25 @@ def encode_targets(items: list[Item], target: str | list[str] | None) -> tuple[d
     return values, {"target_names": names}
 
 
+def item_domains(items: list[Item], column: str | None) -> dict:
+    """Domain id per item id from the label `column` (and the names under `domain_names`); {} without a column."""
+    if not column:
+        return {}
+    missing = [item.item_id for item in items if column not in item.labels]
+    if missing:
+        raise KeyError(f"item {missing[0]}: no label {column!r} for the feature set's `domain`; it has {sorted(items[0].labels) if items else []}")
+    ids, names = encode_domains([str(item.labels[column]) for item in items])
+    return {**{item.item_id: int(i) for item, i in zip(items, ids)}, DOMAIN_ATTR: names}
+
+
 def assemble(results: list[Extracted], spec: dict) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
     """Window every extracted item and group the windows by split."""
     ok = [r for r in results if r.features is not None]
     labels, label_attrs = encode_targets([r.item for r in ok], spec["target"])
-    parts: dict[str, dict[str, list]] = {s: {"data": [], "labels": [], "item_ids": [], "window_start": []} for s in SPLITS}
+    domains = item_domains([r.item for r in ok], spec.get("domain"))
+    if domains:
+        label_attrs[DOMAIN_ATTR] = domains.pop(DOMAIN_ATTR)
+    parts: dict[str, dict[str, list]] = {s: {"data": [], "labels": [], "item_ids": [], "window_start": [], "domains": []} for s in SPLITS}
     for r in ok:
         data, starts = windows(r.features, spec["window"], spec["hop"])
         part = parts[r.item.split]
@@ -128,6 +144,8 @@ def assemble(results: list[Extracted], spec: dict) -> tuple[dict[str, dict[str, 
             part["labels"].append(np.repeat(labels[r.item.item_id][None], len(data), axis=0))
         part["item_ids"].append(np.array([r.item.item_id] * len(data)))
         part["window_start"].append(starts)
+        if domains:
+            part["domains"].append(np.full(len(data), domains[r.item.item_id], dtype=np.int64))
     splits = {}
     for split, part in parts.items():
         if not part["data"]:

@@ -33,6 +33,7 @@ class TaskData:
     dims: dict  # in_dim, seq_len, out_dim, mapping, out_len, target_dim (the keyword arguments of build_model)
     names: dict = field(default_factory=dict)  # class_names / target_names / feature_names
     input_encoding: str = "dense"  # dense or one_hot (one-hot inputs keep mean 0, std 1)
+    domains: dict[str, torch.Tensor | None] = field(default_factory=dict)  # int64 [N] per split, None without `domains`
 
 
 def one_hot(ids: np.ndarray, vocab_size: int, where: str = "data") -> np.ndarray:
@@ -129,7 +130,8 @@ def load_task_data(path: str | Path, task: dict, split_seed: int | None = None) 
     y = {s: torch.from_numpy(np.ascontiguousarray(targets(task, arrays[s], splits[s].labels))) for s in SPLITS}
     names = file_names(path, task, x["train"].shape[-1])
     dims = task_dims(task, x["train"], y, names)
-    return TaskData(x=x, y=y, dims=dims, names=names, input_encoding="one_hot" if is_one_hot_task(task) else "dense")
+    domains = {s: None if splits[s].domains is None else torch.from_numpy(splits[s].domains.astype(np.int64)) for s in SPLITS}
+    return TaskData(x=x, y=y, dims=dims, names=names, input_encoding="one_hot" if is_one_hot_task(task) else "dense", domains=domains)
 
 
 def is_one_hot(values: torch.Tensor) -> bool:

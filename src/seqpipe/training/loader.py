@@ -22,6 +22,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import h5py
 import numpy as np
@@ -50,6 +51,14 @@ class TrainingData:
     streaming: bool = False
 
 
+class Batch(NamedTuple):
+    """One batch: inputs, targets and the domain id per sample (None when the file has no `domains`)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    domain: torch.Tensor | None = None
+
+
 def epoch_order(n: int, block: int, generator: torch.Generator) -> torch.Tensor:
     """A permutation of range(n) made of shuffled contiguous blocks of `block` samples (block 1: randperm)."""
     if block <= 1:
@@ -62,8 +71,8 @@ def epoch_order(n: int, block: int, generator: torch.Generator) -> torch.Tensor:
 class MemorySplit:
     """A split held as tensors: batches are views (in order) or one gather per batch (shuffled)."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor):
-        self.x, self.y = x, y
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, domain: torch.Tensor | None = None):
+        self.x, self.y, self.domain = x, y, domain
 
     def __len__(self) -> int:
         return len(self.x)
@@ -71,14 +80,15 @@ class MemorySplit:
     def default_block(self, batch_size: int) -> int:
         return 1  # a full shuffle: gathering from memory costs the same for any order
 
-    def batches(self, batch_size: int, order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        x, y = self.x, self.y
+    def batches(self, batch_size: int, order: torch.Tensor | None = None) -> Iterator[Batch]:
+        x, y, d = self.x, self.y, self.domain
         if order is None:
             for start in range(0, len(x), batch_size):
-                yield x[start : start + batch_size], y[start : start + batch_size]
+                part = slice(start, start + batch_size)
+                yield Batch(x[part], y[part], None if d is None else d[part])
         else:
             for idx in order.split(batch_size):
-                yield x.index_select(0, idx), y.index_select(0, idx)
+                yield Batch(x.index_select(0, idx), y.index_select(0, idx), None if d is None else d.index_select(0, idx))
 
 
 class H5Batches(torch.utils.data.Dataset):
@@ -126,12 +136,13 @@ class H5Batches(torch.utils.data.Dataset):
     def read_inputs(self, positions: np.ndarray) -> np.ndarray:
         return encode_inputs(self.task, self.read_rows("data", positions), f"{self.path} [{self.group or 'root'}]")
 
-    def __getitem__(self, positions) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, positions) -> Batch:
         positions = np.asarray(positions, dtype=np.int64)
         x = self.read_inputs(positions)
         labels = None if self.task["type"] == "reconstruction" else self.read_rows("labels", positions)
         y = np.ascontiguousarray(targets(self.task, x, labels))
-        return torch.from_numpy(x), torch.from_numpy(y)
+        domains = self.read_rows("domains", positions)
+        return Batch(torch.from_numpy(x), torch.from_numpy(y), None if domains is None else torch.from_numpy(domains.astype(np.int64)))
 
 
 class _Batches:
@@ -162,7 +173,7 @@ class StreamSplit:
     def default_block(self, batch_size: int) -> int:
         return max(1, batch_size // 8)  # about 8 contiguous reads per batch
 
-    def batches(self, batch_size: int, order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, batch_size: int, order: torch.Tensor | None = None) -> Iterator[Batch]:
         order = torch.arange(len(self)) if order is None else order
         self.sampler.batches = [idx.numpy() for idx in order.split(batch_size)]
         return iter(self.loader)
@@ -277,7 +288,7 @@ def memory_task_data(path: str | Path, task: dict) -> TrainingData:
     data = load_task_data(path, task)
     x_stats = standardisation(data.x["train"], one_hot_inputs=data.input_encoding == "one_hot")
     y_stats = standardisation(data.y["train"]) if data.dims["target_dim"] is not None else None
-    splits = {s: MemorySplit(data.x[s], data.y[s]) for s in ("train", "val")}
+    splits = {s: MemorySplit(data.x[s], data.y[s], data.domains.get(s)) for s in ("train", "val")}
     return TrainingData(splits=splits, dims=data.dims, names=data.names, input_encoding=data.input_encoding, x_stats=x_stats, y_stats=y_stats)
 
 

@@ -188,8 +188,10 @@ def run_epoch(model: Normalised, source, job: dict, device: torch.device, optimi
     model.train(train)
     loss_sum, metric_sum, term_sums, info_sums = torch.zeros((), device=device), torch.zeros((), device=device), {}, {}
     with torch.set_grad_enabled(train):
-        for xb, yb in source.batches(training["batch_size"], order):
+        for xb, yb, domain in source.batches(training["batch_size"], order):
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            if train and domain is not None:
+                model.set_domains(domain.to(device, non_blocking=True))  # tcn_vae's domain adversary; others ignore it
             if noise_std:
                 xb = xb + noise_std * model.x_std * torch.randn_like(xb)  # N(0, noise_std) on the normalised inputs
             if input_grad:
