@@ -34,17 +34,27 @@ def csv_text(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return buffer.getvalue()
 
 
+def stratified_counts(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
+    """(train, val, test) item counts of one class of `n` items: val and test rounded from their fractions,
+    at least one each when n >= 3, the rest train."""
+    total = float(sum(fractions))
+    if n < 3:
+        return n, 0, 0
+    val = max(1, int(round(n * fractions[1] / total)))
+    test = max(1, int(round(n * fractions[2] / total)))
+    return n - val - test, val, test
+
+
 def assign_splits(rng: np.random.Generator, classes: Sequence[str], fractions: Sequence[float]) -> list[str]:
-    """Split per item (train/val/test) at random in `fractions`; a class with >= 3 items is in every split."""
+    """Split items (each wholly in one split) stratified by class: every class gets `stratified_counts` of
+    train/val/test items, drawn at random, so the splits keep the class proportions."""
     splits = [""] * len(classes)
     for cls in sorted(set(classes)):
         members = [i for i, c in enumerate(classes) if c == cls]
         rng.shuffle(members)
-        forced = ["train", "val", "test"] if len(members) >= 3 else []
-        for i, split in zip(members, forced):
-            splits[i] = split
-        for i in members[len(forced) :]:
-            splits[i] = str(rng.choice(["train", "val", "test"], p=list(fractions)))
+        n_train, n_val, _ = stratified_counts(len(members), fractions)
+        for k, i in enumerate(members):
+            splits[i] = "train" if k < n_train else "val" if k < n_train + n_val else "test"
     return splits
 
 
@@ -63,8 +73,9 @@ def write_midi(
     resolution: int,
     is_drum: bool,
     pedal: Sequence[tuple[float, int]] = (),
+    drums: Sequence[Note] = (),
 ) -> None:
-    """Write one single-instrument MIDI file atomically (program 0)."""
+    """Write a MIDI file atomically: one instrument (program 0), plus a drum track when `drums` are given."""
     import pretty_midi  # imported here: only the MIDI datasets need it
 
     pm = pretty_midi.PrettyMIDI(initial_tempo=float(tempo), resolution=resolution)
@@ -77,6 +88,11 @@ def write_midi(
     for time, value in pedal:
         instrument.control_changes.append(pretty_midi.ControlChange(number=64, value=int(value), time=float(time)))
     pm.instruments.append(instrument)
+    if drums:
+        kit = pretty_midi.Instrument(program=0, is_drum=True, name="Drums")
+        for pitch, start, end, velocity in sorted(drums, key=lambda n: (n[1], n[0])):
+            kit.notes.append(pretty_midi.Note(velocity=int(velocity), pitch=int(pitch), start=float(start), end=float(end)))
+        pm.instruments.append(kit)
     with atomic_path(path) as tmp:
         pm.write(str(tmp))
 

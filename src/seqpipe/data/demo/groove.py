@@ -1,4 +1,9 @@
-"""Groove MIDI demo: 5 drum styles, each with its own kick/snare/hi-hat (or ride) pattern, humanised per take."""
+"""Groove MIDI demo: 5 drum styles, each with its own kick/snare/hi-hat (or ride) pattern, humanised per take.
+
+Styles overlap as real playing does: 40% of the takes play their snare and cymbal lines from another
+style (only the kick stays their own), and 8% are annotated with another style than the one played,
+so a model separates the styles well but not perfectly. Splits are stratified by annotated style.
+"""
 
 from __future__ import annotations
 
@@ -44,6 +49,11 @@ GROOVE_SESSIONS = ("session1", "session2", "session3", "eval_session")
 GROOVE_FILL_P = 0.15
 GROOVE_DROP_P = 0.08
 GROOVE_EXTRA_PER_BAR = 1.2  # Poisson mean of extra (ghost) hits per bar, ~10% of the hits
+# What keeps the style task off its ceiling, as in real playing and annotation: a take may play its
+# snare and cymbal lines from another style (only its kick stays its own), and a few takes are
+# annotated with another style than the one played.
+GROOVE_BORROW_P = 0.4  # probability that a take's non-kick lines come from another style
+GROOVE_MISLABEL_P = 0.08  # probability that a take's annotated style is another one
 
 
 def _hit(rng: np.random.Generator, drum: str, step: int, level: int, step_s: float, swing: float, push: float) -> Note:
@@ -64,7 +74,9 @@ def groove_notes(rng: np.random.Generator, style: str, variant: int, bpm: int, f
     """The drum hits of one 8-bar take in `style` (kick `variant`), humanised; fills end bars 4 and 8."""
     spec = GROOVE_STYLES[style]
     step_s = 60.0 / bpm / 4
-    lines = (("kick", spec.kicks[variant % len(spec.kicks)]), *spec.lines)
+    others = [s for s in GROOVE_STYLES if s != style]
+    lender = GROOVE_STYLES[others[int(rng.integers(len(others)))]] if rng.random() < GROOVE_BORROW_P else spec
+    lines = (("kick", spec.kicks[variant % len(spec.kicks)]), *lender.lines)
     push = {drum: rng.normal(0.0, 0.004) for drum, _ in lines}
     loudness = rng.normal(0.0, 0.5)
     notes: list[Note] = []
@@ -102,7 +114,10 @@ def generate(out_dir: Path, n_items: int, seed: int, duration_s: float) -> Path:
     rows = []
     for i in range(n_items):
         rng = item_rng(seed, "groove", i)
-        spec = GROOVE_STYLES[styles[i]]
+        played = styles[i]  # the annotated style; a few takes play another one
+        if rng.random() < GROOVE_MISLABEL_P:
+            played = [s for s in GROOVE_STYLES if s != styles[i]][int(rng.integers(len(GROOVE_STYLES) - 1))]
+        spec = GROOVE_STYLES[played]
         variant = int(rng.integers(len(spec.kicks)))
         bpm = int(rng.integers(spec.tempo[0], spec.tempo[1] + 1))
         beat_type = "fill" if fills[i] else "beat"
@@ -114,7 +129,7 @@ def generate(out_dir: Path, n_items: int, seed: int, duration_s: float) -> Path:
         midi_filename = f"{session}/{number}_{style.replace('/', '-')}_{bpm}_{beat_type}_4-4.mid"
         write_midi(
             root / midi_filename,
-            groove_notes(rng, styles[i], variant, bpm, bool(fills[i])),
+            groove_notes(rng, played, variant, bpm, bool(fills[i])),
             tempo=bpm,
             resolution=480,
             is_drum=True,

@@ -1,4 +1,8 @@
-"""MAESTRO demo: 4 composers, each with its own keys, scale, texture, register, density and dynamics."""
+"""MAESTRO demo: 4 composers, each with its own keys, scale, texture, register, density and dynamics.
+
+One piece in five is written in another composer's texture (keys, tempo and rubato stay the composer's own),
+so composers overlap as real ones do and the composer task stays off its ceiling.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from seqpipe.data.demo.common import (
 from seqpipe.io import write_text
 
 KEY_NAMES = ("C", "D-flat", "D", "E-flat", "E", "F", "F-sharp", "G", "A-flat", "A", "B-flat", "B")
+MAESTRO_BORROW_P = 0.2  # probability that a piece is written in another composer's texture (keys and tempo stay)
 MAESTRO_YEARS = (2004, 2006, 2008, 2009, 2011, 2013, 2014, 2015, 2017, 2018)
 
 
@@ -130,8 +135,14 @@ TEXTURES: dict[str, Callable[[np.random.Generator, int, bool, int], list[Note]]]
 }  # fmt: skip
 
 
-def piano_notes(rng: np.random.Generator, composer: str, duration_s: float) -> tuple[list[Note], int, bool]:
-    """The notes of one `duration_s` piece by `composer` (seconds, rubato applied), its key root and mode."""
+def piano_notes(
+    rng: np.random.Generator, composer: str, duration_s: float, texture: str | None = None
+) -> tuple[list[Note], int, bool]:
+    """The notes of one `duration_s` piece by `composer` (seconds, rubato applied), its key root and mode.
+
+    `texture` (default: the composer's own) writes the piece in another composer's texture, keeping the
+    composer's keys, tempo and rubato.
+    """
     spec = COMPOSERS[composer]
     root = int(rng.integers(12))
     minor = bool(rng.random() < spec.minor_p)
@@ -141,7 +152,7 @@ def piano_notes(rng: np.random.Generator, composer: str, duration_s: float) -> t
     wobble *= 1.0 + rng.normal(0.0, spec.rubato / 3, size=n_beats + 1)
     beat_times = np.concatenate([[0.0], np.cumsum(60.0 / bpm / np.clip(wobble, 0.5, 1.5))])
     notes = []
-    for pitch, start, end, velocity in TEXTURES[composer](rng, root, minor, n_beats):
+    for pitch, start, end, velocity in TEXTURES[texture or composer](rng, root, minor, n_beats):
         t0, t1 = np.interp([start, end], np.arange(n_beats + 2), beat_times, right=beat_times[-1])
         if t0 < duration_s and 21 <= pitch <= 108:
             notes.append((int(pitch), float(t0), float(min(max(t1, t0 + 0.05), duration_s)), int(velocity)))
@@ -171,7 +182,11 @@ def generate(out_dir: Path, n_items: int, seed: int, duration_s: float) -> Path:
         rng = item_rng(seed, "maestro", i)
         spec = COMPOSERS[composers[i]]
         length = float(rng.uniform(30.0, 50.0))
-        notes, key_root, minor = piano_notes(rng, composers[i], length)
+        texture = composers[i]
+        if rng.random() < MAESTRO_BORROW_P:  # a piece in another composer's manner
+            others = [c for c in COMPOSERS if c != composers[i]]
+            texture = others[int(rng.integers(len(others)))]
+        notes, key_root, minor = piano_notes(rng, composers[i], length, texture)
         year = int(years[i])
         tracks[year] = track = tracks.get(year, 0) + 1
         midi_filename = _maestro_filename(year, 1 + track // 5, 1 + track % 3, track)
