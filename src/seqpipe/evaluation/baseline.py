@@ -8,7 +8,8 @@ import logging
 
 import numpy as np
 
-from seqpipe.evaluation.evaluate import record, score
+from seqpipe.evaluation.evaluate import record, score, with_song_scores
+from seqpipe.evaluation.per_song import song_scores
 from seqpipe.io import write_json
 from seqpipe.training.data import TaskData, load_task_data
 
@@ -25,10 +26,11 @@ def baseline_predictions(data: TaskData, task_type: str) -> np.ndarray:
     return np.broadcast_to(mean, (n_test, *mean.shape)).copy()
 
 
-def run_baseline(data: TaskData, task: dict) -> dict:
-    """The baseline's metrics record (model name `baseline`)."""
+def run_baseline(data: TaskData, task: dict, path: str | None = None) -> dict:
+    """The baseline's metrics record (model name `baseline`); with the file's `path`, per-song metrics too."""
     y_pred = baseline_predictions(data, task["type"])
-    return record(task, "baseline", 0, len(y_pred), score(task, data.y["test"].numpy(), y_pred, data.names))
+    result = record(task, "baseline", 0, len(y_pred), score(task, data.y["test"].numpy(), y_pred, data.names))
+    return with_song_scores(result, song_scores(path, task, data.y["test"].numpy(), y_pred, data.names))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,6 +41,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     task = json.loads(args.task)
-    result = run_baseline(load_task_data(args.data, task), task)
+    result = run_baseline(load_task_data(args.data, task), task, args.data)
     write_json(args.out, result)
     log.info("%s: %s", args.out, result["metrics"])

@@ -12,6 +12,7 @@ import torch
 
 from seqpipe.data.domains import domain_accuracy
 from seqpipe.evaluation.metrics import classification_metrics, reconstruction_metrics, regression_metrics
+from seqpipe.evaluation.per_song import song_scores
 from seqpipe.io import read_json, write_json
 from seqpipe.models import Normalised, build_model
 from seqpipe.tracking.run import Tracker
@@ -71,11 +72,20 @@ def adversary_scores(model: Normalised, x: torch.Tensor, domains: torch.Tensor |
     return domain_accuracy(logits.numpy(), domains.numpy())
 
 
-def evaluate(data: TaskData, task: dict, model: Normalised, model_name: str, seed: int) -> dict:
-    """Metrics of `model` on the test split of `data` (and its domain adversary's accuracy where it has one)."""
+def evaluate(data: TaskData, task: dict, model: Normalised, model_name: str, seed: int, path: str | Path | None = None) -> dict:
+    """Metrics of `model` on the test split of `data` (and its domain adversary's accuracy where it has one);
+    with the file's `path`, seq2seq regression also gets the per-song (MediaEval) metrics."""
     y_pred = predict(model, data.x["test"], task["type"])
     result = record(task, model_name, seed, len(y_pred), score(task, data.y["test"].numpy(), y_pred, data.names))
     result["metrics"].update(adversary_scores(model, data.x["test"], data.domains.get("test")))
+    return with_song_scores(result, song_scores(path, task, data.y["test"].numpy(), y_pred, data.names))
+
+
+def with_song_scores(result: dict, songs: dict) -> dict:
+    """`result` with the per-song block and its means (`song_rmse`, `song_pearson`) beside the pooled metrics."""
+    if songs:
+        result["per_song"] = songs["per_song"]
+        result["metrics"].update(songs["per_song"]["metrics"])
     return result
 
 
@@ -102,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     task = json.loads(args.task)
     model, state = load_checkpoint(args.checkpoint)
     data = load_task_data(args.data, task)
-    result = evaluate(data, task, model, state["job"]["model"]["name"], args.seed)
+    result = evaluate(data, task, model, state["job"]["model"]["name"], args.seed, args.data)
     write_json(args.out, result)
     log.info("%s: %s", args.out, result["metrics"])
     log_test_metrics(read_json(args.run), read_json(args.tracking) if args.tracking else None, result)

@@ -117,6 +117,12 @@ def encode_targets(items: list[Item], target: str | list[str] | None) -> tuple[d
     return values, {"target_names": names}
 
 
+def step_target_names(spec: dict) -> list[str]:
+    """Per-step target names of a feature kind whose extractor appends them as its last columns ([] if none)."""
+    names = getattr(kind_module(spec["kind"]), "step_targets", None)
+    return list(names(spec)) if names else []
+
+
 def item_domains(items: list[Item], column: str | None) -> dict:
     """Domain id per item id from the label `column` (and the names under `domain_names`); {} without a column."""
     if not column:
@@ -131,16 +137,20 @@ def item_domains(items: list[Item], column: str | None) -> dict:
 def assemble(results: list[Extracted], spec: dict) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
     """Window every extracted item and group the windows by split."""
     ok = [r for r in results if r.features is not None]
-    labels, label_attrs = encode_targets([r.item for r in ok], spec["target"])
+    step_names = step_target_names(spec)
+    labels, label_attrs = ({}, {"target_names": step_names}) if step_names else encode_targets([r.item for r in ok], spec["target"])
     domains = item_domains([r.item for r in ok], spec.get("domain"))
     if domains:
         label_attrs[DOMAIN_ATTR] = domains.pop(DOMAIN_ATTR)
     parts: dict[str, dict[str, list]] = {s: {"data": [], "labels": [], "item_ids": [], "window_start": [], "domains": []} for s in SPLITS}
     for r in ok:
-        data, starts = windows(r.features, spec["window"], spec["hop"])
+        features = r.features[:, : -len(step_names)] if step_names else r.features
+        data, starts = windows(features, spec["window"], spec["hop"])
         part = parts[r.item.split]
         part["data"].append(data)
-        if labels:
+        if step_names:  # per-step targets: windowed with the features, within the item
+            part["labels"].append(windows(r.features[:, -len(step_names) :], spec["window"], spec["hop"])[0])
+        elif labels:
             part["labels"].append(np.repeat(labels[r.item.item_id][None], len(data), axis=0))
         part["item_ids"].append(np.array([r.item.item_id] * len(data)))
         part["window_start"].append(starts)

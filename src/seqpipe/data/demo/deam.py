@@ -1,4 +1,8 @@
-"""DEAM demo: songs whose valence follows mode and timbre brightness and whose arousal follows tempo and loudness."""
+"""DEAM demo: songs whose valence follows mode and timbre brightness and whose arousal follows tempo and loudness.
+
+Each song's loudness swells slowly (a 4-10 dB sine of 8-20 s); its dynamic (2 Hz) arousal follows
+that swell, so per-frame arousal is learnable from the audio, as DEAM's dynamic task asks.
+"""
 
 from __future__ import annotations
 
@@ -72,8 +76,29 @@ def _add_tone(
     out[start : start + length] += amp * table[index] * envelope[:length]
 
 
-def render_song(rng: np.random.Generator, f: SongFactors, duration_s: float, rate: int) -> np.ndarray:
-    """Mono float32 audio of one song: chords, bass, melody and hi-hat on a tempo grid."""
+@dataclass(frozen=True)
+class Contour:
+    """A song's slow loudness swell: `depth_db` * sin(2 pi t / period_s + phase), in dB around its level."""
+
+    depth_db: float
+    period_s: float
+    phase: float
+
+    def db(self, t: np.ndarray) -> np.ndarray:
+        """The swell (dB, mean about 0) at times `t` (s)."""
+        return self.depth_db * np.sin(2 * np.pi * np.asarray(t) / self.period_s + self.phase)
+
+
+def loudness_contour(rng: np.random.Generator) -> Contour:
+    """Draw one song's swell: 4-10 dB deep, 8-20 s long."""
+    return Contour(float(rng.uniform(4.0, 10.0)), float(rng.uniform(8.0, 20.0)), float(rng.uniform(0, 2 * np.pi)))
+
+
+def render_song(
+    rng: np.random.Generator, f: SongFactors, duration_s: float, rate: int, contour: Contour | None = None
+) -> np.ndarray:
+    """Mono float32 audio of one song: chords, bass, melody and hi-hat on a tempo grid, its loudness
+    swelling along `contour` (if given: the swell stays at or below the song's level, so nothing clips)."""
     n = int(round(duration_s * rate))
     out = np.zeros(n, dtype=np.float32)
     table = _wavetable(f.brightness)
@@ -110,18 +135,28 @@ def render_song(rng: np.random.Generator, f: SongFactors, duration_s: float, rat
             out[at : at + length] += 0.12 * hat[:length]
     out /= np.max(np.abs(out)) + 1e-9
     out *= np.float32(10 ** ((-20 + 17 * f.loudness) / 20))
+    if contour is not None:
+        gain_db = contour.db(np.arange(n) / rate) - contour.depth_db
+        out *= (10 ** (gain_db / 20)).astype(np.float32)
     return out
 
 
-def _dynamic_series(rng: np.random.Generator, mean_1_9: float, duration_s: float) -> np.ndarray:
-    """Per-0.5 s annotations on [-1, 1] from 15 s to the end: the static value plus a slow drift."""
+AROUSAL_PER_DB = 0.035  # how far (on [-1, 1]) the dynamic arousal rises per dB of the loudness swell
+
+
+def _dynamic_series(
+    rng: np.random.Generator, mean_1_9: float, duration_s: float, contour: Contour | None = None
+) -> np.ndarray:
+    """Per-0.5 s annotations on [-1, 1] from 15 s to the end: the static value, plus the loudness swell
+    (`contour`, for arousal: listeners feel louder passages as more aroused), plus a slow drift."""
     from seqpipe.datasets import deam
 
     n = max(0, int(np.ceil((duration_s - deam.DYNAMIC_START_S) * deam.DYNAMIC_RATE_HZ - 1e-9)))
     drift = np.zeros(n)
     for k in range(1, n):
         drift[k] = 0.9 * drift[k - 1] + rng.normal(0, 0.03)
-    return np.clip((mean_1_9 - 5.0) / 4.0 + drift + rng.normal(0, 0.01, size=n), -1.0, 1.0)
+    follows = 0.0 if contour is None else AROUSAL_PER_DB * contour.db(deam.DYNAMIC_START_S + np.arange(n) / deam.DYNAMIC_RATE_HZ)
+    return np.clip((mean_1_9 - 5.0) / 4.0 + follows + drift + rng.normal(0, 0.01, size=n), -1.0, 1.0)
 
 
 def _deam_ids(rng: np.random.Generator, n_items: int) -> list[int]:
@@ -174,13 +209,14 @@ def _deam_song(job: tuple) -> tuple[int, list[str], np.ndarray, np.ndarray]:
     f = song_factors(rng)
     length = duration_s * (1.5 if song > 2000 else 1.0)  # ids above 2000 are the longer "full songs"
     rate = 48_000 if is_48k else DEAM_RATE
-    audio = render_song(rng, f, length, rate)
+    contour = loudness_contour(rng)
+    audio = render_song(rng, f, length, rate, contour)
     noise = rng.standard_normal((len(audio), 2)).astype(np.float32) * np.float32(0.002)
     data = audio[:, None] + noise[:, :1] if is_mono else np.stack([audio, 0.85 * audio], axis=1) + noise
     with atomic_path(out_dir / deam.AUDIO_DIR / f"{song}.mp3") as tmp:
         sf.write(str(tmp), np.clip(data, -1.0, 1.0), rate, format="MP3", subtype="MPEG_LAYER_III", **MP3_OPTIONS)
     row = _static_rows(rng, song, f, wide=song > 2000)
-    return song, row, _dynamic_series(rng, f.valence_mean, length), _dynamic_series(rng, f.arousal_mean, length)
+    return song, row, _dynamic_series(rng, f.valence_mean, length), _dynamic_series(rng, f.arousal_mean, length, contour)
 
 
 def generate(out_dir: Path, n_items: int, seed: int, duration_s: float, workers: int = 1) -> Path:
