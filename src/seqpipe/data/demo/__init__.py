@@ -24,7 +24,7 @@ from seqpipe.io import write_text
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("groove", "maestro", "deam", "lakh")
+DATASETS = ("groove", "maestro", "deam", "lakh", "folder")
 PARALLEL = ("deam",)  # generators whose items are slow enough to spread over worker processes
 
 
