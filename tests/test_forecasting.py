@@ -82,3 +82,19 @@ def test_every_sequence_model_clearly_beats_the_baseline_on_the_forecasting_reci
     assert rmse < 0.9 * base_rmse, (arch, rmse, base_rmse)
     assert len(got["per_step"]) == T_OUT  # the per-step metrics stay
     assert min(step["r2"] for step in got["per_step"]) > 0.1, (arch, [round(s["r2"], 3) for s in got["per_step"]])
+
+
+def test_forecast_feature_sets_predict_the_last_steps_of_each_window():
+    from seqpipe.datasets import Item
+    from seqpipe.features.build import Extracted, assemble
+
+    grid = np.arange(40 * 3, dtype=np.float32).reshape(40, 3)
+    results = [Extracted(Item(f"i{k}", f"/x/{k}.mid", split, {}), grid + k) for k, split in enumerate(("train", "val", "test"))]
+    spec = {"name": "g", "dataset": "groove", "kind": "drum_grid", "target": None, "window": 12, "hop": 8, "forecast": 4}
+    splits, attrs = assemble(results, spec)
+    train = splits["train"]
+    assert train["data"].shape == (4, 8, 3) and train["labels"].shape == (4, 4, 3)
+    assert np.array_equal(train["labels"][1], grid[16:20]) and np.array_equal(train["data"][1], grid[8:16])
+    assert len(attrs["target_names"]) == 27  # the kind's feature names (drum_grid: 27) name the predicted columns
+    with pytest.raises(ValueError, match="forecast 12 must lie between 0 and window 12"):
+        assemble(results, {**spec, "forecast": 12})

@@ -138,7 +138,15 @@ def assemble(results: list[Extracted], spec: dict) -> tuple[dict[str, dict[str, 
     """Window every extracted item and group the windows by split."""
     ok = [r for r in results if r.features is not None]
     step_names = step_target_names(spec)
-    labels, label_attrs = ({}, {"target_names": step_names}) if step_names else encode_targets([r.item for r in ok], spec["target"])
+    if spec.get("forecast"):
+        if not 0 < spec["forecast"] < spec["window"]:
+            raise ValueError(f"feature set {spec['name']}: forecast {spec['forecast']} must lie between 0 and window {spec['window']} "
+                             "(the window holds the input steps and the steps to predict)")
+        labels, label_attrs = {}, {"target_names": kind_module(spec["kind"]).feature_names(spec)}
+    elif step_names:
+        labels, label_attrs = {}, {"target_names": step_names}
+    else:
+        labels, label_attrs = encode_targets([r.item for r in ok], spec["target"])
     domains = item_domains([r.item for r in ok], spec.get("domain"))
     if domains:
         label_attrs[DOMAIN_ATTR] = domains.pop(DOMAIN_ATTR)
@@ -148,7 +156,11 @@ def assemble(results: list[Extracted], spec: dict) -> tuple[dict[str, dict[str, 
         data, starts = windows(features, spec["window"], spec["hop"])
         part = parts[r.item.split]
         part["data"].append(data)
-        if step_names:  # per-step targets: windowed with the features, within the item
+        if spec.get("forecast"):  # the window's last `forecast` steps become the targets of its first steps
+            data, future = data[:, : -spec["forecast"]], data[:, -spec["forecast"] :]
+            part["data"][-1] = data
+            part["labels"].append(future)
+        elif step_names:  # per-step targets: windowed with the features, within the item
             part["labels"].append(windows(r.features[:, -len(step_names) :], spec["window"], spec["hop"])[0])
         elif labels:
             part["labels"].append(np.repeat(labels[r.item.item_id][None], len(data), axis=0))
