@@ -1,6 +1,6 @@
 """DEAM demo: songs whose valence follows mode and timbre brightness and whose arousal follows tempo and loudness.
 
-Each song's loudness swells slowly (a 4-10 dB sine of 8-20 s); its dynamic (2 Hz) arousal follows
+Each song's loudness swells slowly (a 3-8 dB sine of 8-20 s); its dynamic (2 Hz) arousal follows
 that swell, so per-frame arousal is learnable from the audio, as DEAM's dynamic task asks.
 """
 
@@ -90,15 +90,19 @@ class Contour:
 
 
 def loudness_contour(rng: np.random.Generator) -> Contour:
-    """Draw one song's swell: 4-10 dB deep, 8-20 s long."""
-    return Contour(float(rng.uniform(4.0, 10.0)), float(rng.uniform(8.0, 20.0)), float(rng.uniform(0, 2 * np.pi)))
+    """Draw one song's swell: 3-8 dB deep, 8-20 s long."""
+    return Contour(float(rng.uniform(3.0, 8.0)), float(rng.uniform(8.0, 20.0)), float(rng.uniform(0, 2 * np.pi)))
+
+
+SWELL_HEADROOM_DB = 8.0  # a swelling song sits this much lower, so its loudest passage stays below full scale
 
 
 def render_song(
     rng: np.random.Generator, f: SongFactors, duration_s: float, rate: int, contour: Contour | None = None
 ) -> np.ndarray:
     """Mono float32 audio of one song: chords, bass, melody and hi-hat on a tempo grid, its loudness
-    swelling along `contour` (if given: the swell stays at or below the song's level, so nothing clips)."""
+    swelling along `contour` (if given: around the song's level less SWELL_HEADROOM_DB, so its mean level
+    still follows `f.loudness` and nothing clips)."""
     n = int(round(duration_s * rate))
     out = np.zeros(n, dtype=np.float32)
     table = _wavetable(f.brightness)
@@ -136,12 +140,12 @@ def render_song(
     out /= np.max(np.abs(out)) + 1e-9
     out *= np.float32(10 ** ((-20 + 17 * f.loudness) / 20))
     if contour is not None:
-        gain_db = contour.db(np.arange(n) / rate) - contour.depth_db
+        gain_db = contour.db(np.arange(n) / rate) - SWELL_HEADROOM_DB
         out *= (10 ** (gain_db / 20)).astype(np.float32)
     return out
 
 
-AROUSAL_PER_DB = 0.035  # how far (on [-1, 1]) the dynamic arousal rises per dB of the loudness swell
+AROUSAL_PER_DB = 0.04  # how far (on [-1, 1]) the dynamic arousal rises per dB of the loudness swell
 
 
 def _dynamic_series(
