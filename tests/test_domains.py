@@ -106,7 +106,7 @@ def test_a_label_column_becomes_the_domain_in_feature_files():
     items = [Item(item_id=f"i{k}", path=f"/x/{k}.mid", split=s, labels={"style": "rock", "drummer": d})
              for k, (s, d) in enumerate([("train", "d2"), ("train", "d1"), ("val", "d1"), ("test", "d2")])]
     results = [Extracted(item, np.ones((8, 2), np.float32)) for item in items]
-    splits, attrs = assemble_windows(results, {"name": "g", "dataset": "groove", "target": "style", "window": 4, "hop": 4, "domain": "drummer"})
+    splits, attrs = assemble_windows(results, {"name": "g", "dataset": "groove", "kind": "drum_grid", "target": "style", "window": 4, "hop": 4, "domain": "drummer"})
     assert attrs["domain_names"] == ["d1", "d2"]
     assert splits["train"]["domains"].tolist() == [1, 1, 0, 0] and splits["test"]["domains"].tolist() == [1, 1]
 
