@@ -77,6 +77,8 @@ def test_files_the_table_does_not_list_are_skipped_and_reported(tmp_path):
     with pytest.warns(UserWarning, match="ghost.mid"):
         skipped = folder.skipped_entries(tmp_path)
     assert skipped == [{"id": "b.mid", "path": "b.mid", "reason": "not listed in labels.csv: no labels"}]
+    with pytest.warns(UserWarning):
+        assert build_manifest("folder", tmp_path, "root")["skipped"] == skipped  # the manifest lists them
 
 
 def test_bad_tables_name_the_file_and_the_fix(tmp_path):

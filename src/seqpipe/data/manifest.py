@@ -17,7 +17,8 @@ from seqpipe.io import canonical_json, read_json, sha256_file, write_json
 
 def build_manifest(dataset: str, path: str | Path, source: str) -> dict:
     """List every file under the dataset root found in `path`, with its size and SHA-256."""
-    root = get_dataset(dataset).find_root(Path(path))
+    module = get_dataset(dataset)
+    root = module.find_root(Path(path))
     files = {
         p.relative_to(root).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
         for p in sorted(root.rglob("*"))
@@ -25,7 +26,10 @@ def build_manifest(dataset: str, path: str | Path, source: str) -> dict:
     }
     if not files:
         raise FileNotFoundError(f"{root}: the {dataset} dataset folder holds no files")
-    return {"dataset": dataset, "source": source, "root": str(root), "files": files}
+    manifest = {"dataset": dataset, "source": source, "root": str(root), "files": files}
+    if hasattr(module, "skipped_entries"):  # files that cannot become items (interface 3)
+        manifest["skipped"] = module.skipped_entries(root)
+    return manifest
 
 
 def files_digest(manifest: dict) -> str:
