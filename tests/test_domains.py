@@ -197,3 +197,13 @@ def test_training_logs_the_adversary_and_evaluation_reports_its_domain_accuracy(
     got = evaluate(data, TASK, model, "tcn_vae", 0)
     assert got["metrics"]["accuracy"] > 0.8
     assert 0.0 <= got["metrics"]["domain_accuracy"] <= 1.0 and got["metrics"]["domain_majority"] >= 0.5
+
+
+def test_too_few_domains_in_the_model_config_is_named():
+    from seqpipe.models import build_model
+
+    model = build_model({**MODEL_DEFAULTS, "arch": "tcn_vae", "n_domains": 2}, in_dim=4, seq_len=16, out_dim=3,
+                        mapping="seq2static", out_len=None, target_dim=None).train()
+    model.set_domains(torch.tensor([0, 1, 2, 1]))
+    with pytest.raises(ValueError, match=r"domain ids 0..2 but n_domains is 2; set models.<model>.n_domains to at least 3"):
+        model(torch.randn(4, 16, 4))

@@ -81,7 +81,7 @@ class TCNVAE(AuxLossModule):
         self.beta, self.kl_anneal, self.progress = cfg["beta"], cfg["kl_anneal"], 1.0
         self.lambda_act, self.lambda_dom = cfg["lambda_act"], cfg["lambda_dom"]
         self.domains: torch.Tensor | None = None
-        self.adversary = cfg["adversary"]
+        self.adversary, self.domains_checked = cfg["adversary"], False
         if self.adversary not in ("confusion", "reversal"):
             raise ValueError(f"model tcn_vae: adversary {self.adversary!r}; expected 'confusion' or 'reversal'")
 
@@ -93,6 +93,14 @@ class TCNVAE(AuxLossModule):
     def set_domains(self, domains: torch.Tensor | None) -> None:
         """Domain ids [B] of the next training batch (consumed by the next forward)."""
         self.domains = domains
+
+    def check_domains(self, domains: torch.Tensor) -> None:
+        """Once per model: ids must lie in [0, n_domains) (a bad id would fail deep inside one_hot or cross_entropy)."""
+        low, top = int(domains.min()), int(domains.max())
+        if low < 0 or top >= self.n_domains:
+            raise ValueError(f"model tcn_vae: the data holds domain ids {low}..{top} but n_domains is {self.n_domains}; "
+                             f"set models.<model>.n_domains to at least {top + 1} (the length of the file's domain_names)")
+        self.domains_checked = True
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, logvar) [B, latent_dim] of windows x [B, T, D]."""
@@ -114,6 +122,8 @@ class TCNVAE(AuxLossModule):
             out = self.decoder(z).view(len(x), *self.out_shape)
         if not self.training:
             return out
+        if self.n_domains and domains is not None and not self.domains_checked and len(domains):
+            self.check_domains(domains)
         kl, beta = kl_divergence(mu, logvar), annealed_beta(self.beta, self.kl_anneal, self.progress)
         scale = 1.0 / self.lambda_act if self.static else 1.0
         self.aux_losses["kl"] = beta * kl * scale
