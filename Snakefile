@@ -37,6 +37,7 @@ wildcard_constraints:
 include: "workflow/rules/code.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
+include: "workflow/rules/tasks.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/tracking.smk"
 include: "workflow/rules/train.smk"

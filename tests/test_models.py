@@ -192,7 +192,7 @@ def test_vq_straight_through_passes_gradients_to_the_encoder():
 
 def test_tcn_vae_domain_head_is_adversarial():
     x, domains = torch.randn(8, 12, 3), torch.tensor([0, 1] * 4)
-    model = build("tcn_vae", "seq2static", out_dim=4, n_domains=2, lambda_dom=0.5).train()
+    model = build("tcn_vae", "seq2static", out_dim=4, n_domains=2, lambda_dom=0.5, adversary="reversal").train()
     grads = {}
     for alpha in (0.5, -1.0):  # alpha -1 turns the reversal into the identity
         model.zero_grad()

@@ -71,9 +71,9 @@ def test_demo_builds_everything_and_models_beat_baselines(demo_run):
     config = yaml.safe_load(open(demo_run / "config.yaml"))
     for task, spec in config["tasks"].items():
         models = {r["model"]: r for r in rows if r["task"] == task}
-        assert set(models) == {"baseline", *config["models"]}, task
+        assert set(models) == {"baseline", *spec.get("models", config["models"])}, task
         base = float(models["baseline"]["mean"])
-        for name in config["models"]:
+        for name in spec.get("models", config["models"]):
             got = float(models[name]["mean"])
             assert models[name]["beats_baseline"] == "True", (task, name, models)
             if spec["paradigm"] == "supervised":  # clearly: +0.2 accuracy, or 15% lower error
@@ -84,7 +84,7 @@ def test_demo_builds_everything_and_models_beat_baselines(demo_run):
     with sqlite3.connect(demo_run / "results/mlflow/mlflow.db") as db:
         runs = db.execute("select count(*) from runs").fetchone()[0]
         tested = db.execute("select count(distinct run_uuid) from latest_metrics where key like 'test_%'").fetchone()[0]
-    assert runs == tested == len(config["tasks"]) * len(config["models"])
+    assert runs == tested == sum(len(spec.get("models", config["models"])) for spec in config["tasks"].values())
 
 
 def test_nothing_to_do_after_a_run(demo_run):
@@ -103,7 +103,7 @@ def test_hyperparameter_change_reruns_only_that_model(demo_run):
         path.write_text(original)
     assert {rule for rule, _ in jobs} == {"train", "evaluate", "report", "all"}
     trained = sorted(wc["task"] for rule, wc in jobs if rule == "train")
-    assert trained == sorted(config["tasks"])
+    assert trained == sorted(t for t, spec in config["tasks"].items() if "gru" in spec.get("models", config["models"]))
     assert all(wc["model"] == "gru" for rule, wc in jobs if rule in {"train", "evaluate"})
 
 
@@ -116,11 +116,13 @@ def test_feature_code_edit_reruns_features_and_downstream_only(demo_run):
     finally:
         module.write_text(original)
     rules = {rule for rule, _ in jobs}
-    assert rules == {"code_stamp", "features", "validate", "baseline", "train", "evaluate", "report", "all"}
+    assert rules == {"code_stamp", "features", "assemble_task", "validate", "baseline", "train", "evaluate", "report", "all"}
     stamps = sorted(wc["modules"] for rule, wc in jobs if rule == "code_stamp")
-    assert len(stamps) == 2 and all("kinds.drum_grid" in m or "kinds.piano_roll" in m for m in stamps), stamps
-    assert sorted(wc["feature_set"] for rule, wc in jobs if rule == "features") == ["groove_grid", "maestro_roll"]
-    assert not any(wc.get("task") == "deam_emotion" for _, wc in jobs)  # the audio branch is untouched
+    kinds = ("kinds.drum_grid", "kinds.piano_roll", "kinds.midi_summary")
+    assert len(stamps) == 4 and all(any(kind in m for kind in kinds) for m in stamps), stamps
+    midi_sets = ["folder_summary", "groove_grid", "groove_next_bar", "lakh_grid", "maestro_roll"]
+    assert sorted(wc["feature_set"] for rule, wc in jobs if rule == "features") == midi_sets
+    assert not any(wc.get("task") in ("deam_emotion", "deam_dynamic") for _, wc in jobs)  # the audio branch is untouched
     # Snakemake compares checksums of small inputs: touching a module without changing it reruns nothing
     assert planned_jobs(demo_run) == []
 

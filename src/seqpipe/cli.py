@@ -17,6 +17,7 @@ COMMANDS = {
     "download": ("seqpipe.data.download", "download a dataset's archives (resumable, size + SHA-256) and extract them safely"),
     "manifest": ("seqpipe.data.manifest", "list an existing dataset copy's files and checksums"),
     "features": ("seqpipe.features.build", "extract one feature set into HDF5"),
+    "assemble-task": ("seqpipe.data.assemble", "join several feature sets into one task file, with a domain id per sample"),
     "validate": ("seqpipe.data.validate", "check a task's HDF5 file against its task type"),
     "tracking-setup": ("seqpipe.tracking.setup", "create the MLflow store and experiment"),
     "train": ("seqpipe.training.train", "train one (task, model, seed)"),

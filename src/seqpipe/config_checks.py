@@ -308,9 +308,11 @@ def semantic_problems(config: dict, schema: dict, rules: dict | None = None) -> 
     for name, task in (config.get("tasks") or {}).items():
         if not isinstance(task, dict):
             continue
-        if "features" in task and task["features"] not in features:
-            lines.append(f"tasks.{name}.features: feature set {task['features']!r} is not defined{did_you_mean(task['features'], features)}; "
-                         f"define it under `features:` or use one of: {listed(features)}")
+        sets = task.get("features")
+        for feature_set in [sets] if isinstance(sets, str) else (sets if isinstance(sets, list) else []):
+            if feature_set not in features:
+                lines.append(f"tasks.{name}.features: feature set {feature_set!r} is not defined{did_you_mean(feature_set, features)}; "
+                             f"define it under `features:` or use one of: {listed(features)}")
         if task.get("type") == "classification" and task.get("paradigm") != "supervised":
             lines.append(f"tasks.{name}.paradigm: found {task.get('paradigm')!r}; classification needs paradigm: supervised")
         if task.get("type") == "reconstruction" and task.get("mapping") != "seq2seq":

@@ -122,9 +122,21 @@ def features_h5(config: dict, feature_set: str) -> str:
 
 
 def task_h5(config: dict, task: str) -> str:
-    """HDF5 file a task trains on: a feature set's file, or the user's own `data_path`."""
+    """HDF5 file a task trains on: a feature set's file, the user's own `data_path`, or for a task
+    drawing on several feature sets (`features: [a, b]`) its assembled file `results/tasks/<task>.h5`."""
     cfg = config["tasks"][task]
-    return cfg["data_path"] if "data_path" in cfg else features_h5(config, cfg["features"])
+    if "data_path" in cfg:
+        return cfg["data_path"]
+    if isinstance(cfg["features"], list):
+        return f"{RESULTS}/tasks/{task}.h5"
+    return features_h5(config, cfg["features"])
+
+
+def task_sources(config: dict, task: str) -> dict[str, str]:
+    """Feature set -> HDF5 file of each feature set a task draws on (none for `data_path` tasks)."""
+    sets = config["tasks"][task].get("features")
+    sets = [] if sets is None else [sets] if isinstance(sets, str) else sets
+    return {name: features_h5(config, name) for name in sets}
 
 
 def job_resources(settings: dict, gpu: int = 0) -> dict:

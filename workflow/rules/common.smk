@@ -95,6 +95,15 @@ def datasets_from(source):
     return "|".join(names) or "NONE"
 
 
+def demo_code(wildcards):
+    """The demo rule's code: the entry point, this dataset's generator and the manifest."""
+    return code(
+        "seqpipe.data.demo",
+        f"seqpipe.data.demo.{wildcards.dataset}",
+        "seqpipe.data.manifest",
+    )
+
+
 def feature_code(wildcards):
     kind = config["features"][wildcards.feature_set]["kind"]
     dataset = config["features"][wildcards.feature_set]["dataset"]
@@ -138,6 +147,11 @@ def feature_parts(wildcards):
 
 def task_h5(wildcards):
     return plan.project_path(plan.task_h5(config, wildcards.task))
+
+
+def task_sources(wildcards):
+    """Feature set -> HDF5 file of each feature set a task draws on."""
+    return plan.task_sources(config, wildcards.task)
 
 
 def task_params(wildcards):

@@ -6,7 +6,7 @@
 rule demo:
     """Generate a dataset's offline demo copy in its real layout (MIDI or audio files plus metadata) and its manifest."""
     input:
-        code=code("seqpipe.data.demo", "seqpipe.data.manifest"),
+        code=demo_code,
     output:
         raw=directory("resources/raw/{dataset}"),
         manifest="resources/raw/{dataset}.manifest.json",

@@ -34,6 +34,7 @@ class Split:
     data: np.ndarray
     labels: np.ndarray | None
     item_ids: np.ndarray | None  # str per sample, or None when the file has none
+    domains: np.ndarray | None = None  # int64 domain id per sample (root attr `domain_names`), or None
 
 
 def write_splits(path: str | Path, splits: dict[str, dict[str, np.ndarray]], attrs: dict) -> None:

@@ -243,6 +243,12 @@ class TaskFile(SplitFile):
         ids = {s: self.splits[s].item_ids() for s in SPLITS}
         return {s: v for s, v in ids.items() if v is not None}
 
+    @property
+    def domains(self) -> dict[str, torch.Tensor]:
+        """Split -> the domain id of each sample (int64), for the splits whose file has `domains`."""
+        found = {s: self.splits[s].domains() for s in SPLITS}
+        return {s: torch.as_tensor(np.asarray(v, dtype=np.int64)) for s, v in found.items() if v is not None}
+
     # -- the in-memory view older callers use (every split read whole)
     @property
     def x(self) -> dict[str, torch.Tensor]:

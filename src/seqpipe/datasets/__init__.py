@@ -44,13 +44,17 @@ _MODULES = {
     "maestro": "seqpipe.datasets.maestro",
     "deam": "seqpipe.datasets.deam",
     "lakh": "seqpipe.datasets.lakh",
+    "folder": "seqpipe.datasets.folder",
 }
+FOLDER_PREFIX = "folder_"  # datasets named folder_<anything> are folders too (several folders in one config)
 
 
 def get_dataset(name: str) -> ModuleType:
     """Return the module of dataset `name`, with a clear error for an unknown name."""
+    if name.startswith(FOLDER_PREFIX):
+        name = "folder"
     if name not in _MODULES:
-        raise KeyError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(_MODULES))}")
+        raise KeyError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(_MODULES))} (and folder_<name>)")
     return importlib.import_module(_MODULES[name])
 
 

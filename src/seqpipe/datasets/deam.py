@@ -15,6 +15,7 @@ Home page: https://cvml.unige.ch/databases/DEAM/
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import os
 import re
@@ -275,6 +276,30 @@ def load_dynamic(root: Path) -> dict[str, dict[str, np.ndarray]]:
     songs = sorted(set().union(*per_dim.values()), key=int)
     empty = np.zeros(0, dtype=np.float64)
     return {song: {dim: per_dim[dim].get(song, empty) for dim in DYNAMIC_FILES} for song in songs}
+
+
+def annotations_root(audio: Path) -> Path:
+    """The DEAM folder above an audio file that holds the dynamic annotation CSVs."""
+    for parent in Path(audio).resolve().parents:
+        if all((parent / relative).is_file() for relative in DYNAMIC_FILES.values()):
+            return parent
+    raise FileNotFoundError(
+        f"{audio}: no folder above it holds {DYNAMIC_FILES['valence']} and {DYNAMIC_FILES['arousal']}; "
+        "extract DEAM_Annotations.zip next to MEMD_audio/ (dynamic features need the per-second annotations)"
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_dynamic(root: str) -> dict[str, dict[str, np.ndarray]]:
+    return load_dynamic(Path(root))
+
+
+def dynamic_labels(audio: Path, song_id: str) -> dict[str, np.ndarray]:
+    """{"valence": [n], "arousal": [n]} of one song at 2 Hz from 15 s (the files are parsed once per process)."""
+    series = _cached_dynamic(str(annotations_root(audio)))
+    if song_id not in series:
+        raise KeyError(f"song {song_id}: no row in {DYNAMIC_FILES['valence']} / {DYNAMIC_FILES['arousal']}; it has no dynamic annotations")
+    return series[song_id]
 
 
 def load_audio(path: Path) -> tuple[np.ndarray, int]:

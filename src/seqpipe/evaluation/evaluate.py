@@ -20,6 +20,8 @@ from seqpipe.data.reader import StreamSplit, TaskFile, add_budget_option, open_t
 from seqpipe.evaluation import pieces, predictions, stats
 from seqpipe.evaluation.metrics import classification_metrics, reconstruction_metrics, regression_metrics
 from seqpipe.evaluation.predictions import Predictions
+from seqpipe.data.domains import domain_accuracy
+from seqpipe.evaluation.per_song import song_scores
 from seqpipe.io import read_json, write_json
 from seqpipe.models import Normalised, build_model
 from seqpipe.tracking.run import Tracker
@@ -173,7 +175,8 @@ def score_split(
     outputs = SplitOutputs(task, len(source), data.names, whole=not isinstance(source, StreamSplit))
     for batch in source.batches(batch_size):
         outputs.add(batch.y.cpu().numpy(), predict_fn(batch.x))
-    return outputs.result(data[split].item_ids(), predictions_path)
+    n, scored = outputs.result(data[split].item_ids(), predictions_path)
+    return n, _song_scores(scored, task, data, outputs, split)
 
 
 def split_targets(task: dict, data: TaskFile, split: str = "test") -> np.ndarray:
@@ -246,15 +249,51 @@ def record(task: dict, model: str, seed: int, n: int, scored: dict) -> dict:
     return {"task": task["name"], "model": model, "seed": seed, "task_type": task["type"], "split": "test", "n_samples": n, **scored}
 
 
+@torch.no_grad()
+def adversary_scores(model: Normalised, data: TaskFile, split: str = "test") -> dict:
+    """Domain accuracy of a model's domain adversary (tcn_vae) on the split's known domain ids (next to the
+    majority-domain rate); {} without an adversary or without domains. Read batch by batch under the budget."""
+    net = model.net
+    if getattr(net, "domain_logits", None) is None or getattr(net, "domain_head", None) is None:
+        return {}
+    domains = data[split].domains()
+    if domains is None:
+        return {}
+    device = next(iter(model.buffers()), torch.zeros(())).device
+    source = data.source(split, data[split].estimate_mb() <= data.memory_budget_mb)
+    batch_size = max(1, min(EVAL_BATCH, data[split].block_rows("data", data.memory_budget_mb)))
+    logits = [net.domain_logits((batch.x.to(device) - model.x_mean) / model.x_std).float().cpu() for batch in source.batches(batch_size)]
+    return domain_accuracy(torch.cat(logits).numpy(), np.asarray(domains))
+
+
 def evaluate(
     data: TaskFile, task: dict, model: Normalised, model_name: str, seed: int, predictions_path: str | Path | None = None
 ) -> dict:
     """Metrics of `model` on the test split of `data`, predicted batch by batch (only the test split is
-    read); the per-sample predictions go to `predictions_path` (predictions.h5) when given."""
+    read); the per-sample predictions go to `predictions_path` (predictions.h5) when given. A model with
+    a domain adversary (tcn_vae) also gets its `domain_accuracy`; seq2seq regression on a file with item
+    ids also gets the per-song (MediaEval) metrics."""
     device = next(iter(model.buffers()), torch.zeros(())).device
     n, scored = score_split(task, data, lambda x: predict_batch(model, x.to(device), task["type"], probabilities=True),
                             predictions_path=predictions_path)
-    return record(task, model_name, seed, n, scored)
+    result = record(task, model_name, seed, n, scored)
+    result["metrics"].update(adversary_scores(model, data))
+    return result
+
+
+def with_song_scores(result: dict, songs: dict) -> dict:
+    """`result` with the per-song block and its means (`song_rmse`, `song_pearson`) beside the pooled metrics."""
+    if songs:
+        result["per_song"] = songs["per_song"]
+        result["metrics"].update(songs["per_song"]["metrics"])
+    return result
+
+
+def _song_scores(scored: dict, task: dict, data: TaskFile, outputs: SplitOutputs, split: str) -> dict:
+    """`scored` with the per-song (MediaEval) metrics of a seq2seq regression test split (see per_song.py)."""
+    if split != "test" or task["type"] != "regression" or "y_true" not in outputs.arrays:
+        return scored
+    return with_song_scores(scored, song_scores(data.path, task, outputs.arrays["y_true"], outputs.arrays["y_pred"], data.names))
 
 
 def scored_record(
@@ -268,7 +307,7 @@ def scored_record(
     gathered = SplitOutputs(task, len(y_true), data.names)
     gathered.add(y_true, outputs)
     n, scored = gathered.result(data["test"].item_ids(), predictions_path)
-    return record(task, model_name, seed, n, scored)
+    return record(task, model_name, seed, n, _song_scores(scored, task, data, gathered, "test"))
 
 
 def log_test_metrics(run: dict, tracking: dict | None, result: dict, run_dir: str | Path | None = None) -> bool:

@@ -24,18 +24,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from seqpipe.data.manifest import read_manifest
-from seqpipe.datasets import Item, get_dataset
+from seqpipe.datasets import SPLITS, Item, get_dataset
 from seqpipe.features.extract import Extracted, extract_all, extract_stream, kind_module
 from seqpipe.features.merge import merge
 from seqpipe.features.parts import write_part
 from seqpipe.features.shards import parse_shard, shard_slice
-from seqpipe.features.windows import encode_domains, encode_targets, windows
+from seqpipe.features.windows import encode_domains, encode_targets, item_windows, label_encoding, step_target_names, windows
 from seqpipe.io import atomic_path
 
-__all__ = ["Extracted", "build", "build_part", "encode_targets", "extract_all", "kind_module", "windows"]
+__all__ = ["Extracted", "assemble", "build", "build_part", "encode_targets", "extract_all", "kind_module", "windows"]
 
 log = logging.getLogger("seqpipe.features")
 PROGRESS_EVERY_S = 10.0
@@ -66,7 +67,7 @@ def progress(total: int, what: str) -> Callable[[Extracted], None]:
 def build_part(manifest: dict, spec: dict, part: str | Path, shard: tuple[int, int] = (0, 1), workers: int = 1) -> None:
     """Extract shard `shard` = (index, count) of the feature set's items into the part file `part`."""
     items = load_items(manifest, spec)
-    labels, label_attrs = encode_targets(items, spec["target"])  # from every item: the same classes in every shard
+    labels, label_attrs = label_encoding(items, spec)  # from every item: the same classes in every shard
     domains, domain_attrs = encode_domains(items, spec.get("domain"))
     mine = shard_slice(items, *shard)
     log.info("extracting %s from %d of %d %s items (shard %d of %d) with %d workers",
@@ -75,6 +76,33 @@ def build_part(manifest: dict, spec: dict, part: str | Path, shard: tuple[int, i
     with atomic_path(part) as tmp:
         write_part(tmp, results, spec, labels, {**label_attrs, **domain_attrs}, manifest["root"],
                    on_item=progress(len(mine), f"{spec['name']} shard {shard[0]}/{shard[1]}"), domains=domains)
+
+
+def assemble(results: list[Extracted], spec: dict) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
+    """Window extracted items in memory and group the samples by split, as the part files do (small
+    sets and tests; `build` streams). Returns the splits and the label root attributes."""
+    ok = [r for r in results if r.features is not None]
+    labels, label_attrs = label_encoding([r.item for r in ok], spec)
+    domains, domain_attrs = encode_domains([r.item for r in ok], spec.get("domain"))
+    step_names = step_target_names(spec)
+    parts: dict[str, dict[str, list]] = {s: {"data": [], "labels": [], "item_ids": [], "window_start": [], "domains": []} for s in SPLITS}
+    for r in ok:
+        data, y, starts = item_windows(r.features, spec, labels.get(r.item.item_id), step_names)
+        part = parts[r.item.split]
+        part["data"].append(data)
+        if y is not None:
+            part["labels"].append(y)
+        part["item_ids"].append(np.array([r.item.item_id] * len(data)))
+        part["window_start"].append(starts)
+        if domains:
+            part["domains"].append(np.full(len(data), domains[r.item.item_id], dtype=np.int64))
+    splits = {}
+    for split, part in parts.items():
+        if not part["data"]:
+            raise ValueError(f"feature set {spec['name']}: the {split} split is empty after extraction "
+                             f"({len(ok)} items extracted); raise datasets.{spec['dataset']}.limit or check the skipped report")
+        splits[split] = {key: np.concatenate(values) for key, values in part.items() if values}
+    return splits, {**label_attrs, **domain_attrs}
 
 
 def kind_attrs(spec: dict) -> dict:

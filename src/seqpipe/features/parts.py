@@ -18,7 +18,7 @@ import numpy as np
 
 from seqpipe.datasets import SPLITS
 from seqpipe.features.extract import Extracted
-from seqpipe.features.windows import item_samples
+from seqpipe.features.windows import item_windows, step_target_names
 
 STR = h5py.string_dtype("utf-8")
 CHUNK_BYTES = 1 << 20  # about 1 MB per chunk of a part's datasets
@@ -30,6 +30,7 @@ class PartWriter:
 
     def __init__(self, fh: h5py.File, spec: dict, labels: dict[str, np.ndarray], domains: dict[str, np.int64] | None = None):
         self.fh, self.spec, self.labels, self.domains = fh, spec, labels, domains or {}
+        self.step_names = step_target_names(spec)
         for split in SPLITS:
             fh.create_group(split)
         for table, columns in TABLES.items():
@@ -62,12 +63,12 @@ class PartWriter:
         if result.features is None:
             self._row("skipped", result.item.item_id, rel_path, result.reason or "unknown")
             return
-        data, starts = item_samples(result.features, self.spec)
+        label = self.labels[result.item.item_id] if self.labels else None
+        data, labels, starts = item_windows(result.features, self.spec, label, self.step_names)
         group = self.fh[result.item.split]
         self._append(group, "data", data)
-        if self.labels:
-            label = self.labels[result.item.item_id]
-            self._append(group, "labels", np.repeat(np.asarray(label)[None], len(data), axis=0))
+        if labels is not None:
+            self._append(group, "labels", labels)
         if self.domains:
             self._append(group, "domains", np.full(len(data), self.domains[result.item.item_id], dtype=np.int64))
         self._append(group, "item_ids", np.array([result.item.item_id] * len(data), dtype=object))

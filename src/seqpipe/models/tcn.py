@@ -29,13 +29,13 @@ class CausalBlock(nn.Module):
 class TCN(nn.Module):
     """`num_layers` blocks with dilations 1, 2, 4, ..."""
 
-    def __init__(self, cfg: dict, in_dim: int, out_dim: int, mapping: str, out_len: int | None):
+    def __init__(self, cfg: dict, in_dim: int, out_dim: int, mapping: str, out_len: int | None, seq_len: int | None = None):
         super().__init__()
         width = cfg["hidden_size"]
         self.blocks = nn.Sequential(
             *(CausalBlock(in_dim if i == 0 else width, width, cfg["kernel_size"], 2**i, cfg["dropout"]) for i in range(cfg["num_layers"]))
         )
-        self.head = Head(width, out_dim, mapping, cfg.get("pooling"), out_len)
+        self.head = Head(width, out_dim, mapping, cfg.get("pooling"), out_len, seq_len, cfg.get("head", "auto"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(x.transpose(1, 2)).transpose(1, 2))
@@ -44,4 +44,4 @@ class TCN(nn.Module):
 @register_model("tcn")
 def build_tcn(cfg: dict, *, in_dim: int, seq_len: int, out_dim: int, mapping: str, out_len: int | None) -> nn.Module:
     """The `tcn` model."""
-    return TCN(cfg, in_dim, out_dim, mapping, out_len)
+    return TCN(cfg, in_dim, out_dim, mapping, out_len, seq_len)

@@ -24,7 +24,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from seqpipe.models.heads import Head
 from seqpipe.models.registry import register_model
 
-DEFAULTS = {"hidden_size": 64, "num_layers": 1, "dropout": 0.0, "pooling": {}, "n_heads": 4, "ff_mult": 4, "positions": "sinusoidal", "causal": False}
+DEFAULTS = {"hidden_size": 64, "num_layers": 1, "dropout": 0.0, "pooling": {}, "n_heads": 4, "ff_mult": 4, "positions": "sinusoidal", "causal": False, "head": "auto"}
 
 
 def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
@@ -56,7 +56,7 @@ class Transformer(nn.Module):
         layer = nn.TransformerEncoderLayer(d, heads, cfg["ff_mult"] * d, cfg["dropout"], activation="gelu", batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, cfg["num_layers"], enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
-        self.head = Head(d, out_dim, mapping, cfg.get("pooling"), out_len)
+        self.head = Head(d, out_dim, mapping, cfg.get("pooling"), out_len, seq_len, cfg.get("head", "auto"))
         for module in self.modules():  # the fused q/k/v projection (not a Linear) is Xavier-initialised by torch already
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)

@@ -78,8 +78,10 @@ def dataset_input(task: dict, tags: dict[str, str]):
     """The task's HDF5 data as an MLflow dataset input (name, digest = the raw files' SHA-256, source path)."""
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
-    source = task.get("data_path") or f"features/{task.get('features', 'unknown')}"
-    name = task.get("features") or Path(str(source)).stem
+    sets = task.get("features")
+    sets = "+".join(sets) if isinstance(sets, list) else sets
+    source = task.get("data_path") or f"features/{sets or 'unknown'}"
+    name = sets or Path(str(source)).stem
     digest = str(tags.get("dataset_sha256", "unknown"))[:36]
     dataset = Dataset(name=name, digest=digest, source_type="local", source=json.dumps({"path": str(source)}),
                       schema=None, profile=json.dumps({"task_type": task.get("type"), "mapping": task.get("mapping")}))

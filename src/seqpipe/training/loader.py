@@ -1,6 +1,7 @@
 """Kept for imports of older code: training batches come from `seqpipe.data.reader`."""
 
 from seqpipe.data.reader import (  # noqa: F401
+    Batch,
     MemorySplit,
     StreamSplit,
     TrainingData,

@@ -225,6 +225,8 @@ def run_epoch(model: Normalised, source, job: dict, device: torch.device, optimi
     with torch.set_grad_enabled(train), backends.attention_kernels(training["deterministic"], device):
         for batch in source.batches(training["batch_size"], order):
             xb, yb = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+            if train and len(batch) > 2 and batch[2] is not None:
+                model.set_domains(batch[2].to(device, non_blocking=True))  # tcn_vae's domain adversary; others ignore it
             if noise_std:
                 xb = xb + noise_std * model.x_std * torch.randn_like(xb)  # N(0, noise_std) on the normalised inputs
             if input_grad:

@@ -19,5 +19,14 @@ def frame_rate(spec: dict) -> float:
 
 
 def extract(item: Item, spec: dict) -> np.ndarray:
-    """Grid [steps, 27] of one drum performance at its annotated tempo."""
-    return drum_grid(read_notes(item.path), float(item.labels["bpm"]), spec["steps_per_beat"])
+    """Grid [steps, 27] of one drum performance at its annotated tempo (else the file's first tempo: Lakh, folders)."""
+    bpm = item.labels.get("bpm") or first_tempo(item.path)
+    return drum_grid(read_notes(item.path), float(bpm), spec["steps_per_beat"])
+
+
+def first_tempo(path) -> float:
+    """The first tempo (quarter notes per minute) of a MIDI file, 120 when it sets none (the MIDI default)."""
+    import symusic
+
+    tempos = symusic.Score(str(path)).tempos
+    return float(tempos[0].qpm) if len(tempos) else 120.0
