@@ -42,7 +42,7 @@ def write_splits(path: str | Path, splits: dict[str, dict[str, np.ndarray]], att
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w", libver="earliest") as fh:
             for key in sorted(attrs):
-                fh.attrs[key] = _attr_value(attrs[key])
+                fh.attrs[key] = attr_value(attrs[key])
             for split in SPLITS:
                 group = fh.create_group(split)
                 for key, array in splits[split].items():
@@ -50,7 +50,8 @@ def write_splits(path: str | Path, splits: dict[str, dict[str, np.ndarray]], att
                     group.create_dataset(key, data=array.astype(object) if dtype is STR else array, dtype=dtype)
 
 
-def _attr_value(value):
+def attr_value(value):
+    """An attribute value as HDF5 stores it: lists of text as string arrays, dicts as JSON."""
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return np.array(value, dtype=STR)
     if isinstance(value, dict):

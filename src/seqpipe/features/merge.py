@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 
 from seqpipe import __version__
+from seqpipe.data.hdf5 import attr_value
 from seqpipe.datasets import SPLITS
 from seqpipe.features.parts import STR, TABLES
 from seqpipe.io import atomic_path, canonical_json, config_hash, sha256_file
@@ -138,22 +139,13 @@ def _blocks(parts: list[h5py.File], split: str, key: str, sizes: list[int], bloc
         yield buf
 
 
-def _attr(value):
-    """An attribute value as HDF5 stores it: lists of text as string arrays, dicts as JSON."""
-    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        return np.array(value, dtype=STR)
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True)
-    return value
-
-
 def write_final(out: str | Path, parts: list[h5py.File], attrs: dict, spec: dict) -> dict[str, tuple]:
     """Copy the parts' splits into `out` (atomically); returns each split's data shape."""
     shapes = {}
     with atomic_path(out) as tmp:
         with h5py.File(tmp, "w", libver="earliest") as fh:
             for key in sorted(attrs):
-                fh.attrs[key] = _attr(attrs[key])
+                fh.attrs[key] = attr_value(attrs[key])
             for split in SPLITS:
                 sizes = _split_sizes(parts, split)
                 if not sum(sizes):
