@@ -54,7 +54,7 @@ def planned_jobs(workdir: Path, *args: str) -> list[tuple[str, dict]]:
 
 
 def digests(workdir: Path) -> dict[str, str]:
-    files = [*workdir.glob("results/features/*/*.h5"), *workdir.glob("results/runs/*/*/*/metrics.json"),
+    files = [*workdir.glob("results/features/*/*.h5"), *workdir.glob("results/tasks/*.h5"), *workdir.glob("results/runs/*/*/*/metrics.json"),
              *workdir.glob("results/baselines/*/metrics.json"), workdir / "results/report/leaderboard.csv"]
     return {str(f.relative_to(workdir)): hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(files)}
 
@@ -140,7 +140,7 @@ def test_feature_code_edit_reruns_features_and_downstream_only(demo_run):
 
 def test_forcerun_until_and_one_target(demo_run):
     jobs = planned_jobs(demo_run, "--forcerun", "features", "--until", "validate")
-    assert {rule for rule, _ in jobs} == {"features", "validate"}
+    assert {rule for rule, _ in jobs} == {"features", "assemble_task", "validate"}  # a multi-dataset task's file in between
     target = "results/runs/groove_style/gru/0/metrics.json"
     jobs = planned_jobs(demo_run, target, "--forcerun", "train")  # --forcerun takes several rules: target first
     assert sorted(rule for rule, _ in jobs) == ["evaluate", "train"]
@@ -151,7 +151,10 @@ def test_two_clean_runs_give_identical_bytes(demo_run, tmp_path_factory):
     second = copy_workflow(tmp_path_factory.mktemp("rebuild"))
     snakemake(second, "--profile", "profiles/local", "--cores", "2")
     first_digests, second_digests = digests(demo_run), digests(second)
-    assert len(first_digests) == 3 + 8 + 4 + 1  # HDF5 files, runs, baselines, leaderboard
+    config = yaml.safe_load(open(demo_run / "config.yaml"))
+    multi = [t for t, spec in config["tasks"].items() if isinstance(spec.get("features"), list)]
+    cells = sum(len(spec.get("models", config["models"])) for spec in config["tasks"].values())
+    assert len(first_digests) == len(config["features"]) + len(multi) + cells + len(config["tasks"]) + 1  # HDF5, runs, baselines, leaderboard
     assert first_digests == second_digests
 
 
