@@ -57,9 +57,16 @@ def test_per_model_training_block_is_strict(raw):
             "models.gru.training.batch_size: found str 'big'; expected integer")
 
 
-def test_per_model_seeds_are_refused(raw):
+def test_per_model_seeds_are_checked_and_planned(raw):
+    from seqpipe.config import validate_config
+    from seqpipe.plan import cells
+
+    raw["models"]["gru"]["training"] = {"seeds": [1, 1]}
+    refused(raw, "models.gru.training.seeds: [1, 1] has non-unique elements")
     raw["models"]["gru"]["training"] = {"seeds": [1, 2]}
-    refused(raw, "models.gru.training.seeds: per-model seeds are not supported")
+    config = validate_config(raw)
+    assert {c.seed for c in cells(config) if c.model == "gru"} == {1, 2}
+    assert {c.seed for c in cells(config) if c.model == "mlp"} == set(config["training"]["seeds"])
 
 
 def test_loss_names_and_parameters(raw):

@@ -94,7 +94,7 @@ def _schema_line(err: jsonschema.ValidationError, config: dict, rules: dict) -> 
                     "letters, digits, '_', '.' and '-', starting with a letter or digit, without '..'; rename it"]
         return [f"{where([*path, name])}: {err.message}"]
     if err.validator == "additionalProperties":
-        known = set(err.schema.get("properties", {})) - ({"seeds"} if path[:1] == ["models"] else set())
+        known = set(err.schema.get("properties", {}))
         extra = sorted(k for k in err.instance if k not in known)
         return [f"{where([*path, k])}: unknown key{did_you_mean(k, known)}; allowed under {key}: {listed(known)}"
                 for k in extra]
@@ -187,12 +187,9 @@ def model_problems(name: str, model: dict, schema: dict, rules: dict) -> list[st
         lines += _registered_problems("pooling", spec, signatures.poolings(), f"{key}.pooling")
     training = model.get("training")
     if isinstance(training, dict) and training:
-        if "seeds" in training:
-            lines.append(f"{key}.training.seeds: per-model seeds are not supported (every model trains with training.seeds); "
-                         "remove it and set training.seeds")
-        rest = {k: v for k, v in training.items() if k != "seeds"}
-        lines += subschema_problems(rest, schema["properties"]["training"], schema, ["models", name, "training"], rules)
-        lines += training_problems(rest, f"{key}.training")
+        # a model's own `seeds` are honoured by the plan (seqpipe.plan.model_seeds), checked like the global ones
+        lines += subschema_problems(training, schema["properties"]["training"], schema, ["models", name, "training"], rules)
+        lines += training_problems(training, f"{key}.training")
     return lines
 
 
