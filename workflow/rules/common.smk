@@ -182,6 +182,14 @@ def all_metrics():
     return [f"{c.run_dir}/metrics.json" for c in plan.cells(config)]
 
 
+def report_templates():
+    """The leaderboard's Jinja2 templates, relative to the project (a moved copy plans nothing)."""
+    return [
+        plan.project_path(p)
+        for p in sorted((SRC / "seqpipe/evaluation/templates").glob("*.j2"))
+    ]
+
+
 def all_predictions():
     """predictions.h5 beside each run's and each baseline's metrics.json (the report's paired tests)."""
     runs = [f"{c.run_dir}/predictions.h5" for c in plan.cells(config)]

@@ -12,7 +12,7 @@ rule report:
         ),
         predictions=all_predictions(),
         code=code("seqpipe.evaluation.report"),
-        templates=sorted((SRC / "seqpipe/evaluation/templates").glob("*.j2")),  # not Python: no code stamp sees them
+        templates=report_templates(),  # not Python: no code stamp sees them
     output:
         csv=report(
             REPORT["csv"],
