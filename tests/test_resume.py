@@ -220,6 +220,7 @@ def test_sigkill_at_a_random_point_then_restart(tmp_path, slow_data, slow_refere
 # --- through Snakemake --------------------------------------------------------------------------
 
 TINY = {
+    "cache": {"enabled": False},  # --forcerun train must train, not restore the first run from the run cache
     "demo": {"groove": {"n_items": 20}},
     "features": {"grid": {"dataset": "groove", "kind": "drum_grid", "target": "style"}},
     "tasks": {"style": {"features": "grid", "paradigm": "supervised", "mapping": "seq2static", "type": "classification"}},

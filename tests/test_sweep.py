@@ -32,8 +32,10 @@ def test_sweep_cells_and_jobs(repo, tmp_path):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     config = load_config(tmp_path / "c.yaml")
     grid = cells(config)
-    n_tasks = len(cfg["tasks"])
-    assert len(grid) == (n_tasks - 1) * (1 + 6) * 2 + 6 * 2  # groove_style trains the gru variants only
+    plain = load_config(repo / "config.yaml")
+    per_seed = sum(6 if "gru" in spec.get("models", plain["models"]) else 0 for spec in cfg["tasks"].values())  # gru -> 6 variants
+    others = sum(len([m for m in spec.get("models", plain["models"]) if m != "gru"]) for spec in cfg["tasks"].values())
+    assert len(grid) == (per_seed + others) * 2  # groove_style trains the gru variants only
     job = train_job(config, "deam_emotion", "gru--hidden_size-64--lr-0.003", 1)
     assert job["model"]["hidden_size"] == 64 and job["training"]["optimizer"]["lr"] == 0.003 and job["seed"] == 1
     assert apply_sweep(config) == config  # once applied, a sweep is not applied again

@@ -18,7 +18,7 @@ from tests.test_training import job, make_file
 
 JOBS = 4
 EPOCHS = 6
-PER_EPOCH = ("train_loss", "val_loss", "train_metric", "val_metric", "epoch_time_s", "samples_per_s")
+PER_EPOCH = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "epoch_time_s", "samples_per_s")
 
 
 def start_job(tmp_path, h5, tracking_json, seed: int) -> subprocess.Popen:
