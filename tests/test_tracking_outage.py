@@ -4,9 +4,11 @@ runs are named, typed and described so the MLflow UI explains them, and a moved 
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from seqpipe.config import load_config, train_job
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint, log_test_metrics
 from seqpipe.io import read_json, write_json
 from seqpipe.tracking.relocate import relocate
@@ -16,6 +18,7 @@ from seqpipe.training.data import load_task_data
 from seqpipe.training.train import train
 from tests.test_training import job, make_file
 
+REPO = Path(__file__).resolve().parents[1]
 DOWN = "http://127.0.0.1:9"  # nothing listens on port 9
 
 
@@ -69,10 +72,12 @@ def test_run_explains_itself(tmp_path):
     client = MlflowClient(info["tracking_uri"])
     assert client.get_experiment(info["experiment_id"]).tags["mlflow.experimentKind"] == "custom_model_development"
     h5 = make_file(tmp_path / "d.h5", "regression")
-    run = train(job("regression", "gru", epochs=2), h5, tmp_path / "run", info)
+    j = job("regression", "gru", epochs=2)
+    j["model"] = train_job(load_config(REPO / "config.yaml"), "deam_emotion", "gru", 0)["model"]  # as a rule passes it
+    run = train(j, h5, tmp_path / "run", info)
     got = client.get_run(run["mlflow_run_id"])
     params = got.data.params
-    assert params["model.hidden_size"] == "32" and params["model.arch"] == "gru"
+    assert params["model.hidden_size"] == str(j["model"]["hidden_size"]) and params["model.arch"] == "gru"
     assert not {"model.codebook_size", "model.diffusion_steps", "model.n_heads"} & set(params)  # other archs' keys
     assert {"val_rmse", "train_rmse"} <= set(got.data.metrics) and "val_metric" not in got.data.metrics
     [dataset] = got.inputs.dataset_inputs

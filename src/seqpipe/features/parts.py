@@ -16,7 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from seqpipe.datasets import SPLITS
+from seqpipe.datasets import SPLITS, relative_path
 from seqpipe.features.extract import Extracted
 from seqpipe.features.windows import item_windows, step_target_names
 
@@ -87,18 +87,6 @@ def write_part(path: str | Path, results: Iterable[Extracted], spec: dict, label
             writer.add(result, relative_path(result.item.path, root))
             if on_item is not None:
                 on_item(result)
-
-
-def relative_path(path: str | Path, root: str | Path) -> str:
-    """`path` relative to the dataset root as posix text; the path itself when it lies elsewhere
-    (a symlinked tree whose files resolve outside the root)."""
-    path, root = Path(path), Path(root)
-    for base in (root, root.resolve()):
-        try:
-            return path.relative_to(base).as_posix()
-        except ValueError:
-            continue
-    return path.as_posix()
 
 
 def read_table(fh: h5py.File, table: str) -> list[dict[str, str]]:

@@ -68,10 +68,9 @@ def rename_metrics(values: dict[str, float], measured: str | None) -> dict[str, 
 
 
 def run_params(job: dict) -> dict:
-    """MLflow params of a job: the task's settings, the model's own keys (not every architecture's defaults) and
-    the training settings."""
-    return {"task": job.get("task", {}), "model": own_settings(job.get("model", {}), job.get("task", {})),
-            "training": job.get("training", {}), "seed": job.get("seed")}
+    """MLflow params of a job: the task's settings, the model's own keys (seqpipe.config fills only the keys of
+    the model's architecture) and the training settings."""
+    return {"task": job.get("task", {}), "model": job.get("model", {}), "training": job.get("training", {}), "seed": job.get("seed")}
 
 
 def dataset_input(task: dict, tags: dict[str, str]):
@@ -86,38 +85,6 @@ def dataset_input(task: dict, tags: dict[str, str]):
     dataset = Dataset(name=name, digest=digest, source_type="local", source=json.dumps({"path": str(source)}),
                       schema=None, profile=json.dumps({"task_type": task.get("type"), "mapping": task.get("mapping")}))
     return DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")])
-
-
-class _Recording(dict):
-    """A dict that remembers which keys were read."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.read: set[str] = set()
-
-    def __getitem__(self, key):
-        self.read.add(key)
-        return super().__getitem__(key)
-
-    def get(self, key, default=None):
-        self.read.add(key)
-        return super().get(key, default)
-
-
-def own_settings(model: dict, task: dict) -> dict:
-    """The model settings its architecture actually reads (found by building it once on a tiny shape), plus its
-    name and arch: a GRU run does not list `codebook_size` or `diffusion_steps`. Falls back to all settings."""
-    from seqpipe.models import build_model
-
-    recording = _Recording(model)
-    mapping = task.get("mapping", "seq2static")
-    try:
-        out_len = task.get("target_seq_len") or 8 if mapping == "seq2seq" else None
-        build_model(recording, in_dim=4, seq_len=8, out_dim=2, mapping=mapping, out_len=out_len, target_dim=2)
-    except Exception:  # noqa: BLE001 - params are informative: never fail a run over them
-        return dict(model)
-    keep = recording.read | {"name", "arch"}
-    return {k: v for k, v in model.items() if k in keep}
 
 
 class Tracker:
