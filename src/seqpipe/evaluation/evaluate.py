@@ -250,20 +250,9 @@ def record(task: dict, model: str, seed: int, n: int, scored: dict) -> dict:
 
 
 @torch.no_grad()
-def adversary_scores(model: Normalised, data: TaskFile, split: str = "test") -> dict:
-    """Domain accuracy of a model's domain adversary (tcn_vae) on the split's known domain ids (next to the
-    majority-domain rate); {} without an adversary or without domains. Read batch by batch under the budget."""
-    net = model.net
-    if getattr(net, "domain_logits", None) is None or getattr(net, "domain_head", None) is None:
-        return {}
-    domains = data[split].domains()
-    if domains is None:
-        return {}
-    device = next(iter(model.buffers()), torch.zeros(())).device
-    source = data.source(split, data[split].estimate_mb() <= data.memory_budget_mb)
-    batch_size = max(1, min(EVAL_BATCH, data[split].block_rows("data", data.memory_budget_mb)))
-    logits = [net.domain_logits((batch.x.to(device) - model.x_mean) / model.x_std).float().cpu() for batch in source.batches(batch_size)]
-    return domain_accuracy(torch.cat(logits).numpy(), np.asarray(domains))
+def has_adversary(model: Normalised) -> bool:
+    """Whether the model has a domain adversary (tcn_vae with a domain head) whose accuracy evaluation reports."""
+    return getattr(model.net, "domain_logits", None) is not None and getattr(model.net, "domain_head", None) is not None
 
 
 def evaluate(
@@ -274,10 +263,20 @@ def evaluate(
     a domain adversary (tcn_vae) also gets its `domain_accuracy`; seq2seq regression on a file with item
     ids also gets the per-song (MediaEval) metrics."""
     device = next(iter(model.buffers()), torch.zeros(())).device
-    n, scored = score_split(task, data, lambda x: predict_batch(model, x.to(device), task["type"], probabilities=True),
-                            predictions_path=predictions_path)
+    domains = data["test"].domains() if has_adversary(model) else None
+    domain_logits: list[torch.Tensor] = []
+
+    def predict_fn(x: torch.Tensor) -> np.ndarray:
+        x = x.to(device)
+        if domains is not None:  # the adversary's guesses in the same pass over the split
+            with torch.no_grad():
+                domain_logits.append(model.net.domain_logits((x - model.x_mean) / model.x_std).float().cpu())
+        return predict_batch(model, x, task["type"], probabilities=True)
+
+    n, scored = score_split(task, data, predict_fn, predictions_path=predictions_path)
     result = record(task, model_name, seed, n, scored)
-    result["metrics"].update(adversary_scores(model, data))
+    if domain_logits:
+        result["metrics"].update(domain_accuracy(torch.cat(domain_logits).numpy(), np.asarray(domains)))
     return result
 
 
