@@ -18,7 +18,13 @@ import torch
 
 from seqpipe.data.reader import StreamSplit, TaskFile, add_budget_option, open_task, targets
 from seqpipe.evaluation import pieces, predictions, stats
-from seqpipe.evaluation.metrics import classification_metrics, reconstruction_metrics, regression_metrics
+from seqpipe.evaluation.metrics import (
+    check_finite,
+    check_same_shape,
+    classification_metrics,
+    reconstruction_metrics,
+    regression_metrics,
+)
 from seqpipe.evaluation.predictions import Predictions
 from seqpipe.data.domains import domain_accuracy
 from seqpipe.evaluation.per_song import song_scores
@@ -77,12 +83,9 @@ class ReconstructionScore:
     def add(self, y_true: np.ndarray, y_pred: np.ndarray) -> None:
         """Add one batch of inputs [B, T, D] and their reconstructions."""
         a, b = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
-        if a.shape != b.shape:
-            raise ValueError(f"reconstruction_metrics: targets have shape {a.shape} but predictions {b.shape}; they must match")
-        for array, what in ((a, "inputs"), (b, "reconstructions")):
-            if not np.all(np.isfinite(array)):
-                bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
-                raise ValueError(f"reconstruction_metrics {what}: {bad} non-finite values (NaN/inf); check the model outputs and the targets")
+        check_same_shape(a, b, "reconstruction_metrics")  # the same checks and messages as the in-memory path
+        check_finite(a, "reconstruction_metrics inputs")
+        check_finite(b, "reconstruction_metrics reconstructions")
         err = a - b
         sq, ab = (err**2).sum(0), np.abs(err).sum(0)
         self.sq, self.abs = (sq, ab) if self.sq is None else (self.sq + sq, self.abs + ab)

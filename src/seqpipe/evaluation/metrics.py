@@ -35,7 +35,7 @@ def _finite(value: float) -> float:
     return value if math.isfinite(value) else 0.0
 
 
-def _check_same_shape(a: np.ndarray, b: np.ndarray, what: str) -> None:
+def check_same_shape(a: np.ndarray, b: np.ndarray, what: str) -> None:
     """Raise a clear error when two arrays differ in shape or are empty."""
     if a.shape != b.shape:
         raise ValueError(f"{what}: targets have shape {a.shape} but predictions {b.shape}; they must match")
@@ -43,7 +43,7 @@ def _check_same_shape(a: np.ndarray, b: np.ndarray, what: str) -> None:
         raise ValueError(f"{what}: got empty arrays; the split has no samples to evaluate")
 
 
-def _check_finite(a: np.ndarray, what: str) -> None:
+def check_finite(a: np.ndarray, what: str) -> None:
     """Raise when an array holds NaN or inf (a diverged model or corrupt targets)."""
     if not np.all(np.isfinite(a)):
         bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
@@ -114,7 +114,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
     """
     t = np.asarray(y_true).ravel()
     p = np.asarray(y_pred).ravel()
-    _check_same_shape(t, p, "classification_metrics")
+    check_same_shape(t, p, "classification_metrics")
     n_classes = len(class_names)
     for arr, name in ((t, "targets"), (p, "predictions")):
         if not np.issubdtype(arr.dtype, np.integer):
@@ -180,9 +180,9 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, target_names: Seq
     Accepts `[N]` (one target), `[N, K]`, or `[N, T, K]` (time steps pooled with samples).
     """
     t, p = _as_2d(y_true), _as_2d(y_pred)
-    _check_same_shape(t, p, "regression_metrics")
-    _check_finite(t, "regression_metrics targets")
-    _check_finite(p, "regression_metrics predictions")
+    check_same_shape(t, p, "regression_metrics")
+    check_finite(t, "regression_metrics targets")
+    check_finite(p, "regression_metrics predictions")
     if len(target_names) != t.shape[1]:
         raise ValueError(
             f"regression_metrics: {len(target_names)} target names for {t.shape[1]} target columns; "
@@ -206,9 +206,9 @@ def reconstruction_metrics(
     """Mean squared and absolute reconstruction error, plus MSE per feature (last axis)."""
     a = np.asarray(x, dtype=np.float64)
     b = np.asarray(x_hat, dtype=np.float64)
-    _check_same_shape(a, b, "reconstruction_metrics")
-    _check_finite(a, "reconstruction_metrics inputs")
-    _check_finite(b, "reconstruction_metrics reconstructions")
+    check_same_shape(a, b, "reconstruction_metrics")
+    check_finite(a, "reconstruction_metrics inputs")
+    check_finite(b, "reconstruction_metrics reconstructions")
     n_features = a.shape[-1] if a.ndim >= 1 else 1
     names = list(feature_names) if feature_names is not None else [f"f{i}" for i in range(n_features)]
     if len(names) != n_features:
