@@ -41,7 +41,7 @@ import torch
 from torch.nn import functional as F
 
 from seqpipe.models import build_model
-from seqpipe.training.loader import MemorySplit
+from seqpipe.data.reader import MemorySplit
 from seqpipe.training.precision import choose_precision
 from seqpipe.training.schedule import make_optimizer
 from seqpipe.training.train import run_epoch, training_settings
@@ -184,7 +184,7 @@ def stream_bench(name: str, args) -> None:
     import numpy as np
 
     from seqpipe.data.hdf5 import write_splits
-    from seqpipe.training.loader import stream_task_data
+    from seqpipe.data.reader import stream_task_data
 
     x, y = synthetic(args.n, args.steps, args.dim, args.classes)
     task = {"name": "bench", "type": "classification", "mapping": "seq2static", "paradigm": "supervised",

@@ -16,7 +16,7 @@ from seqpipe.data.hdf5 import load_splits
 from seqpipe.data.validate import validate
 from seqpipe.evaluation.baseline import run_baseline
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint, predict
-from seqpipe.training.data import load_task_data, standardisation
+from seqpipe.data.reader import load_task_data, standardisation
 from seqpipe.training.train import train
 
 N = 300

@@ -18,7 +18,7 @@ from seqpipe.evaluation.baseline import run_baseline
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint
 from seqpipe.models import build_model
 from seqpipe.models.heads import head_kind
-from seqpipe.training.data import load_task_data
+from seqpipe.data.reader import load_task_data
 from seqpipe.training.train import train
 
 N, T_IN, T_OUT, D = 500, 24, 8, 3

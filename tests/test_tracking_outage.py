@@ -14,7 +14,7 @@ from seqpipe.io import read_json, write_json
 from seqpipe.tracking.relocate import relocate
 from seqpipe.tracking.setup import setup
 from seqpipe.tracking.sync import EVAL_PENDING, main, pending
-from seqpipe.training.data import load_task_data
+from seqpipe.data.reader import load_task_data
 from seqpipe.training.train import train
 from tests.test_training import job, make_file
 
@@ -86,8 +86,10 @@ def test_run_explains_itself(tmp_path):
     logged = client.get_logged_model(model.model_id)
     import mlflow
 
-    mlflow.set_tracking_uri(info["tracking_uri"])
-    meta = mlflow.models.get_model_info(logged.model_uri)
+    from seqpipe.tracking.model import global_tracking_uri
+
+    with global_tracking_uri(info["tracking_uri"]):  # restored after: no global state leaks into later tests
+        meta = mlflow.models.get_model_info(logged.model_uri)
     assert meta.signature is not None and meta.saved_input_example_info is not None
 
 

@@ -14,7 +14,7 @@ import requests
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint, log_test_metrics
 from seqpipe.tracking.invocation import ENV_VAR, TAG
 from seqpipe.tracking.setup import setup
-from seqpipe.training.data import load_task_data
+from seqpipe.data.reader import load_task_data
 from seqpipe.training.train import train
 from tests.test_training import job, make_file
 

@@ -12,7 +12,7 @@ from seqpipe.io import read_json, write_json
 from seqpipe.tracking.invocation import ENV_VAR, TAG
 from seqpipe.tracking.setup import setup
 from seqpipe.tracking.sync import SYNC_KEY_TAG, SYNCED_TAG, main, pending
-from seqpipe.training.data import load_task_data
+from seqpipe.data.reader import load_task_data
 from seqpipe.training.train import train
 from tests.test_training import job, make_file
 
