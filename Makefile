@@ -16,7 +16,7 @@ export PATH := $(BIN):$(PATH)
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.lock pyproject.toml envs/condor_config.pth
+$(VENV)/.installed: requirements.lock pyproject.toml envs/condor_config.pth envs/seqpipe_dotted_config.pth
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(VENV)/bin/uv pip install --python $(VENV)/bin/python --compile-bytecode $(UV_FLAGS) -r requirements.lock
@@ -24,6 +24,9 @@ $(VENV)/.installed: requirements.lock pyproject.toml envs/condor_config.pth
 	@# No HTCondor pool configured on this machine: tell its bindings so once (what they do anyway), instead of a
 	@# CONDOR_CONFIG warning at the top of every snakemake call. A real pool's condor_config is left alone.
 	cp envs/condor_config.pth "$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/"
+	@# `snakemake --config training.epochs=5`: Snakemake refuses dotted keys before the workflow is read;
+	@# this lets the environment's snakemake keep them for the workflow to nest (src/seqpipe/dotted_config.py).
+	cp envs/seqpipe_dotted_config.pth "$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/"
 	@touch $@
 
 demo: install

@@ -10,14 +10,17 @@ import sys
 from pathlib import Path
 
 import pytest
+import snakemake.cli
 import yaml
-from snakemake.cli import parse_config
 
 from seqpipe.config import ConfigError, checked_config, load_config
+from seqpipe.dotted_config import wrap
 from seqpipe.plan import cells
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+SNAKEMAKES_OWN = getattr(snakemake.cli.parse_config, "__wrapped__", snakemake.cli.parse_config)
+parse_config = wrap(SNAKEMAKES_OWN)  # what the project's environment runs (envs/seqpipe_dotted_config.pth)
 
 
 @pytest.fixture()
@@ -41,11 +44,27 @@ def as_snakemake(raw: dict, *entries: str, configfiles: tuple[dict, ...] = ()) -
 
 
 def test_what_snakemake_does_with_config_entries():
-    """Nested values arrive as strings (YAML BaseLoader); dotted keys are refused by Snakemake before the Snakefile."""
+    """Nested values arrive as strings (YAML BaseLoader); Snakemake's own parser refuses dotted keys before the
+    Snakefile, the wrapped one keeps them, with the values typed by Snakemake's own rules."""
     assert parse_config(["training={epochs: 5, optimizer: {lr: 0.01}}"]) == {"training": {"epochs": "5", "optimizer": {"lr": "0.01"}}}
     with pytest.raises(ValueError, match="valid identifier"):
-        parse_config(["training.epochs=5"])
+        SNAKEMAKES_OWN(["training.epochs=5"])
     assert parse_config(["set=training.epochs=5 models.gru.hidden_size=128"]) == {"set": "training.epochs=5 models.gru.hidden_size=128"}
+    entries = ["training.epochs=5", "training={seeds: [0]}", "models.gru.pooling.name=attention", "training.grad_clip=",
+               "training.freeze=[encoder, head]", "training.optimizer.lr=1e-3"]
+    assert parse_config(entries) == {"training.epochs": 5, "training": {"seeds": ["0"]}, "models.gru.pooling.name": "attention",
+                                     "training.grad_clip": None, "training.freeze": ["encoder", "head"],
+                                     "training.optimizer.lr": SNAKEMAKES_OWN(["lr=1e-3"])["lr"]}
+    with pytest.raises(ValueError, match="valid identifier"):
+        parse_config(["x=1"])  # everything else is still Snakemake's own rule (keys of two characters or more)
+
+
+def test_the_environment_snakemake_takes_dotted_keys():
+    """`make install` puts envs/seqpipe_dotted_config.pth into the environment: its snakemake.cli is wrapped."""
+    code = "from snakemake.cli import parse_config; print(parse_config(['training.epochs=5', 'models.gru.hidden_size=128']))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "{'training.epochs': 5, 'models.gru.hidden_size': 128}", (
+        f"{out.stderr[-800:]}\nenvs/seqpipe_dotted_config.pth is not installed in {sys.prefix}: run `make install`")
 
 
 def test_nested_override_is_typed_by_the_schema(raw):
@@ -56,8 +75,12 @@ def test_nested_override_is_typed_by_the_schema(raw):
     assert config["models"]["gru"]["hidden_size"] == 128 and config["models"]["gru"]["pooling"]["name"] == "mean"
 
 
-def test_dotted_overrides(raw):
-    config = as_snakemake(raw, "set=training.epochs=5 models.gru.hidden_size=128 training.freeze=[encoder, head] mlflow.tracking_uri=null")
+@pytest.mark.parametrize("entries", [
+    ["set=training.epochs=5 models.gru.hidden_size=128 training.freeze=[encoder, head] mlflow.tracking_uri=null"],
+    ["training.epochs=5", "models.gru.hidden_size=128", "training.freeze=[encoder, head]", "mlflow.tracking_uri=null"],
+], ids=["set", "bare"])
+def test_dotted_overrides(raw, entries):
+    config = as_snakemake(raw, *entries)
     assert config["training"]["epochs"] == 5 and config["models"]["gru"]["hidden_size"] == 128
     assert config["training"]["freeze"] == ["encoder", "head"] and config["mlflow"]["tracking_uri"] is None
 
@@ -127,12 +150,28 @@ def planned_training(out: str) -> set[tuple[str, str]]:
 def test_readme_overrides_and_an_experiment_plan_through_snakemake(tmp_path):
     (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
     for entries in (["training={epochs: 5}", "models={gru: {hidden_size: 128}}"],
-                    ["set=training.epochs=5 models.gru.hidden_size=128"]):
+                    ["set=training.epochs=5 models.gru.hidden_size=128"],
+                    ["training.epochs=5", "models.gru.hidden_size=128"]):
         proc = snakemake("-n", "--config", *entries, cwd=tmp_path)
         assert proc.returncode == 0, proc.stdout + proc.stderr
     proc = snakemake("-n", "--configfile", str(EXPERIMENT), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert planned_training(proc.stdout) == {("groove_style", f"{m}--hidden_size-{h}") for m in ("gru", "lstm") for h in (32, 64)}
+
+
+def test_bare_dotted_overrides_reach_the_workflow_typed(tmp_path):
+    """`snakemake --config training.epochs=5 models.gru.hidden_size=128` as typed: the checked config holds integers."""
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    (tmp_path / "Snakefile").write_text(
+        "import json\nfrom seqpipe.config import checked_config\nconfigfile: 'config.yaml'\n"
+        "c = checked_config(config, workflow.config_settings.config)\n"
+        "print('CHECKED', json.dumps([c['training']['epochs'], c['models']['gru']['hidden_size'], c['training']['optimizer']['lr']]))\n"
+        "rule all:\n    input: []\n")
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run([str(BIN / "snakemake"), "-n", "--config", "training.epochs=5", "models.gru.hidden_size=128",
+                           "training.optimizer.lr=0.5"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "CHECKED [5, 128, 0.5]" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_bad_config_stops_snakemake_before_any_job_and_keeps_results(tmp_path):

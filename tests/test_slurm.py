@@ -89,19 +89,23 @@ def slurm_cluster():
 
 
 def test_pipeline_through_slurm(slurm_cluster, tmp_path):
-    """Every rule but the local code stamps runs as a SLURM job and completes; training asked its GPU."""
+    """Every rule but the local code stamps runs as a SLURM job and completes; training asked its GPU and
+    read the command line's dotted override."""
     workdir = tiny_workflow(tmp_path)
     log_offset = SLURMCTLD_LOG.stat().st_size if SLURMCTLD_LOG.exists() else 0
     started = time.monotonic()
     # The plugin checks job states 40 s after each wave of jobs by default (gentle on a busy
     # controller); 2 s keeps this 7-level DAG short. MinJobAge=300 stays above 3x that, so the
     # plugin keeps to squeue.
-    proc = snakemake(workdir, "--profile", "profiles/slurm", "--slurm-init-seconds-before-status-checks", "2")
+    # A Hydra-style dotted override (config.yaml says 3 epochs) must reach the jobs SLURM runs.
+    proc = snakemake(workdir, "--profile", "profiles/slurm", "--slurm-init-seconds-before-status-checks", "2",
+                     "--config", "training.epochs=2")
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-6000:]
     print(f"pipeline through SLURM in {time.monotonic() - started:.1f} s")
 
     assert (workdir / "results/runs/style/mlp/0/metrics.json").exists()
+    assert json.loads((workdir / "results/runs/style/mlp/0/run.json").read_text())["epochs_run"] == 2
     assert (workdir / "results/report/leaderboard.csv").exists()
     assert "Falling back to 'sacct'" not in output  # squeue answered every status check
 
