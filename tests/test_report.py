@@ -167,6 +167,16 @@ def test_write_leaderboard_files_and_html(tmp_path: Path, runs: list[Path]) -> N
     assert "| style | mlp | 1 | Accuracy ↑ | 0.3000 (n=1) |" in "\n".join(table)
 
 
+def test_per_song_and_domain_metrics_reach_the_leaderboard() -> None:
+    """Per-step tasks' MediaEval per-song scores and an adversary's domain accuracy are columns, averaged over seeds."""
+    records = [{**_regression("gru", seed, 0.5), "per_song": {"metrics": {"song_rmse": rmse, "song_pearson": 0.5}, "n_songs": 9}}
+               for seed, rmse in ((0, 0.2), (1, 0.4))]
+    records.append({**_regression("vae", 0, 0.6), "metrics": {"rmse": 0.6, "domain_accuracy": 0.55, "domain_majority": 0.6}})
+    df = leaderboard(records).set_index("model")
+    assert df.loc["gru", "song_rmse_mean"] == pytest.approx(0.3) and df.loc["gru", "song_pearson_mean"] == 0.5
+    assert df.loc["vae", "domain_accuracy_mean"] == 0.55 and np.isnan(df.loc["vae", "song_rmse_mean"])
+
+
 def test_rewrite_gives_identical_bytes(tmp_path: Path, runs: list[Path]) -> None:
     first, figs_a = _write(tmp_path, runs, "a")
     second, figs_b = _write(tmp_path, runs, "b")

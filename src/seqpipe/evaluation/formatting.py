@@ -16,6 +16,10 @@ METRIC_NAMES = {
     "pearson": "Pearson r",
     "ccc": "CCC",
     "loss": "Loss",
+    "song_rmse": "RMSE per song",
+    "song_pearson": "Pearson r per song",
+    "domain_accuracy": "Domain accuracy (adversary)",
+    "domain_majority": "Domain majority rate",
 }
 TASK_TYPES = {"classification": "Classification", "regression": "Regression", "reconstruction": "Reconstruction"}
 DIGITS = 4

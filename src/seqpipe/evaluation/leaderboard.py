@@ -7,7 +7,7 @@ baseline" when the whole 95% interval of its improvement lies above zero. Both n
 `predictions.h5` files beside the metrics.json files; a run without them falls back to the interval
 in its metrics.json (one seed) and to the point comparison, and the row's `baseline_test` says so.
 Where item ids exist the row also holds the piece-level primary metric (a vote over each piece's
-windows) with its interval.
+windows) with its interval, and per-step tasks their per-song metrics (`song_rmse_mean`, ...).
 """
 
 from __future__ import annotations
@@ -187,6 +187,11 @@ def _record_interval(recs: list[dict], key: str, primary: str) -> list[float] | 
     return [float(b) for b in bounds] if bounds else None
 
 
+def _scores(record: dict) -> dict[str, float]:
+    """A record's test metrics with its per-song ones (`song_rmse`, `song_pearson`: MediaEval's averages over songs)."""
+    return {**record["metrics"], **((record.get("per_song") or {}).get("metrics") or {})}
+
+
 def _row(task: str, model: str, recs: list[dict], setting: tuple[str, str, bool], boot: dict) -> dict:
     """One leaderboard row (see FIXED_COLUMNS) plus `<metric>_mean` of every other metric."""
     task_type, primary, hib = setting
@@ -202,8 +207,9 @@ def _row(task: str, model: str, recs: list[dict], setting: tuple[str, str, bool]
         "piece_ci_low": piece_ci[0], "piece_ci_high": piece_ci[1],
         "n_items": items.pop() if len(items) == 1 else math.nan,
     }
-    for name in sorted({name for r in recs for name in r["metrics"]} - {primary}):
-        row[f"{name}_mean"] = float(np.mean([float(r["metrics"][name]) for r in recs if name in r["metrics"]]))
+    scores = [_scores(r) for r in recs]
+    for name in sorted({name for s in scores for name in s} - {primary}):
+        row[f"{name}_mean"] = float(np.mean([float(s[name]) for s in scores if name in s]))
         bounds = boot.get("metric_ci", {}).get(name) or _record_interval(recs, "intervals", name)
         if bounds:
             row[f"{name}_ci_low"], row[f"{name}_ci_high"] = bounds
