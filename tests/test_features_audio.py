@@ -141,6 +141,19 @@ def test_log_mel_matches_librosa(kwargs):
     assert_matches_librosa(ours, ref)
 
 
+def test_clips_longer_than_one_block_match(tmp_path):
+    """Decoding and log-mel work a block at a time: several blocks each, the last one partial."""
+    from seqpipe.features import audio
+
+    stereo = (0.1 * np.random.default_rng(1).standard_normal((2 * audio._DECODE_BLOCK + 777, 2))).astype(np.float32)
+    path = tmp_path / "long.wav"
+    sf.write(path, stereo, SR, subtype="FLOAT")
+    y = load_audio(path)
+    np.testing.assert_allclose(y, stereo.mean(axis=1), rtol=1e-6, atol=1e-9)
+    assert 2 * audio._STFT_BLOCK < 1 + y.size // 512 < 3 * audio._STFT_BLOCK
+    assert_matches_librosa(log_mel(y), _librosa_log_mel(y))
+
+
 @pytest.mark.filterwarnings("ignore:n_fft=.* is too large:UserWarning")  # librosa, short clips
 @pytest.mark.parametrize("n", [1, 700, 1024, 5000])
 def test_log_mel_pure_tone_silence_and_short_clips(n):
