@@ -468,3 +468,153 @@ def test_quantised_drum_take_has_exactly_zero_micro_timing(tmp_path):
     assert np.all(grid[:, 2 * K :] == 0.0)
     g = groove_features(notes, bpm=bpm)
     assert g[GROOVE_NAMES.index("offset_abs_mean")] == 0.0 and g[GROOVE_NAMES.index("offset_std")] == 0.0
+
+
+# --- The compiled kernels against plain numpy (bit for bit) ------------------------------------------
+
+from seqpipe.features import midi_kernels  # noqa: E402
+from seqpipe.features.midi import _notes_of_tracks, _tempo_map  # noqa: E402
+
+
+def _numpy_read(path: Path) -> Notes:
+    """read_notes through the numpy path only (what every file took before the one-pass kernel)."""
+    import symusic
+
+    score = symusic.Score(str(path), ttype="tick")
+    tracks = [(t.notes.numpy(), bool(t.is_drum)) for t in score.tracks if len(t.notes)]
+    tempos = score.tempos.numpy()
+    return _notes_of_tracks(path, tracks, _tempo_map(tempos["time"], tempos["mspq"], score.ticks_per_quarter))
+
+
+def _one_pass_taken(path: Path) -> bool:
+    import symusic
+
+    score = symusic.Score(str(path), ttype="tick")
+    tempos = score.tempos.numpy()
+    tracks = [t.notes.numpy() for t in score.tracks if len(t.notes)]
+    if len(tracks) != 1:
+        return False
+    a = tracks[0]
+    tempo_map = _tempo_map(tempos["time"], tempos["mspq"], score.ticks_per_quarter)
+    return bool(midi_kernels.read_one_track(a["time"], a["duration"], a["pitch"], a["velocity"], False, *tempo_map)[0])
+
+
+def _assert_same_notes(a: Notes, b: Notes) -> None:
+    for field in ("start", "end", "pitch", "velocity", "is_drum"):
+        x, y = getattr(a, field), getattr(b, field)
+        assert x.dtype == y.dtype, field
+        np.testing.assert_array_equal(x, y, err_msg=field)
+
+
+def test_one_pass_and_numpy_paths_read_the_same_notes(tmp_path):
+    # One-track files with re-struck pitches and zero-length notes, some with tempo changes. Note-offs
+    # written after the note-ons of their tick make symusic's ends of a pitch fall out of step with
+    # its starts, which sends a file down the numpy path; the others take the one-pass kernel.
+    rng = np.random.default_rng(11)
+    taken = []
+    for i in range(24):
+        events = []
+        for _ in range(300):
+            pitch, tick = int(rng.integers(60, 66)), int(rng.integers(0, 4000))
+            events.append((tick, "on", 0, pitch, int(rng.integers(1, 128))))
+            events.append((tick + int(rng.choice([0, 1, 50, int(rng.integers(1, 900))])), "off", 0, pitch, 0))
+        offs_first = i % 2 == 0
+        events.sort(key=lambda e: (e[0], (e[1] == "on") if offs_first else (e[1] == "off")))
+        tempos = [(0, int(rng.integers(300_000, 900_000)))] + ([(1000, 450_000), (2500, 700_000)] if i % 3 else [])
+        path = tmp_path / f"one_track_{i}.mid"
+        _mido_file(path, [events], tempos)
+        _assert_same_notes(read_notes(path), _numpy_read(path))
+        taken.append(_one_pass_taken(path))
+    assert any(taken) and not all(taken)  # both paths were exercised
+
+
+def _random_notes(rng: np.random.Generator, n: int, *, ordered: bool = True, quantum: float = 0.0) -> Notes:
+    """Hand-made notes: clusters of one pitch overlapping each other, drums, very short notes."""
+    start = rng.uniform(0.0, 60.0, n)
+    length = rng.choice([0.001, 0.05, 0.5, 3.0], n) * rng.uniform(0.5, 1.5, n)
+    if quantum:
+        start, length = np.round(start / quantum) * quantum, np.maximum(np.round(length / quantum), 1) * quantum
+    order = np.argsort(start, kind="stable") if ordered else rng.permutation(n)
+    pitch = rng.choice([60, 61, 62, 36, 100], n).astype(np.int16)  # few pitches: many overlaps
+    return Notes(start[order], (start + length)[order], pitch[order], rng.integers(1, 128, n).astype(np.int16)[order],
+                 (rng.random(n) < 0.2)[order])
+
+
+def _reference_roll(notes: Notes, fps: float) -> np.ndarray:
+    tonal = notes.select(~notes.is_drum)
+    first = (tonal.start * fps).astype(np.int64)
+    stop = np.maximum((tonal.end * fps).astype(np.int64), first + 1)
+    roll = np.zeros((stop.max(), 128), dtype=np.float32)
+    for a, b, p, v in zip(first, stop, tonal.pitch, tonal.velocity, strict=True):
+        roll[a:b, p] = np.maximum(roll[a:b, p], np.float32(v) / np.float32(127.0))
+    return roll
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_piano_roll_matches_a_plain_reference(ordered):
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 300, 3000):
+        notes = _random_notes(rng, n, ordered=ordered)
+        if notes.is_drum.all():
+            continue
+        for fps in (1.0, 8.0, 31.25, 100.0):
+            np.testing.assert_array_equal(piano_roll(notes, fps), _reference_roll(notes, fps))
+
+
+def test_piano_roll_rejects_notes_it_cannot_place():
+    def one(start: float, pitch: int) -> Notes:
+        return Notes(np.array([start]), np.array([start + 1.0]), np.array([pitch], np.int16),
+                     np.array([64], np.int16), np.array([False]))
+
+    for bad in (one(-1.0, 60), one(0.0, 128), one(0.0, -1), one(np.nan, 60)):
+        with pytest.raises(ValueError, match="0..127"):
+            piano_roll(bad, fps=10.0)
+
+
+def _reference_dynamics(notes: Notes) -> np.ndarray:
+    """The numpy formulation of dynamics_features (velocity statistics from the histogram)."""
+    n = len(notes)
+    counts = np.bincount(np.clip(notes.velocity, 0, 127), minlength=128).astype(np.float64)
+    values = np.arange(128, dtype=np.float64)
+    mean = counts @ values / n
+    std = np.sqrt(max(counts @ np.square(values - mean) / n, 0.0))
+    used = np.flatnonzero(counts)
+    cumulative = np.cumsum(counts)
+    low, high = np.searchsorted(cumulative, [(n - 1) // 2 + 1, n // 2 + 1])
+    length = notes.end - notes.start
+    ioi = np.diff(np.unique(notes.start))
+    duration = notes.end.max()
+    return np.asarray([
+        mean / 127.0, std / 127.0, (used[-1] - used[0]) / 127.0, (low + high) / 2.0 / 127.0,
+        *(counts.reshape(4, 32).sum(axis=1) / n),
+        length.mean(), length.std(), np.median(length),
+        ioi.mean() if ioi.size else 0.0, ioi.std() if ioi.size else 0.0,
+        counts[values > mean + std].sum() / n if std > 0 else 0.0, n / duration if duration > 0 else 0.0, duration,
+    ], dtype=np.float32)
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_dynamics_and_pitch_distribution_match_numpy_bit_for_bit(ordered):
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 3, 8, 127, 128, 129, 1000, 5500, 20_001):
+        for quantum in (0.0, 0.125):  # quantised: many equal lengths and shared onsets
+            notes = _random_notes(rng, n, ordered=ordered, quantum=quantum)
+            np.testing.assert_array_equal(dynamics_features(notes), _reference_dynamics(notes))
+            if not notes.is_drum.all():
+                counts = np.bincount(notes.pitch[~notes.is_drum], minlength=128)
+                np.testing.assert_array_equal(pitch_distribution(notes), (counts / counts.sum()).astype(np.float32))
+
+
+def test_summation_and_median_kernels_match_numpy():
+    rng = np.random.default_rng(9)
+    for n in (*range(0, 300), 1000, 4097, 8192, 8193, 65_537):
+        x = rng.standard_normal(n) * 10.0 ** rng.uniform(-3, 3) + rng.uniform(-5, 5)
+        assert midi_kernels._pairwise_sum(x) == np.add.reduce(x)
+        assert midi_kernels._mean_std(x) == ((x.mean(), x.std()) if n else (0.0, 0.0))
+        if n:
+            for values in (x, np.round(x), -np.abs(x), np.full(n, 0.25)):  # signs, ties, all equal
+                assert midi_kernels._median(values) == np.median(values)
+    x = rng.standard_normal(1000)
+    ordered = x.copy()
+    midi_kernels._heapsort(ordered)
+    np.testing.assert_array_equal(ordered, np.sort(x))

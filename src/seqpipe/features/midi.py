@@ -2,9 +2,11 @@
 
 Files are parsed with symusic (about 1 ms per MAESTRO file, against 0.25 s for pretty_midi).
 Everything after `read_notes` is a pure function of a `Notes` value, so it can be tested
-without files. A file that cannot be parsed, holds no notes, or would need an absurd amount of
-memory (a note at tick 2**30) raises `MidiReadError` with the path or the reason, so the
-feature stage can skip it and list it in its report.
+without files. The per-note loops run compiled (`midi_kernels`, numba) with numpy's arithmetic,
+so the results are bit for bit those of the plain numpy formulation. A file that cannot be
+parsed, holds no notes, or would need an absurd amount of memory (a note at tick 2**30) raises
+`MidiReadError` with the path or the reason, so the feature stage can skip it and list it in
+its report.
 
 Conventions: times in seconds; velocities scaled to [0, 1] by /127; the drum grid has one row
 per 16th note (`steps_per_beat` steps per quarter note) at the dataset's `bpm`; sustain pedal
@@ -19,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import symusic
+
+from seqpipe.features import midi_kernels as kernels
 
 MAX_SECONDS = 3600.0
 """Longest piece the grid and roll builders accept; beyond it they raise MidiReadError."""
@@ -120,11 +124,14 @@ GROOVE_NAMES: tuple[str, ...] = (
 """Meaning of each entry of `groove_features` (mapped drum hits only; bars of `beats_per_bar`)."""
 
 
-def _seconds(ticks: np.ndarray, tempo_ticks: np.ndarray, mspq: np.ndarray, tpq: int) -> np.ndarray:
-    """Tick -> seconds in float64 with pretty_midi's tempo map and arithmetic (bit for bit).
+def _tempo_map(
+    tempo_ticks: np.ndarray, mspq: np.ndarray, tpq: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """pretty_midi's tempo map as (segment start ticks, segment start seconds, seconds per tick).
 
     As pretty_midi: 120 bpm until the first tempo event unless one sits at tick 0, a repeated tempo
-    is ignored, and each segment's time is `segment start time + tick_scale * (tick - start)`.
+    is ignored, and a segment's start time is the previous one's + its seconds per tick * its ticks.
+    A tick's time is then `segment start time + seconds per tick * (tick - segment start)` (float64).
     """
     starts, scales = [0], [60.0 / (120.0 * tpq)]
     for tick, value in zip(tempo_ticks.tolist(), mspq.tolist(), strict=True):
@@ -139,10 +146,16 @@ def _seconds(ticks: np.ndarray, tempo_ticks: np.ndarray, mspq: np.ndarray, tpq: 
     base = [0.0]
     for k in range(1, len(starts)):
         base.append(base[-1] + scales[k - 1] * float(starts[k] - starts[k - 1]))
-    if len(starts) == 1:
+    return np.array(starts, dtype=np.int64), np.array(base), np.array(scales)
+
+
+def _seconds(ticks: np.ndarray, tempo_map: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """Tick -> seconds in float64 with `_tempo_map`'s map and pretty_midi's arithmetic (bit for bit)."""
+    starts, base, scales = tempo_map
+    if starts.size == 1:
         return scales[0] * ticks.astype(np.float64)
-    segment = np.searchsorted(np.asarray(starts), ticks, side="right") - 1
-    return np.asarray(base)[segment] + np.asarray(scales)[segment] * (ticks - np.asarray(starts)[segment])
+    segment = np.searchsorted(starts, ticks, side="right") - 1
+    return base[segment] + scales[segment] * (ticks - starts[segment])
 
 
 def _pretty_midi_ends(key: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -170,41 +183,26 @@ def _pretty_midi_ends(key: np.ndarray, start: np.ndarray, end: np.ndarray) -> np
     return paired
 
 
-def read_notes(path: str | os.PathLike[str]) -> Notes:
-    """Parse a MIDI file into `Notes` as pretty_midi reads it; raise MidiReadError if unreadable or empty.
-
-    symusic parses the file in ticks; note-offs are then re-paired as pretty_midi pairs them (a
-    re-struck pitch ends at the first note-off after it) and ticks become float64 seconds with
-    pretty_midi's tempo map, so a quantised take sits exactly on its grid. Zero-length notes
-    (note-on and note-off on one tick) are dropped as pretty_midi drops them. A note-on that
-    symusic leaves unpaired (never followed by a note-off of its own) is lost; see docs/features.md.
-    """
-    try:
-        score = symusic.Score(os.fspath(path), ttype="tick")
-        tempos = score.tempos.numpy()
-        parts = [(track.notes.numpy(), bool(track.is_drum)) for track in score.tracks]
-        tpq = int(score.ticks_per_quarter)
-    except Exception as exc:  # symusic raises RuntimeError/ValueError with a parser message
-        raise MidiReadError(f"{path}: cannot parse MIDI ({type(exc).__name__}: {exc})") from exc
-    parts = [(arrays, drum, i) for i, (arrays, drum) in enumerate(parts) if arrays["time"].size]
-    if not parts or tpq <= 0:
-        raise MidiReadError(f"{path}: the file holds no notes")
-    if len(parts) == 1:  # the usual piano file: no concatenation
-        (arrays, drum, _), = parts
+def _notes_of_tracks(
+    path: str | os.PathLike[str], tracks: list[tuple[dict[str, np.ndarray], bool]], tempo_map: tuple[np.ndarray, ...]
+) -> Notes:
+    """`read_notes` for any non-empty symusic tracks, with numpy (several tracks, or an unusual one)."""
+    if len(tracks) == 1:
+        ((arrays, drum),) = tracks
         on, pitch, velocity = arrays["time"].astype(np.int64), arrays["pitch"], arrays["velocity"]
         off, is_drum, key = on + arrays["duration"], np.full(on.size, drum), pitch.astype(np.int16)
     else:
-        on = np.concatenate([a["time"] for a, _, _ in parts]).astype(np.int64)
-        off = on + np.concatenate([a["duration"] for a, _, _ in parts])
-        pitch = np.concatenate([a["pitch"] for a, _, _ in parts])
-        velocity = np.concatenate([a["velocity"] for a, _, _ in parts])
-        is_drum = np.concatenate([np.full(a["time"].size, drum) for a, drum, _ in parts])
-        track = np.concatenate([np.full(a["time"].size, i, dtype=np.int32) for a, _, i in parts])
+        on = np.concatenate([a["time"] for a, _ in tracks]).astype(np.int64)
+        off = on + np.concatenate([a["duration"] for a, _ in tracks])
+        pitch = np.concatenate([a["pitch"] for a, _ in tracks])
+        velocity = np.concatenate([a["velocity"] for a, _ in tracks])
+        is_drum = np.concatenate([np.full(a["time"].size, drum) for a, drum in tracks])
+        track = np.concatenate([np.full(a["time"].size, i, dtype=np.int32) for i, (a, _) in enumerate(tracks)])
         key = track * 128 + pitch
-        key = key.astype(np.int16) if len(score.tracks) < 256 else key
+        key = key.astype(np.int16) if len(tracks) < 256 else key
     if on.min() < 0 or off.max() >= 2**32:
         raise MidiReadError(f"{path}: note ticks outside [0, 2**32); the file is corrupt")
-    if any((a["time"][1:] < a["time"][:-1]).any() for a, _, _ in parts):  # symusic sorts; never trust it blindly
+    if any((a["time"][1:] < a["time"][:-1]).any() for a, _ in tracks):  # symusic sorts; never trust it blindly
         order = np.lexsort((on, key))
         on, off, pitch, velocity, is_drum, key = on[order], off[order], pitch[order], velocity[order], is_drum[order], key[order]
     keep = off > on  # symusic's zero-length pairs: pretty_midi drops them
@@ -217,8 +215,40 @@ def read_notes(path: str | os.PathLike[str]) -> Notes:
     if (rank[1:] < rank[:-1]).any():  # into (start, pitch) order: a merge of sorted runs
         order = np.argsort(rank, kind="stable")
         on, off, pitch, velocity, is_drum = on[order], off[order], pitch[order], velocity[order], is_drum[order]
-    start, end = (_seconds(t, tempos["time"], tempos["mspq"], tpq) for t in (on, off))
+    start, end = _seconds(on, tempo_map), _seconds(off, tempo_map)
     return Notes(start, end, pitch.astype(np.int16), velocity.astype(np.int16), is_drum)
+
+
+def read_notes(path: str | os.PathLike[str]) -> Notes:
+    """Parse a MIDI file into `Notes` as pretty_midi reads it; raise MidiReadError if unreadable or empty.
+
+    symusic parses the file in ticks; note-offs are then re-paired as pretty_midi pairs them (a
+    re-struck pitch ends at the first note-off after it) and ticks become float64 seconds with
+    pretty_midi's tempo map, so a quantised take sits exactly on its grid. Zero-length notes
+    (note-on and note-off on one tick) are dropped as pretty_midi drops them. A note-on that
+    symusic leaves unpaired (never followed by a note-off of its own) is lost; see docs/features.md.
+    A file of one usual track (a piano performance) takes one compiled pass
+    (`midi_kernels.read_one_track`); any other goes through `_notes_of_tracks`, with the same results.
+    """
+    try:
+        score = symusic.Score(os.fspath(path), ttype="tick")
+        tempos = score.tempos.numpy()
+        tracks = [(track.notes.numpy(), bool(track.is_drum)) for track in score.tracks]
+        tpq = int(score.ticks_per_quarter)
+    except Exception as exc:  # symusic raises RuntimeError/ValueError with a parser message
+        raise MidiReadError(f"{path}: cannot parse MIDI ({type(exc).__name__}: {exc})") from exc
+    tracks = [(arrays, drum) for arrays, drum in tracks if arrays["time"].size]
+    if not tracks or tpq <= 0:
+        raise MidiReadError(f"{path}: the file holds no notes")
+    tempo_map = _tempo_map(tempos["time"], tempos["mspq"], tpq)
+    if len(tracks) == 1:
+        ((arrays, drum),) = tracks
+        ok, *columns = kernels.read_one_track(
+            arrays["time"], arrays["duration"], arrays["pitch"], arrays["velocity"], drum, *tempo_map
+        )
+        if ok and columns[0].size:
+            return Notes(*columns)
+    return _notes_of_tracks(path, tracks, tempo_map)
 
 
 def _check_length(seconds: float, max_seconds: float) -> None:
@@ -277,29 +307,6 @@ def drum_grid(
     return grid
 
 
-_CHUNK_CELLS = 4_000_000
-
-
-def _paint_max(
-    flat: np.ndarray, origin: np.ndarray, lengths: np.ndarray, value: np.ndarray, stride: int
-) -> None:
-    """flat[origin[i] + k * stride] = max(..., value[i]) for k < lengths[i]; in bounded chunks.
-
-    The cell indexes are a cumulative sum of strides with a jump at each note's first cell
-    (cheaper than repeating the origins and adding an arange).
-    """
-    cumulative = np.cumsum(lengths)
-    chunk = (cumulative - 1) // _CHUNK_CELLS
-    edges = np.r_[0, np.flatnonzero(np.diff(chunk)) + 1, lengths.size]
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        n, o = lengths[lo:hi], origin[lo:hi]
-        firsts = np.cumsum(n) - n
-        steps = np.full(int(n.sum()), stride, dtype=np.int64)
-        steps[firsts[0]] = o[0]
-        steps[firsts[1:]] = o[1:] - (o[:-1] + (n[:-1] - 1) * stride)
-        np.maximum.at(flat, np.cumsum(steps), np.repeat(value[lo:hi], n))
-
-
 def piano_roll(notes: Notes, fps: float, max_seconds: float = MAX_SECONDS) -> np.ndarray:
     """Piano roll float32 [n_frames, 128]: max velocity / 127 of the non-drum notes sounding.
 
@@ -308,25 +315,29 @@ def piano_roll(notes: Notes, fps: float, max_seconds: float = MAX_SECONDS) -> np
     """
     if not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"need fps > 0, got {fps}")
-    tonal = notes.select(~notes.is_drum) if notes.is_drum.any() else notes
-    if len(tonal) == 0:
+    fps = float(fps)
+    n_tonal, n_frames, too_long = kernels.roll_extent(
+        notes.start, notes.end, notes.pitch, notes.is_drum, fps, float(max_seconds)
+    )
+    if n_tonal < 0:
+        raise ValueError("notes need pitches in 0..127 and start times >= 0 for a piano roll")
+    if n_tonal == 0:
         raise MidiReadError("no non-drum notes for a piano roll")
-    _check_length(float(tonal.end.max()), max_seconds)
-    first = (tonal.start * fps).astype(np.int64)  # times are >= 0: truncation is floor
-    stop = np.maximum((tonal.end * fps).astype(np.int64), first + 1)
-    roll = np.zeros((int(stop.max()), 128), dtype=np.float32)
-    value = tonal.velocity.astype(np.float32) / np.float32(127.0)
-    _paint_max(roll.reshape(-1), first * 128 + tonal.pitch, stop - first, value, stride=128)
+    if too_long:
+        _check_length(float(notes.end[~notes.is_drum].max()), max_seconds)
+    roll = np.empty((n_frames, 128), dtype=np.float32)  # fill_roll writes every cell, zeros included
+    kernels.fill_roll(roll, notes.start, notes.end, notes.pitch, notes.velocity, notes.is_drum, fps)
     return roll
 
 
 def pitch_distribution(notes: Notes) -> np.ndarray:
     """Share of non-drum notes per MIDI pitch, float32 [128] summing to 1."""
-    counts = np.bincount(notes.pitch[~notes.is_drum].astype(np.int64), minlength=128)[:128]
-    total = counts.sum()
+    shares, total, negative = kernels.pitch_shares(notes.pitch, notes.is_drum)
+    if negative:
+        raise ValueError("notes need pitches >= 0 for a pitch distribution")
     if total == 0:
         raise MidiReadError("no non-drum notes for a pitch distribution")
-    return (counts / total).astype(np.float32)
+    return shares
 
 
 def _std(x: np.ndarray) -> float:
@@ -337,56 +348,27 @@ def _mean(x: np.ndarray) -> float:
     return float(x.mean()) if x.size else 0.0
 
 
-def _onsets(start: np.ndarray) -> np.ndarray:
-    """The distinct onset times, sorted (without a sort when `start` already is, as `read_notes` gives it)."""
-    step = np.diff(start)
-    if np.all(step >= 0):
-        return start[np.r_[True, step > 0]]
-    return np.unique(start)
+def _velocity_histogram(velocity: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """(counts of the velocities clipped to 0..127 in float64 [128], their mean, their population std).
 
-
-def _median(x: np.ndarray) -> float:
-    """np.median of a non-empty 1-D array, by partition (np.median's overhead is 5x the work here)."""
-    k = x.size // 2
-    if x.size % 2:
-        return float(np.partition(x, k)[k])
-    part = np.partition(x, (k - 1, k))
-    return float((part[k - 1] + part[k]) / 2.0)
-
-
-def _median_of_counts(counts: np.ndarray, n: int) -> float:
-    """np.median of the values whose histogram over 0, 1, 2, ... is `counts` (n values)."""
-    cumulative = np.cumsum(counts)
-    low, high = np.searchsorted(cumulative, [(n - 1) // 2 + 1, n // 2 + 1])
-    return (low + high) / 2.0
+    The variance is numpy's dot of the counts with the squared deviations (BLAS ddot, as `@` was
+    before the kernels), so it rounds as it did; a compiled sum could round differently.
+    """
+    counts, mean, squares = kernels.velocity_histogram(velocity)
+    return counts, mean, math.sqrt(max(np.dot(counts, squares) / velocity.size, 0.0))
 
 
 def dynamics_features(notes: Notes) -> np.ndarray:
     """Velocity, note-length and timing statistics, float32 [16]; see DYNAMICS_NAMES.
 
     The velocity statistics come from one histogram of the 128 velocities, so they cost the
-    same for any number of notes.
+    same for any number of notes; the rest is one compiled pass (`midi_kernels.dynamics_kernel`).
     """
     n = len(notes)
     if n == 0:
         raise MidiReadError("no notes for dynamics features")
-    counts = np.bincount(np.clip(notes.velocity, 0, 127), minlength=128).astype(np.float64)
-    values = np.arange(128, dtype=np.float64)
-    mean = counts @ values / n
-    std = math.sqrt(max(counts @ np.square(values - mean) / n, 0.0))
-    used = np.flatnonzero(counts)
-    hist = counts.reshape(4, 32).sum(axis=1) / n
-    accent = float(counts[values > mean + std].sum() / n) if std > 0 else 0.0
-    length = notes.end - notes.start
-    ioi = np.diff(_onsets(notes.start))
-    duration = float(notes.end.max())
-    density = n / duration if duration > 0 else 0.0
-    features = [
-        mean / 127.0, std / 127.0, (used[-1] - used[0]) / 127.0, _median_of_counts(counts, n) / 127.0, *hist,
-        length.mean(), length.std(), _median(length), _mean(ioi), _std(ioi),
-        accent, density, duration,
-    ]
-    return np.asarray(features, dtype=np.float32)
+    counts, mean, std = _velocity_histogram(notes.velocity)
+    return kernels.dynamics_kernel(counts, mean, std, notes.start, notes.end)
 
 
 def groove_features(
