@@ -15,23 +15,20 @@ export PATH := $(BIN):$(PATH)
 .DEFAULT_GOAL := demo
 
 install: $(VENV)/.installed
+	@# Earlier versions copied start-up patches (.pth files) into the venv; they are gone (docs/architecture.md).
+	@rm -f $(VENV)/lib/python*/site-packages/condor_config.pth $(VENV)/lib/python*/site-packages/seqpipe_dotted_config.pth
 
-$(VENV)/.installed: requirements.lock pyproject.toml envs/condor_config.pth envs/seqpipe_dotted_config.pth
+$(VENV)/.installed: requirements.lock pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(VENV)/bin/uv pip install --python $(VENV)/bin/python --compile-bytecode $(UV_FLAGS) -r requirements.lock
 	$(VENV)/bin/uv pip install --python $(VENV)/bin/python --no-deps -e .
-	@# No HTCondor pool configured on this machine: tell its bindings so once (what they do anyway), instead of a
-	@# CONDOR_CONFIG warning at the top of every snakemake call. A real pool's condor_config is left alone.
-	cp envs/condor_config.pth "$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/"
-	@# `snakemake --config training.epochs=5`: Snakemake refuses dotted keys before the workflow is read;
-	@# this lets the environment's snakemake keep them for the workflow to nest (src/seqpipe/dotted_config.py).
-	cp envs/seqpipe_dotted_config.pth "$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/"
 	@touch $@
 
+# `seqpipe run` is snakemake with dotted overrides (and no HTCondor warning on a machine without a pool).
 demo: install
-	snakemake --profile profiles/local
-	snakemake --profile profiles/local --report results/report/snakemake_report.html
+	seqpipe run --profile profiles/local
+	seqpipe run --profile profiles/local --report results/report/snakemake_report.html
 	@echo
 	@echo "Leaderboard:      results/report/leaderboard.md  (.csv, .html with plots)"
 	@echo "Snakemake report: results/report/snakemake_report.html"

@@ -1,12 +1,11 @@
 # seqpipe: raw datasets -> features (HDF5) -> validation -> training -> evaluation -> report.
-import sys
-from pathlib import Path
-
 from snakemake.utils import min_version
 
 min_version("9")
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+# seqpipe is imported as installed (`make install`: an editable install of this checkout's src); the
+# jobs' `seqpipe` commands run the same installed package. To run another copy's code, install it or
+# put its src on PYTHONPATH (docs/architecture.md).
 from seqpipe.config import checked_config
 
 

@@ -1,5 +1,5 @@
 """The command line explains itself: `--version`, a user-facing description and help on every option of every
-command, errors as one paragraph, and a plain `snakemake` that uses this machine without HTCondor's warning."""
+command, errors as one paragraph, and a `seqpipe run` that uses this machine without HTCondor's warning."""
 
 import argparse
 import importlib
@@ -63,7 +63,7 @@ def test_own_errors_are_one_paragraph(tmp_path):
     assert line.startswith("seqpipe relocate-mlflow: error:") and "none.db" in line
 
 
-def test_plain_snakemake_uses_the_machine_without_condor_warning():
+def test_plain_snakemake_uses_the_machine_profile():
     env = {k: v for k, v in os.environ.items() if k != "CONDOR_CONFIG"}
     env["PYTHONPATH"] = str(REPO / "src")
     snakemake = Path(sys.executable).with_name("snakemake")
@@ -71,7 +71,19 @@ def test_plain_snakemake_uses_the_machine_without_condor_warning():
     assert out.returncode == 0, out.stderr[-2000:]
     text = out.stdout + out.stderr
     assert "workflow specific profile profiles/default" in text
-    assert "CONDOR_CONFIG" not in text
+
+
+def test_seqpipe_run_uses_the_machine_without_condor_warning():
+    """Without a pool's condor_config, `seqpipe run` (and `make demo`) hush HTCondor's warning for Snakemake only."""
+    env = {k: v for k, v in os.environ.items() if k != "CONDOR_CONFIG"}
+    env["PYTHONPATH"] = str(REPO / "src")
+    seqpipe = Path(sys.executable).with_name("seqpipe")
+    out = subprocess.run([str(seqpipe), "run", "-n", "--quiet", "rules"], cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    text = out.stdout + out.stderr
+    assert "workflow specific profile profiles/default" in text
+    if not any(Path(p).expanduser().is_file() for p in ("~/.condor/condor_config", "/etc/condor/condor_config")):
+        assert "CONDOR_CONFIG" not in text
 
 
 def test_every_rule_has_a_docstring():

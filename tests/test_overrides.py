@@ -1,5 +1,6 @@
 """Command-line overrides typed by the schema, experiment files that replace the study, and the check before any job
-(issue 13 items 3-4, issue 11 item 1 through a real `snakemake`)."""
+(issue 13 items 3-4, issue 11 item 1 through a real `snakemake`); dotted overrides through `seqpipe run` without
+patching Snakemake (issue 21 item 3)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,18 @@ import snakemake.cli
 import yaml
 
 from seqpipe.config import ConfigError, checked_config, load_config
-from seqpipe.dotted_config import wrap
+from seqpipe.launch import snakemake_args, split_overrides
 from seqpipe.plan import cells
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-SNAKEMAKES_OWN = getattr(snakemake.cli.parse_config, "__wrapped__", snakemake.cli.parse_config)
-parse_config = wrap(SNAKEMAKES_OWN)  # what the project's environment runs (envs/seqpipe_dotted_config.pth)
+parse_config = snakemake.cli.parse_config  # Snakemake's own, unpatched
+
+
+def via_seqpipe_run(*words: str) -> list[str]:
+    """The `--config` entries `seqpipe run <words>` hands to Snakemake."""
+    args = snakemake_args(*split_overrides(list(words)))
+    return args[args.index("--config") + 1:] if "--config" in args else []
 
 
 @pytest.fixture()
@@ -44,27 +50,25 @@ def as_snakemake(raw: dict, *entries: str, configfiles: tuple[dict, ...] = ()) -
 
 
 def test_what_snakemake_does_with_config_entries():
-    """Nested values arrive as strings (YAML BaseLoader); Snakemake's own parser refuses dotted keys before the
-    Snakefile, the wrapped one keeps them, with the values typed by Snakemake's own rules."""
+    """Nested values arrive as strings (YAML BaseLoader); Snakemake refuses dotted keys before the Snakefile, and
+    the environment's Snakemake is not patched (no start-up .pth), so `seqpipe run` / `set=` are the two routes."""
     assert parse_config(["training={epochs: 5, optimizer: {lr: 0.01}}"]) == {"training": {"epochs": "5", "optimizer": {"lr": "0.01"}}}
     with pytest.raises(ValueError, match="valid identifier"):
-        SNAKEMAKES_OWN(["training.epochs=5"])
+        parse_config(["training.epochs=5"])
     assert parse_config(["set=training.epochs=5 models.gru.hidden_size=128"]) == {"set": "training.epochs=5 models.gru.hidden_size=128"}
-    entries = ["training.epochs=5", "training={seeds: [0]}", "models.gru.pooling.name=attention", "training.grad_clip=",
-               "training.freeze=[encoder, head]", "training.optimizer.lr=1e-3"]
-    assert parse_config(entries) == {"training.epochs": 5, "training": {"seeds": ["0"]}, "models.gru.pooling.name": "attention",
-                                     "training.grad_clip": None, "training.freeze": ["encoder", "head"],
-                                     "training.optimizer.lr": SNAKEMAKES_OWN(["lr=1e-3"])["lr"]}
-    with pytest.raises(ValueError, match="valid identifier"):
-        parse_config(["x=1"])  # everything else is still Snakemake's own rule (keys of two characters or more)
-
-
-def test_the_environment_snakemake_takes_dotted_keys():
-    """`make install` puts envs/seqpipe_dotted_config.pth into the environment: its snakemake.cli is wrapped."""
-    code = "from snakemake.cli import parse_config; print(parse_config(['training.epochs=5', 'models.gru.hidden_size=128']))"
+    code = "from snakemake.cli import parse_config; parse_config(['training.epochs=5'])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0 and out.stdout.strip() == "{'training.epochs': 5, 'models.gru.hidden_size': 128}", (
-        f"{out.stderr[-800:]}\nenvs/seqpipe_dotted_config.pth is not installed in {sys.prefix}: run `make install`")
+    assert out.returncode != 0 and "valid identifier" in out.stderr, "the environment's snakemake.cli is patched"
+
+
+def test_seqpipe_run_turns_leading_overrides_into_one_set_entry():
+    assert snakemake_args(*split_overrides(["training.epochs=5", "models.gru.hidden_size=128", "-n", "--cores", "2"])) == [
+        "-n", "--cores", "2", "--config", "set=training.epochs=5 models.gru.hidden_size=128"]
+    assert snakemake_args(*split_overrides(["-n", "training.epochs=5"])) == ["-n", "training.epochs=5"]  # only leading ones
+    assert snakemake_args(*split_overrides(["training.epochs=5", "--config", "cache={enabled: false}", "set=training.seeds=[1]",
+                                            "-n"])) == [
+        "--config", "cache={enabled: false}", "set=training.seeds=[1] training.epochs=5", "-n"]  # one --config, one set=
+    assert snakemake_args(*split_overrides(["--profile", "profiles/local"])) == ["--profile", "profiles/local"]
 
 
 def test_nested_override_is_typed_by_the_schema(raw):
@@ -77,8 +81,8 @@ def test_nested_override_is_typed_by_the_schema(raw):
 
 @pytest.mark.parametrize("entries", [
     ["set=training.epochs=5 models.gru.hidden_size=128 training.freeze=[encoder, head] mlflow.tracking_uri=null"],
-    ["training.epochs=5", "models.gru.hidden_size=128", "training.freeze=[encoder, head]", "mlflow.tracking_uri=null"],
-], ids=["set", "bare"])
+    via_seqpipe_run("training.epochs=5", "models.gru.hidden_size=128", "training.freeze=[encoder, head]", "mlflow.tracking_uri=null"),
+], ids=["set", "seqpipe-run"])
 def test_dotted_overrides(raw, entries):
     config = as_snakemake(raw, *entries)
     assert config["training"]["epochs"] == 5 and config["models"]["gru"]["hidden_size"] == 128
@@ -150,28 +154,42 @@ def planned_training(out: str) -> set[tuple[str, str]]:
 def test_readme_overrides_and_an_experiment_plan_through_snakemake(tmp_path):
     (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
     for entries in (["training={epochs: 5}", "models={gru: {hidden_size: 128}}"],
-                    ["set=training.epochs=5 models.gru.hidden_size=128"],
-                    ["training.epochs=5", "models.gru.hidden_size=128"]):
+                    ["set=training.epochs=5 models.gru.hidden_size=128"]):
         proc = snakemake("-n", "--config", *entries, cwd=tmp_path)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = snakemake("-n", "--config", "training.epochs=5", cwd=tmp_path)  # as the README says: refused by Snakemake
+    assert proc.returncode != 0 and "valid identifier" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     proc = snakemake("-n", "--configfile", str(EXPERIMENT), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert planned_training(proc.stdout) == {("groove_style", f"{m}--hidden_size-{h}") for m in ("gru", "lstm") for h in (32, 64)}
 
 
-def test_bare_dotted_overrides_reach_the_workflow_typed(tmp_path):
-    """`snakemake --config training.epochs=5 models.gru.hidden_size=128` as typed: the checked config holds integers."""
+def test_seqpipe_run_overrides_reach_the_workflow_typed(tmp_path):
+    """`seqpipe run training.epochs=5 models.gru.hidden_size=128 training.optimizer.lr=0.5 -n`: the real snakemake
+    runs, the checked config holds the typed values, and no HTCondor warning is printed on a machine without a pool."""
     (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
     (tmp_path / "Snakefile").write_text(
         "import json\nfrom seqpipe.config import checked_config\nconfigfile: 'config.yaml'\n"
         "c = checked_config(config, workflow.config_settings.config)\n"
         "print('CHECKED', json.dumps([c['training']['epochs'], c['models']['gru']['hidden_size'], c['training']['optimizer']['lr']]))\n"
         "rule all:\n    input: []\n")
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.run([str(BIN / "snakemake"), "-n", "--config", "training.epochs=5", "models.gru.hidden_size=128",
-                           "training.optimizer.lr=0.5"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    env = {k: v for k, v in os.environ.items() if k != "CONDOR_CONFIG"}
+    env.update(PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(REPO / "src"))
+    proc = subprocess.run([str(BIN / "seqpipe"), "run", "training.epochs=5", "models.gru.hidden_size=128",
+                           "training.optimizer.lr=0.5", "-n"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "CHECKED [5, 128, 0.5]" in proc.stdout, proc.stdout + proc.stderr
+    if not any(Path(p).expanduser().is_file() for p in ("~/.condor/condor_config", "/etc/condor/condor_config")):
+        assert "CONDOR_CONFIG" not in proc.stdout + proc.stderr
+
+
+def test_seqpipe_run_plans_the_real_workflow(tmp_path):
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run([str(BIN / "seqpipe"), "run", "training.epochs=5", "models.gru.hidden_size=128", "-s",
+                           str(REPO / "Snakefile"), "-n"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "rule train:" in proc.stdout
 
 
 def test_bad_config_stops_snakemake_before_any_job_and_keeps_results(tmp_path):
@@ -195,15 +213,19 @@ def test_bad_config_stops_snakemake_before_any_job_and_keeps_results(tmp_path):
 
 
 def readme_config_entries() -> list[list[str]]:
-    """The `--config` entries of every snakemake command in the README (code blocks and inline code)."""
+    """The `--config` entries of every snakemake command in the README and docs/configuration.md (code blocks and
+    inline code), and those `seqpipe run` hands Snakemake for every `seqpipe run` command there."""
     import shlex
 
+    text = "\n".join(p.read_text() for p in (REPO / "README.md", REPO / "docs" / "configuration.md") if p.exists())
     found = []
-    for command in re.findall(r"(?:^|`)(snakemake [^`\n#]*?--config [^`\n#]*)", (REPO / "README.md").read_text(), flags=re.M):
+    for command in re.findall(r"(?:^|`)(snakemake [^`\n#]*?--config [^`\n#]*)", text, flags=re.M):
         entries = shlex.split(command)
         entries = entries[entries.index("--config") + 1:]
         found.append(entries[: next((i for i, w in enumerate(entries) if w.startswith("-")), len(entries))])
-    return found
+    for command in re.findall(r"(?:^|`)seqpipe run ([^`\n#]*)", text, flags=re.M):
+        found.append(via_seqpipe_run(*shlex.split(command)))
+    return [entries for entries in found if entries]
 
 
 def test_readme_override_examples_work(raw):

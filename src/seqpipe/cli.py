@@ -12,6 +12,7 @@ import os
 import sys
 
 COMMANDS = {
+    "run": ("seqpipe.launch", "run the workflow: snakemake with dotted overrides (seqpipe run training.epochs=5 -n)"),
     "code-stamp": ("seqpipe.codedeps", "checksum the source files a rule runs (its code dependency)"),
     "demo": ("seqpipe.data.demo", "generate offline demo data in a real dataset layout"),
     "download": ("seqpipe.data.download", "download a dataset's archives (resumable, size + SHA-256) and extract them safely"),

@@ -4,10 +4,10 @@ What Snakemake 9 hands over (snakemake.cli.parse_config, tested in tests/test_ov
 - `--config training='{epochs: 5}'` arrives as {"training": {"epochs": "5"}}: nested values are read
   with YAML's BaseLoader, so every scalar is a string. `coerce` types them by the schema.
 - `--config training.epochs=5` is refused by Snakemake's own parser before the Snakefile runs ("Config
-  entry must start with a valid identifier"). In the project's environment `seqpipe.dotted_config`
-  wraps that parser, so the entry arrives as the top-level key {"training.epochs": 5}; `nest_dotted`
-  nests it, as it nests dotted keys written in a config file (`training.epochs: 5`). Anywhere, the
-  one entry `--config set='training.epochs=5 models.gru.hidden_size=128'` is split by `assignments`.
+  entry must start with a valid identifier"). The one entry `--config set='training.epochs=5
+  models.gru.hidden_size=128'` is accepted and split by `assignments`; `seqpipe run training.epochs=5 ...`
+  (seqpipe.launch) writes that entry for you. Dotted keys in a config file (`training.epochs: 5`) and
+  top-level dotted keys are nested by `nest_dotted`.
 - An experiment file (`--configfile experiments/x.yaml`) is merged into config.yaml by Snakemake;
   its `experiment:` block's tasks, models and sweep then replace config.yaml's (`apply_experiment`).
 """

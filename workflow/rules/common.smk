@@ -6,8 +6,7 @@ import re
 import sys
 from pathlib import Path
 
-SRC = Path(workflow.basedir) / "src"
-sys.path.insert(0, str(SRC))
+SRC = Path(workflow.basedir) / "src"  # the source files the code stamps hash (seqpipe itself is imported as installed)
 
 from seqpipe import codedeps, plan
 from seqpipe.config import train_job, task_config
