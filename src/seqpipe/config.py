@@ -15,13 +15,11 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from seqpipe.config_base import ConfigError, deep_merge  # noqa: F401 - re-exported: seqpipe.config.ConfigError
+
 SCHEMA_PATH = Path(__file__).resolve().with_name("config.schema.yaml")
 SCHEMA_NAME = "src/seqpipe/config.schema.yaml"
 DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse", "reconstruction": "mse", "summary": "mse"}
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot run; the message names each key and how to fix it."""
 
 
 def _arch_keys(validator: jsonschema.protocols.Validator, instance: dict, schema: dict) -> set[str] | None:
@@ -163,17 +161,6 @@ def load_config(path: str | Path, overrides: dict | None = None, *, files: bool 
         config = deep_merge(config, overrides)
     schema = load_schema()
     return apply_sweep(validate_config(prepare(config, schema, overrides), schema, files=files))
-
-
-def deep_merge(base: dict, update: dict) -> dict:
-    """Recursively merge `update` into a copy of `base` (dicts merge, everything else replaces)."""
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def check_config(config: dict) -> None:

@@ -226,7 +226,7 @@ def task_model_names(config: dict, name: str, task: dict, rules: dict) -> tuple[
 
 def early_stopping_problems(config: dict, task_models: dict[str, list[str]]) -> list[str]:
     """An early-stopping mode that keeps the worst epoch: min on accuracy, max on a loss or RMSE."""
-    from seqpipe.config import deep_merge
+    from seqpipe.config_base import deep_merge
 
     found: dict[tuple[str, str, str, str], list[str]] = {}
     for task_name, models in task_models.items():

@@ -11,7 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqpipe.config import deep_merge, task_config, train_job
+from seqpipe.config import task_config, train_job
+from seqpipe.config_base import deep_merge
 
 RESULTS = "results"
 TRACKING = f"{RESULTS}/mlflow/tracking.json"

@@ -1,0 +1,25 @@
+"""The base of the configuration modules: their error and the merge they all use.
+
+Every module of the configuration stage (overrides, sweep, config_checks, config, plan) imports these
+from here, so the stage imports in one direction (docs/architecture.md). `seqpipe.config` re-exports
+both (`from seqpipe.config import ConfigError, deep_merge` keeps working).
+"""
+
+from __future__ import annotations
+
+import copy
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names each key and how to fix it."""
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    """Recursively merge `update` into a copy of `base` (dicts merge, everything else replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
