@@ -9,6 +9,7 @@ same for code and tests that run outside Snakemake.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -89,7 +90,6 @@ def problems(config: dict, schema: dict | None = None, *, files: bool = False) -
     try:
         lines += config_checks.semantic_problems(filled, schema, rules)
         if files:
-            from seqpipe.plan import cells
             from seqpipe.sweep import apply_sweep
 
             built = {(c.task, c.model, c.seed) for c in cells(apply_sweep(filled))} if not lines else None
@@ -212,3 +212,36 @@ def train_job(config: dict, task: str, model: str, seed: int) -> dict:
         "training": training,
         "seed": int(seed),
     }
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training job: a model trained on a task with a seed."""
+
+    task: str
+    model: str
+    seed: int
+
+    @property
+    def run_dir(self) -> str:
+        return f"results/runs/{self.task}/{self.model}/{self.seed}"
+
+
+def model_training(config: dict, model: str) -> dict:
+    """The training settings of one model: the global `training` with the model's own block on top."""
+    return deep_merge(config.get("training", {}), config["models"][model].get("training") or {})
+
+
+def model_seeds(config: dict, model: str) -> list[int]:
+    """The seeds a model trains with: its own `training.seeds`, else the global ones."""
+    return [int(seed) for seed in model_training(config, model).get("seeds", [0])]
+
+
+def cells(config: dict) -> list[Cell]:
+    """Every (task, model, seed) the configuration asks for, in a stable order."""
+    return [
+        Cell(task, model, seed)
+        for task in sorted(config["tasks"])
+        for model in task_config(config, task)["models"]
+        for seed in model_seeds(config, model)
+    ]

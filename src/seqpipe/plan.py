@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-from seqpipe.config import task_config, train_job
-from seqpipe.config_base import deep_merge
+from seqpipe.config import Cell, cells, model_seeds, model_training, task_config, train_job  # noqa: F401 - plan.cells
 
 RESULTS = "results"
 TRACKING = f"{RESULTS}/mlflow/tracking.json"
@@ -21,39 +19,6 @@ TRACKING = f"{RESULTS}/mlflow/tracking.json"
 RUNTIME_KEYS = ("checkpoint_every", "progress", "num_workers", "memory_budget_mb")
 # What validation and the baseline read of a task: its data and type, not its losses or models.
 NOT_FOR_DATA_JOBS = ("losses", "models")
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One training job: a model trained on a task with a seed."""
-
-    task: str
-    model: str
-    seed: int
-
-    @property
-    def run_dir(self) -> str:
-        return f"{RESULTS}/runs/{self.task}/{self.model}/{self.seed}"
-
-
-def model_training(config: dict, model: str) -> dict:
-    """The training settings of one model: the global `training` with the model's own block on top."""
-    return deep_merge(config.get("training", {}), config["models"][model].get("training") or {})
-
-
-def model_seeds(config: dict, model: str) -> list[int]:
-    """The seeds a model trains with: its own `training.seeds`, else the global ones."""
-    return [int(seed) for seed in model_training(config, model).get("seeds", [0])]
-
-
-def cells(config: dict) -> list[Cell]:
-    """Every (task, model, seed) the configuration asks for, in a stable order."""
-    return [
-        Cell(task, model, seed)
-        for task in sorted(config["tasks"])
-        for model in task_config(config, task)["models"]
-        for seed in model_seeds(config, model)
-    ]
 
 
 def project_path(path: str | os.PathLike, root: str | os.PathLike | None = None) -> str:
