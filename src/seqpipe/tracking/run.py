@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from seqpipe.tracking.invocation import with_invocation
+from seqpipe.tracking.setup import check_server
 
 log = logging.getLogger("seqpipe.tracking")
 FACTS = ("scalars.csv", "events.jsonl")
@@ -45,14 +46,6 @@ def git_commit(cwd: str | Path | None = None) -> str:
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def check_server(uri: str, timeout: float = 3.0) -> None:
-    """Fail fast when a tracking server does not answer, instead of MLflow's minutes of retries."""
-    import requests
-
-    response = requests.get(uri.rstrip("/") + "/health", timeout=timeout)
-    response.raise_for_status()
 
 
 def metric_name(task_type: str) -> str:

@@ -21,6 +21,14 @@ log = logging.getLogger("seqpipe.tracking")
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
+def check_server(uri: str, timeout: float = 3.0) -> None:
+    """Fail fast when a tracking server does not answer, instead of MLflow's minutes of retries."""
+    import requests
+
+    response = requests.get(uri.rstrip("/") + "/health", timeout=timeout)
+    response.raise_for_status()
+
+
 def default_uri(out: Path) -> str:
     """SQLite store beside the tracking file (results/mlflow/mlflow.db), relative to the workdir."""
     return f"sqlite:///{(out.parent / 'mlflow.db').as_posix()}"
@@ -48,8 +56,6 @@ def setup(uri: str | None, experiment: str, out: str | Path, log_model: bool = T
     A server that does not answer is recorded (`available: false`), not raised: training goes on.
     """
     import mlflow
-
-    from seqpipe.tracking.run import check_server
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
