@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from seqpipe.config import ConfigError, DEFAULT_LOSS, load_config, task_config, train_job, validate_config
-from seqpipe.data.hdf5 import load_splits
 from seqpipe.data.validate import validate
 from seqpipe.evaluation.baseline import run_baseline
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint, predict
 from seqpipe.data.reader import load_task_data, standardisation
 from seqpipe.training.train import train
+from taskfiles import load_splits
 
 N = 300
 MODEL = {"hidden": [64], "activation": "relu", "residual": False, "dropout": 0.0, "hidden_size": 32,

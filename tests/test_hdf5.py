@@ -3,7 +3,8 @@ import hashlib
 import h5py
 import numpy as np
 
-from seqpipe.data.hdf5 import auto_split_indices, load_splits, read_attrs, write_splits
+from seqpipe.data.hdf5 import auto_split_indices, read_attrs, write_splits
+from taskfiles import load_splits
 
 
 def splits(rng):

@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
+from seqpipe.models.vae import kl_divergence
 from seqpipe.training.losses import (
     LOSSES,
     REGULARIZERS,
     check_regularizers,
     gradient_penalty,
-    kl_divergence,
     needs_input_grad,
     regularizer,
     total_aux,

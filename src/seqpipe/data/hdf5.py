@@ -175,26 +175,3 @@ def no_data_message(path: str | Path, fh: h5py.File) -> str:
     if looks_like_rollout(fh):
         message += "; this looks like a rollout file: set tasks.<task>.format: rollout with in_lbl and out_lbl"
     return message
-
-
-def load_splits(
-    path: str | Path, fractions: list[float] = DEFAULT_FRACTIONS, seed: int = 0, *, task: dict | None = None
-) -> dict[str, Split]:
-    """Read all three splits into memory, auto-splitting a root-level file by `fractions` and `seed`.
-
-    A convenience for small files and tests; stages read through `seqpipe.data.reader`. `task`
-    (optional) selects how the file is read (`format: rollout`, stratified classes); its
-    `split_fractions` and `split_seed` are replaced by `fractions` and `seed`.
-    """
-    from seqpipe.data.reader import open_task
-
-    task = {"type": "unknown", **(task or {}), "split_fractions": list(fractions), "split_seed": seed}
-    data = open_task(path, task)
-    try:
-        out = {}
-        for name, split in data.splits.items():
-            every = np.arange(split.n)
-            out[name] = Split(data=split.rows.read("data", every), labels=split.rows.read("labels", every), item_ids=split.item_ids())
-        return out
-    finally:
-        data.close()

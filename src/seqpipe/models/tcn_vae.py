@@ -47,8 +47,7 @@ from seqpipe.models.pooling import Pool
 from seqpipe.models.protocol import AuxLossModule
 from seqpipe.models.registry import register_model
 from seqpipe.models.tcn import CausalBlock
-from seqpipe.models.vae import annealed_beta
-from seqpipe.training.losses import kl_divergence
+from seqpipe.models.vae import annealed_beta, kl_divergence
 
 DEFAULTS = {"hidden_size": 64, "num_layers": 1, "kernel_size": 3, "dropout": 0.0, "pooling": {}, "latent_dim": 16, "beta": 0.01,
             "kl_anneal": 0.0, "lambda_act": 1.0, "lambda_dom": 0.1, "n_domains": 0,

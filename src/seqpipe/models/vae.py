@@ -3,7 +3,7 @@
 encoder (autoencoder.WindowEncoder) -> mu, logvar [B, latent_dim] -> z -> decoder -> prediction.
 Training: z = mu + exp(logvar / 2) * eps (the reparameterisation trick) and
 `aux_losses["kl"] = beta_now * KL(q(z|x) || N(0, I))` (nats per sample, see
-`training.losses.kl_divergence`); the task loss on the prediction is the reconstruction term.
+`kl_divergence`, here beside the models that use it); the task loss on the prediction is the reconstruction term.
 Evaluation: z = mu, so predictions are deterministic.
 
 KL annealing: with `kl_anneal` = f > 0, beta_now = beta * min(1, p / f) for training progress
@@ -20,9 +20,14 @@ from torch import nn
 from seqpipe.models.autoencoder import WindowDecoder, WindowEncoder, xavier
 from seqpipe.models.protocol import AuxLossModule
 from seqpipe.models.registry import register_model
-from seqpipe.training.losses import kl_divergence
 
 DEFAULTS = {"hidden": [128, 64], "activation": "relu", "dropout": 0.0, "latent_dim": 16, "beta": 0.01, "kl_anneal": 0.0}
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) in nats per sample: -1/2 sum_z (1 + logvar - mu^2 - exp(logvar)),
+    summed over the latent (last) axis and averaged over all other axes (the batch)."""
+    return (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(dim=-1)).mean()
 
 
 def annealed_beta(beta: float, kl_anneal: float, progress: float) -> float:

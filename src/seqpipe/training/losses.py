@@ -12,7 +12,7 @@ unit-variance Gaussian errors, the right scale for standardised targets.
 
 Regularizers (`REGULARIZERS`: l1, l2, gradient_penalty) take `(model, x, out, **params)`;
 `total_regularization(specs, model, x, out)` sums a configured list of `{name, weight, params}`.
-`kl_divergence` is the VAE's KL term; `total_aux` sums a model's `aux_losses` (see seqpipe.models).
+`kl_divergence` is the VAE's KL term (defined beside the VAEs, seqpipe.models.vae); `total_aux` sums a model's `aux_losses` (see seqpipe.models).
 """
 
 from __future__ import annotations
@@ -207,12 +207,6 @@ def tukey(pred: torch.Tensor, target: torch.Tensor, c: float = 4.6851) -> torch.
 
 
 # --- helpers for models and the loop ---------------------------------------------------------
-
-
-def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)) in nats per sample: -1/2 sum_z (1 + logvar - mu^2 - exp(logvar)),
-    summed over the latent (last) axis and averaged over all other axes (the batch)."""
-    return (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(dim=-1)).mean()
 
 
 def total_aux(aux_losses: dict[str, torch.Tensor], like: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
