@@ -29,7 +29,8 @@ from seqpipe.evaluation.predictions import Predictions
 from seqpipe.data.domains import domain_accuracy
 from seqpipe.evaluation.per_song import song_scores
 from seqpipe.io import read_json, write_json
-from seqpipe.models import Normalised, build_model
+from seqpipe.models import Normalised
+from seqpipe.models.loading import load_trained
 from seqpipe.tracking.run import Tracker
 
 log = logging.getLogger("seqpipe.evaluate")
@@ -38,12 +39,8 @@ RECONSTRUCTION_SCORING = 4  # whole-split reconstruction scoring needs about thi
 
 
 def load_checkpoint(path: str | Path) -> tuple[Normalised, dict]:
-    """Rebuild the model of a checkpoint (weights only: no pickled code is executed)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_model(state["job"]["model"], **state["dims"])
-    model.load_state_dict(state["model"])
-    model.eval()
-    return model, state
+    """Rebuild the model of a checkpoint (weights only: no pickled code is executed): seqpipe.models.loading."""
+    return load_trained(path)
 
 
 @torch.no_grad()

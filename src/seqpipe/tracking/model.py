@@ -22,13 +22,10 @@ MODEL_NAME = "model"
 
 
 def load_model(checkpoint: str | Path) -> tuple[torch.nn.Module, dict]:
-    """Rebuild the model of a checkpoint on the CPU (weights only: no pickled code runs)."""
-    from seqpipe.models import build_model
+    """Rebuild the model of a checkpoint on the CPU (weights only: no pickled code runs): seqpipe.models.loading."""
+    from seqpipe.models.loading import load_trained
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    model = build_model(state["job"]["model"], **state["dims"])
-    model.load_state_dict(state["model"])
-    return model.eval(), state
+    return load_trained(checkpoint)
 
 
 def pip_requirements() -> list[str]:
