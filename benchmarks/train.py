@@ -184,7 +184,7 @@ def stream_bench(name: str, args) -> None:
     import numpy as np
 
     from seqpipe.data.hdf5 import write_splits
-    from seqpipe.data.reader import stream_task_data
+    from seqpipe.data.reader import training_data
 
     x, y = synthetic(args.n, args.steps, args.dim, args.classes)
     task = {"name": "bench", "type": "classification", "mapping": "seq2static", "paradigm": "supervised",
@@ -193,7 +193,7 @@ def stream_bench(name: str, args) -> None:
         path = Path(tmp) / "bench.h5"
         small = {"data": x[:64].numpy(), "labels": y[:64].numpy().astype(np.int64)}
         write_splits(path, {"train": {"data": x.numpy(), "labels": y.numpy().astype(np.int64)}, "val": small, "test": small}, {})
-        data = stream_task_data(path, task)
+        data = training_data(path, task, 0.0)  # a budget of 0 MB: batches read from the file
         training = training_settings({"batch_size": args.batch_size, "grad_clip": None, "device": "cpu"})
         job = {"task": task, "training": training}
         torch.manual_seed(0)

@@ -2,12 +2,46 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from seqpipe.data.hdf5 import DEFAULT_FRACTIONS, Split
-from seqpipe.data.reader import open_task
+from seqpipe.data.reader import TaskFile, TrainingData, open_task, training_data
+from seqpipe.datasets import SPLITS
+
+
+class WholeTask(TaskFile):
+    """A task file with every split readable in memory through `.x` / `.y` (split -> tensor)."""
+
+    @property
+    def x(self) -> dict[str, torch.Tensor]:
+        return {s: self.memory(s).x for s in SPLITS}
+
+    @property
+    def y(self) -> dict[str, torch.Tensor]:
+        return {s: self.memory(s).y for s in SPLITS}
+
+
+def load_task_data(path: str | Path, task: dict, split_seed: int | None = None) -> WholeTask:
+    """The task's file with every split readable in memory (`.x`, `.y`); `split_seed` overrides the task's."""
+    if split_seed is not None:
+        task = {**task, "split_seed": split_seed}
+    data = WholeTask(path, task, math.inf)
+    data.require_samples()
+    return data
+
+
+def memory_task_data(path: str | Path, task: dict, device: torch.device | str = "cpu") -> TrainingData:
+    """TrainingData with train and val in memory."""
+    return training_data(path, task, math.inf, 0, device)
+
+
+def stream_task_data(path: str | Path, task: dict, num_workers: int = 0, device: torch.device | str = "cpu") -> TrainingData:
+    """TrainingData whose train and val splits are read from the file batch by batch."""
+    return training_data(path, task, 0.0, num_workers, device)
 
 
 def load_splits(

@@ -15,9 +15,9 @@ from seqpipe.config import ConfigError, DEFAULT_LOSS, load_config, task_config, 
 from seqpipe.data.validate import validate
 from seqpipe.evaluation.baseline import run_baseline
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint, predict
-from seqpipe.data.reader import load_task_data, standardisation
+from seqpipe.data.reader import standardisation
 from seqpipe.training.train import train
-from taskfiles import load_splits
+from taskfiles import load_splits, load_task_data
 
 N = 300
 MODEL = {"hidden": [64], "activation": "relu", "residual": False, "dropout": 0.0, "hidden_size": 32,

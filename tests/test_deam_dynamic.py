@@ -17,7 +17,7 @@ from seqpipe.evaluation.baseline import run_baseline
 from seqpipe.evaluation.per_song import per_song_metrics, song_frames
 from seqpipe.features.build import build
 from seqpipe.features.kinds.deam_dynamic import aligned_steps
-from seqpipe.data.reader import load_task_data
+from taskfiles import load_task_data
 
 SECONDS = 26.0  # 22 annotation frames from 15 s (ids above 2000: 1.5x as long)
 WINDOW, HOP = 8, 4

@@ -21,9 +21,8 @@ from seqpipe.evaluation.evaluate import evaluate, load_checkpoint
 from seqpipe.features.build import assemble as assemble_windows
 from seqpipe.features.build import Extracted
 from seqpipe.datasets import Item
-from seqpipe.data.reader import load_task_data
-from seqpipe.data.reader import memory_task_data, stream_task_data
 from seqpipe.training.train import train
+from taskfiles import load_task_data, memory_task_data, stream_task_data
 from tests.test_training import MODEL_DEFAULTS
 
 RECON = {"name": "drums", "paradigm": "self_supervised", "mapping": "seq2seq", "type": "reconstruction",

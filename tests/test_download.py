@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pretty_midi
 import pytest
+import soundfile
 
 from seqpipe.data import download as dl
 from seqpipe.data.download import DownloadError, download, fetch_dataset, remote_url, safe_extract
@@ -542,7 +544,7 @@ def test_fetch_groove_end_to_end(server: Server, tmp_path: Path, monkeypatch: py
     assert root == out / "groove"
     (item,) = groove.load_items(root)
     assert item.item_id == "drummer1/session1/1" and item.labels["style"] == "funk"
-    assert len(groove.load_midi(item.path).instruments[0].notes) == 4
+    assert len(pretty_midi.PrettyMIDI(str(item.path)).instruments[0].notes) == 4
     assert [r["path"] for r in server.how.requests] == ["/mirror/groove-v1.0.0-midionly.zip"]
     assert (tmp_path / "downloads" / "groove-v1.0.0-midionly.zip").read_bytes() == archive.read_bytes()
 
@@ -579,5 +581,5 @@ def test_fetch_deam_three_archives(server: Server, tmp_path: Path, monkeypatch: 
     assert root == tmp_path / "raw" / "deam"
     (item,) = deam.load_items(root)
     assert item.item_id == "2" and item.labels["arousal_mean"] == 3.0
-    assert deam.load_audio(item.path)[1] == 44_100
+    assert soundfile.info(str(item.path)).samplerate == 44_100
     assert len(server.how.requests) == 3

@@ -18,8 +18,8 @@ from seqpipe.evaluation.baseline import run_baseline
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint
 from seqpipe.models import build_model
 from seqpipe.models.heads import head_kind
-from seqpipe.data.reader import load_task_data
 from seqpipe.training.train import train
+from taskfiles import load_task_data
 
 N, T_IN, T_OUT, D = 500, 24, 8, 3
 MODEL = {"hidden_size": 32, "num_layers": 2, "kernel_size": 3, "dropout": 0.0, "pooling": {}, "n_heads": 4}

@@ -11,9 +11,9 @@ from seqpipe.data.rollout import RolloutError, read_rollout, rollout_spec
 from seqpipe.data.validate import ValidationError, validate
 from seqpipe.evaluation.baseline import run_baseline
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint
-from seqpipe.data.reader import load_task_data, standardisation
+from seqpipe.data.reader import standardisation
 from seqpipe.training.train import train
-from taskfiles import load_splits
+from taskfiles import load_splits, load_task_data
 
 NAMES = ["gait_stride", "gait_cadence", "hip_stiffness", "knee_damping", "ankle_gain"]
 COT, SPEED = "metabolic/cot/MA/mean", "kinematics/speed/mean"

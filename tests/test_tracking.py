@@ -12,8 +12,8 @@ from seqpipe.io import read_json
 from seqpipe.tracking.invocation import ENV_VAR, TAG, ensure_invocation, invocation_id, new_invocation_id, with_invocation
 from seqpipe.tracking.run import flatten
 from seqpipe.tracking.setup import setup
-from seqpipe.data.reader import load_task_data
 from seqpipe.training.train import train
+from taskfiles import load_task_data
 from tests.test_training import job, make_file
 
 

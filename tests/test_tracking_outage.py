@@ -14,8 +14,8 @@ from seqpipe.io import read_json, write_json
 from seqpipe.tracking.relocate import relocate
 from seqpipe.tracking.setup import setup
 from seqpipe.tracking.sync import EVAL_PENDING, main, pending
-from seqpipe.data.reader import load_task_data
 from seqpipe.training.train import train
+from taskfiles import load_task_data
 from tests.test_training import job, make_file
 
 REPO = Path(__file__).resolve().parents[1]

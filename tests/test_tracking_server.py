@@ -14,8 +14,8 @@ import requests
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint, log_test_metrics
 from seqpipe.tracking.invocation import ENV_VAR, TAG
 from seqpipe.tracking.setup import setup
-from seqpipe.data.reader import load_task_data
 from seqpipe.training.train import train
+from taskfiles import load_task_data
 from tests.test_training import job, make_file
 
 EPOCHS = 4

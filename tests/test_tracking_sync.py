@@ -12,8 +12,8 @@ from seqpipe.io import read_json, write_json
 from seqpipe.tracking.invocation import ENV_VAR, TAG
 from seqpipe.tracking.setup import setup
 from seqpipe.tracking.sync import SYNC_KEY_TAG, SYNCED_TAG, main, pending
-from seqpipe.data.reader import load_task_data
 from seqpipe.training.train import train
+from taskfiles import load_task_data
 from tests.test_training import job, make_file
 
 UNREACHABLE = {"tracking_uri": "http://127.0.0.1:9", "experiment_id": "1"}  # nothing listens on port 9

@@ -10,8 +10,8 @@ from seqpipe.config import DEFAULT_LOSS
 from seqpipe.data.hdf5 import write_splits
 from seqpipe.evaluation.baseline import run_baseline
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint
-from seqpipe.data.reader import load_task_data
 from seqpipe.training.train import train
+from taskfiles import load_task_data
 
 MODEL_DEFAULTS = {"hidden": [64], "activation": "relu", "residual": False, "dropout": 0.0, "hidden_size": 32,
                   "num_layers": 2, "kernel_size": 3, "pooling": {"name": "mean", "params": {"scale": 1.0}}}

@@ -16,11 +16,12 @@ from torch import nn
 from seqpipe.data import reader as loader
 from seqpipe.data import splits
 from seqpipe.data.hdf5 import write_splits
-from seqpipe.data.reader import MemorySplit, epoch_order, memory_task_data, stream_task_data
+from seqpipe.data.reader import MemorySplit, epoch_order
 from seqpipe.models import MODELS
 from seqpipe.training.checkpoint import load
 from seqpipe.training.schedule import make_scheduler, step_scheduler
 from seqpipe.training.train import train, training_settings
+from taskfiles import memory_task_data, stream_task_data
 from tests.test_training import job, make_file
 
 

@@ -63,11 +63,6 @@ def build_manifest(dataset: str, path: str | Path, source: str, cache: str | Pat
     return {"dataset": dataset, "source": source, "root": str(root), "files": files, "skipped": skipped}
 
 
-def files_digest(manifest: dict) -> str:
-    """One SHA-256 over all file names and checksums: the identity of the raw data."""
-    return hashlib.sha256(canonical_json(manifest["files"]).encode()).hexdigest()
-
-
 def write_manifest(manifest: dict, out: str | Path) -> None:
     """Write a manifest; the root is stored relative to the manifest when it lies below it."""
     out = Path(out)

@@ -60,8 +60,8 @@ from seqpipe.datasets import SPLITS
 
 __all__ = [  # the reader's interface; batches, encoding, rows and stats are its parts
     "Batch", "MemorySplit", "StreamSplit", "epoch_order", "encode_inputs", "one_hot", "targets", "ArrayRows", "H5Rows",
-    "Moments", "is_one_hot", "standardisation", "SplitReader", "TaskFile", "TaskData", "TrainingData", "open_task",
-    "load_task_data", "training_data", "memory_task_data", "stream_task_data", "estimate_mb", "add_budget_option",
+    "Moments", "is_one_hot", "standardisation", "SplitReader", "TaskFile", "TrainingData", "open_task",
+    "training_data", "estimate_mb", "add_budget_option",
     "file_names", "task_dims", "require_samples", "SplitFile", "SplitSource", "open_splits", "names_attr",
     "BLOCK_SHARE", "DEFAULT_BUDGET_MB", "STATS_CHUNK_BYTES",
 ]
@@ -249,15 +249,6 @@ class TaskFile(SplitFile):
         found = {s: self.splits[s].domains() for s in SPLITS}
         return {s: torch.as_tensor(np.asarray(v, dtype=np.int64)) for s, v in found.items() if v is not None}
 
-    # -- the in-memory view older callers use (every split read whole)
-    @property
-    def x(self) -> dict[str, torch.Tensor]:
-        return {s: self.memory(s).x for s in SPLITS}
-
-    @property
-    def y(self) -> dict[str, torch.Tensor]:
-        return {s: self.memory(s).y for s in SPLITS}
-
 
 def open_task(path: str | Path, task: dict, memory_budget_mb: float = DEFAULT_BUDGET_MB, device: torch.device | str = "cpu",
               num_workers: int = 0) -> TaskFile:
@@ -286,18 +277,6 @@ def estimate_mb(path: str | Path, task: dict) -> float:
 
 # --------------------------------------------------------------------------------------------
 # What training reads
-
-
-TaskData = TaskFile  # every split in memory through `.x` / `.y` (`load_task_data`)
-
-
-def load_task_data(path: str | Path, task: dict, split_seed: int | None = None) -> TaskFile:
-    """The task's file with every split readable in memory (`.x`, `.y`); `split_seed` overrides the task's."""
-    if split_seed is not None:
-        task = {**task, "split_seed": split_seed}
-    data = open_task(path, task, math.inf)
-    data.require_samples()
-    return data
 
 
 @dataclass
@@ -333,13 +312,3 @@ def training_data(path: str | Path, task: dict, memory_budget_mb: float = DEFAUL
     splits = {s: data.source(s, in_memory) for s in ("train", "val")}
     return TrainingData(splits=splits, dims=dims, names=names, input_encoding=data.input_encoding, x_stats=x_stats,
                         y_stats=y_stats, streaming=not in_memory, domain_names=data.domain_names)
-
-
-def memory_task_data(path: str | Path, task: dict, device: torch.device | str = "cpu") -> TrainingData:
-    """TrainingData with train and val in memory."""
-    return training_data(path, task, math.inf, 0, device)
-
-
-def stream_task_data(path: str | Path, task: dict, num_workers: int = 0, device: torch.device | str = "cpu") -> TrainingData:
-    """TrainingData whose train and val splits are read from the file batch by batch."""
-    return training_data(path, task, 0.0, num_workers, device)

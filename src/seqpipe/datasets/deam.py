@@ -302,14 +302,6 @@ def dynamic_labels(audio: Path, song_id: str) -> dict[str, np.ndarray]:
     return series[song_id]
 
 
-def load_audio(path: Path) -> tuple[np.ndarray, int]:
-    """Decode one DEAM clip: float32 array `[samples, channels]` and its sample rate."""
-    import soundfile as sf  # imported here: metadata parsing does not need it
-
-    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    return data, int(rate)
-
-
 def label_names() -> list[str]:
     """Names of the static regression targets, in order."""
     return list(STATIC_COLUMNS[1:])

@@ -120,10 +120,3 @@ def index(root: Path) -> Index:
 def load_items(root: Path) -> list[Item]:
     """The items of `index(root)`; skipped files are named in one warning."""
     return warn_skipped(index(root), "Groove MIDI")
-
-
-def load_midi(path: Path) -> Any:
-    """Load one Groove MIDI file as a `pretty_midi.PrettyMIDI` (drums on one instrument)."""
-    import pretty_midi  # imported here: metadata parsing does not need it
-
-    return pretty_midi.PrettyMIDI(str(path))

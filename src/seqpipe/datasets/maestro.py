@@ -195,10 +195,3 @@ def index(root: Path) -> Index:
 def load_items(root: Path) -> list[Item]:
     """The items of `index(root)`; skipped files are named in one warning."""
     return warn_skipped(index(root), "MAESTRO")
-
-
-def load_midi(path: Path) -> Any:
-    """Load one MAESTRO performance as a `pretty_midi.PrettyMIDI`."""
-    import pretty_midi  # imported here: metadata parsing does not need it
-
-    return pretty_midi.PrettyMIDI(str(path))

@@ -87,9 +87,3 @@ def write_part(path: str | Path, results: Iterable[Extracted], spec: dict, label
             writer.add(result, relative_path(result.item.path, root))
             if on_item is not None:
                 on_item(result)
-
-
-def read_table(fh: h5py.File, table: str) -> list[dict[str, str]]:
-    """A part's `items` or `skipped` table as rows (small: one entry per item of the slice)."""
-    columns = {c: [v.decode() if isinstance(v, bytes) else str(v) for v in fh[table][c][()]] for c in TABLES[table]}
-    return [dict(zip(columns, row)) for row in zip(*columns.values())]
