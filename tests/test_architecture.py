@@ -181,6 +181,17 @@ def test_the_schema_feature_kinds_are_the_kind_modules():
     assert set(schema()["$defs"]["feature_set"]["properties"]["kind"]["enum"]) == kinds
 
 
+def test_the_schema_dataset_lists_are_the_dataset_modules():
+    """The datasets the schema accepts, the dataset modules and the demo generators name the same datasets."""
+    from seqpipe.data.demo import DATASETS as DEMOS
+    from seqpipe.datasets import dataset_names
+
+    section = schema()["properties"]["datasets"]["properties"]
+    pattern = schema()["$defs"]["feature_set"]["properties"]["dataset"]["pattern"]
+    assert set(section) == set(dataset_names()) == set(DEMOS)
+    assert set(pattern.strip("^$()").split("|")) - {"folder_[A-Za-z0-9_]+"} == set(dataset_names())
+
+
 def test_adding_a_model_is_one_decorated_builder_and_its_schema_block(monkeypatch):
     """A new arch needs `@register_model` on its builder and its block in the schema (enum entry, its keys), no other
     list anywhere: the config check accepts it, refuses a key it lacks, and the model builds and runs."""

@@ -6,7 +6,8 @@ import re
 import sys
 from pathlib import Path
 
-SRC = Path(workflow.basedir) / "src"  # the source files the code stamps hash (seqpipe itself is imported as installed)
+# The source files the code stamps hash (seqpipe itself is imported as installed: docs/architecture.md).
+SRC = Path(workflow.basedir) / "src"
 
 from seqpipe import codedeps, plan
 from seqpipe.config import train_job, task_config
