@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from seqpipe.data import demo
-from seqpipe.data.hdf5 import load_splits, read_attrs
+from seqpipe.data.hdf5 import read_attrs
 from seqpipe.data.manifest import build_manifest, write_manifest
 from seqpipe.datasets import Item
 from seqpipe.features.build import build, encode_targets, extract_all, windows
 from seqpipe.io import read_json
+from taskfiles import load_splits
 
 SPEC = {"name": "groove_grid", "dataset": "groove", "kind": "drum_grid", "target": "style", "window": 32, "hop": 16,
         "steps_per_beat": 4, "max_failed_fraction": 0.2, "timeout_s": 30, "limit": None}
