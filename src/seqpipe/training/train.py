@@ -196,6 +196,26 @@ def batch_metric(classify: bool, out: torch.Tensor, target: torch.Tensor, model:
     return squared.reshape(len(squared), -1).mean(1).sum()
 
 
+def optimizer_step(optimizer, scaler: torch.amp.GradScaler, loss: torch.Tensor, params: list, clip: float | None) -> torch.Tensor:
+    """Backward, clip and step through `scaler`; a 0-dim device tensor, True where the scaler skipped the step.
+
+    The scaler skips a step exactly when it finds an inf or nan in the scaled gradients, and then
+    lowers its scale (by `backoff_factor` < 1); growing it or keeping it means the step ran. So a lower
+    scale after `update()` is the scaler's own found-inf, read on the device without a sync (`scale(one)`
+    is the public way to get the scale as a tensor). A disabled scaler: always False.
+    """
+    one = torch.ones((), device=loss.device)
+    before = scaler.scale(one)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, clip)
+    scaler.step(optimizer)  # fused optimizers skip an overflowed step on the device, without a sync
+    scaler.update()
+    return scaler.scale(one) < before
+
+
 def run_epoch(model: Normalised, source, job: dict, device: torch.device, optimizer=None, scaler=None, generator=None,
               precision: Precision | None = None) -> dict:
     """One pass over a split; trains when an optimizer is given.
@@ -244,19 +264,12 @@ def run_epoch(model: Normalised, source, job: dict, device: torch.device, optimi
                     info.update({f"reg_{name}": value for name, value in reg_parts.items()})
             if terms:
                 loss = loss + sum(terms.values())
-            if train:
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, clip)
-                scaler.step(optimizer)  # fused optimizers skip an overflowed step on the device, without a sync
-                scaler.update()
+            skipped = optimizer_step(optimizer, scaler, loss, params, clip) if train else None
             b = len(xb)
             loss, metric = loss.detach().float(), batch_metric(classify, out.detach(), yb, model)
             overflow = None
-            if scaling:  # an overflowed fp16 step: the scaler skipped it; leave it out of the means
-                overflow = ~torch.isfinite(loss)
+            if scaling:  # a step the scaler skipped (its gradients overflowed in fp16): left out of the means
+                overflow = skipped | ~torch.isfinite(loss)
                 skipped_steps.add_(overflow.float())
                 skipped_samples.add_(overflow.float() * b)
             loss_sum.add_(unless(overflow, loss), alpha=b)
@@ -270,7 +283,8 @@ def run_epoch(model: Normalised, source, job: dict, device: torch.device, optimi
     # ^ the epoch's one device sync
     skipped, kept = int(totals[2]), n - int(totals[3])
     if not math.isfinite(totals[0]) or kept <= 0:
-        raise FloatingPointError(f"loss became {totals[0] if kept > 0 else 'inf or nan in every step'} during an epoch on split "
+        what = totals[0] if kept > 0 else "inf or nan, or its fp16 gradients overflowed, in every step"
+        raise FloatingPointError(f"loss became {what} during an epoch on split "
                                  f"{'train' if train else 'val'}; lower training.optimizer.lr or set training.grad_clip"
                                  f"{'' if train else ', or set training.amp: bf16 or off (the forward pass overflows in fp16)'}")
     metric = totals[1] / kept if classify else math.sqrt(totals[1] / kept)  # RMSE in the targets' units
@@ -375,13 +389,15 @@ class FirstBatch:
 
 
 def check_deterministic(model: Normalised, source, job: dict, device: torch.device, precision: Precision) -> None:
-    """Before training: one training and one validation step on a copy of the model, in warn-only mode;
+    """Before training: one training step (with the configured optimizer) and one validation step on a copy of the
+    model, in warn-only mode;
     raise naming every kernel that has no deterministic implementation (none: the run is deterministic)."""
     import copy
 
     def step() -> None:
         probe = copy.deepcopy(model)
-        optimizer = torch.optim.SGD([p for p in probe.parameters() if p.requires_grad], lr=0.0)
+        params = [p for p in probe.parameters() if p.requires_grad]  # the optimizer training builds: its kernels count too
+        optimizer = make_optimizer(job["training"]["optimizer"], params, fused=device.type == "cuda")
         batch = FirstBatch(source, job["training"]["batch_size"])
         run_epoch(probe, batch, job, device, optimizer, precision.make_scaler(), None, precision)
         run_epoch(probe, batch, job, device, precision=precision)
@@ -425,7 +441,7 @@ def fit(job: dict, data: TrainingData, out_dir: Path, tracker: Tracker, device: 
             facts.event("on_init_from", **pretrained, frozen=frozen)
     else:  # resume: one branch puts every piece of state back
         model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
+        checkpoint.restore_optimizer(optimizer, saved["optimizer"])  # this device's fused flag, not the saver's
         if scheduler is not None:
             scheduler.load_state_dict(saved["scheduler"])
         checkpoint.restore_scaler(scaler, saved["scaler"])
