@@ -242,6 +242,7 @@ def test_a_deterministic_gpu_run_turns_tf32_off_after_a_fast_one(restore_switche
 # -- 7: a GPU that NVML sees and torch cannot use ---------------------------------------------------------
 
 def test_auto_on_a_gpu_node_where_torch_sees_no_gpu_says_so(monkeypatch, caplog):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(gpus, "visible_gpus", lambda env=None: ["0", "1"])
     with caplog.at_level("WARNING", logger="seqpipe.train"):
@@ -252,25 +253,32 @@ def test_auto_on_a_gpu_node_where_torch_sees_no_gpu_says_so(monkeypatch, caplog)
     with caplog.at_level("WARNING", logger="seqpipe.train"):
         assert train_module.select_device("auto") == torch.device("cpu")
     assert caplog.text == ""
+    monkeypatch.setattr(gpus, "visible_gpus", lambda env=None: ["0"])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # GPUs hidden on purpose: no warning
+    with caplog.at_level("WARNING", logger="seqpipe.train"):
+        assert train_module.select_device("auto") == torch.device("cpu")
+    assert caplog.text == ""
 
 
 # -- 8: the GPU memory share of a packed job --------------------------------------------------------------
 
 def test_splits_go_on_the_gpu_only_within_the_jobs_share():
-    from seqpipe.training.gpus import device_budget_mb
-
-    assert device_budget_mb(2048, free_mb=24_000, total_mb=24_000, share=1) == 2048
-    assert device_budget_mb(2048, free_mb=24_000, total_mb=24_000, share=8) == pytest.approx(24_000 * 0.95 / 8 / 2)
-    assert device_budget_mb(2048, free_mb=1_000, total_mb=24_000, share=1) == pytest.approx(500)
+    """Pack 8 on a 24 GB card: 1.4 GB of splits per job, not the host's 2 GB budget (an out-of-memory at data load)."""
+    assert gpus.data_budget_mb(2048, free_mb=24_000, total_mb=24_000, share=1) == 2048
+    assert gpus.data_budget_mb(2048, free_mb=24_000, total_mb=24_000, share=8) == pytest.approx(24_000 * 0.95 / 8 / 2)
+    assert gpus.data_budget_mb(2048, free_mb=1_000, total_mb=24_000, share=1) == pytest.approx(500)
 
 
 # -- 9, 12: compute mode and the GPU count without private torch APIs --------------------------------
 
-def test_exclusive_compute_mode_is_explained():
-    message = gpus.compute_mode_problem({"0": "exclusive_process"}, jobs_per_gpu=2)
-    assert "exclusive" in message and "MPS" in message and "nvidia-cuda-mps-control" in message
-    assert gpus.compute_mode_problem({"0": "default"}, jobs_per_gpu=2) is None
-    assert gpus.compute_mode_problem({"0": "exclusive_process"}, jobs_per_gpu=1) is None
+def test_exclusive_compute_mode_is_explained(tmp_path):
+    env = {"CUDA_MPS_PIPE_DIRECTORY": str(tmp_path / "no-mps")}
+    message = gpus.compute_mode_problem({"0": "default", "1": "exclusive_process"}, jobs_per_gpu=2, env=env)
+    assert "GPU(s) 1 are in exclusive-process" in message and "MPS" in message and "nvidia-cuda-mps-control -d" in message
+    assert gpus.compute_mode_problem({"0": "default"}, jobs_per_gpu=2, env=env) is None
+    assert gpus.compute_mode_problem({"0": "exclusive_process"}, jobs_per_gpu=1, env=env) is None
+    (tmp_path / "no-mps").mkdir()  # an MPS daemon's pipes: sharing works
+    assert gpus.compute_mode_problem({"0": "exclusive_process"}, jobs_per_gpu=2, env=env) is None
 
 
 def test_gpus_are_counted_without_a_private_torch_api(monkeypatch):

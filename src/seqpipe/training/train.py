@@ -78,6 +78,7 @@ def select_device(preference: str) -> torch.device:
             return torch.device("cuda", torch.cuda.current_device())
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
+        warn_unused_gpus()
         return torch.device("cpu")
     device = torch.device(preference)
     if device.type == "cuda":
@@ -91,6 +92,19 @@ def select_device(preference: str) -> torch.device:
                              f"(CUDA_VISIBLE_DEVICES={visible!r}); use cuda:0..cuda:{torch.cuda.device_count() - 1} or plain cuda")
         device = torch.device("cuda", index)
     return device
+
+
+def warn_unused_gpus() -> None:
+    """`device: auto` training on the CPU of a machine with GPUs (unless CUDA_VISIBLE_DEVICES hides them): say so."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "x").strip() in ("", "-1"):
+        return  # GPUs hidden on purpose
+    found = gpus.visible_gpus()
+    if found:
+        log.warning("training.device: auto, and this machine has %d GPU(s), but torch sees none (torch %s, built for CUDA "
+                    "%s): training on the CPU. A CPU-only torch, or a driver older than torch's CUDA, does this: install a "
+                    "torch built for this driver's CUDA (nvidia-smi shows its version), or set training.device: cuda to "
+                    "make this an error, or cpu to train on the CPU without this warning", len(found), torch.__version__,
+                    torch.version.cuda or "none (a CPU-only build)")
 
 
 def make_model(job: dict, data: TrainingData) -> Normalised:
@@ -547,11 +561,16 @@ def train(job: dict, data_path: str | Path, out_dir: str | Path, tracking: dict 
         torch.cuda.set_device(device)  # the default for anything that names no device
         if gpu_share > 1:
             torch.cuda.set_per_process_memory_fraction(0.95 / gpu_share, device)
+            gpus.warn_about_compute_mode(gpu_share)
     log.info("device %s, kernels %s", device, switches)
     generator = seed_everything(job["seed"])
     check_losses(job["task"]["losses"])
     regularizers_fn(training["regularizers"])
-    data = training_data(data_path, job["task"], training["memory_budget_mb"], training["num_workers"], device)
+    budget = training["memory_budget_mb"]
+    if device.type == "cuda":  # in-memory splits live on the GPU: within this job's share of it
+        free, total = torch.cuda.mem_get_info(device)
+        budget = gpus.data_budget_mb(budget, free / 2**20, total / 2**20, gpu_share)
+    data = training_data(data_path, job["task"], budget, training["num_workers"], device)
     for folder in {out_dir, state_dir}:
         checkpoint.remove_partial(folder)
     key = checkpoint.resume_key(job, data_path)
