@@ -287,3 +287,40 @@ def test_gpus_are_counted_without_a_private_torch_api(monkeypatch):
     assert "_raw_device_count_nvml" not in inspect.getsource(gpus)
     monkeypatch.delenv("SEQPIPE_GPUS", raising=False)
     assert isinstance(gpus.visible_gpus({}), list)  # no GPU here: NVML absent or failing, the device files count
+
+
+# -- 11: the training benchmark ---------------------------------------------------------------------------
+
+def load_benchmark():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("benchmark_train", Path(__file__).parents[1] / "benchmarks" / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_benchmark_sweep_fails_at_once_when_a_cell_dies():
+    import multiprocessing
+    import os
+
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=os._exit, args=(3,))]
+    procs[0].start()
+    with pytest.raises(RuntimeError, match="cell process exited with 3; 0 of 1 cells finished"):
+        load_benchmark().collect(procs, ctx.Queue(), timeout_s=600)
+
+
+@pytest.mark.slow
+def test_the_benchmark_runs_in_the_configured_kernel_mode():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "benchmarks" / "train.py"
+    args = ["--models", "mlp", "--n", "64", "--repeats", "1", "--sweep", "2", "--sweep-epochs", "1", "--no-stream"]
+    for flag, shown in (([], "deterministic=True"), (["--deterministic", "false"], "deterministic=False")):
+        done = subprocess.run([sys.executable, str(script), *args, *flag], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        assert shown in done.stdout and "packed / alone" in done.stdout
