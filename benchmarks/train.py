@@ -12,6 +12,7 @@ neighbouring epochs. Goal: ratio >= 0.9 on CPU.
     .venv/bin/python benchmarks/train.py --models gru --batch-size 64 --n 4096
     .venv/bin/python benchmarks/train.py --device cuda         # the same on a GPU (tensors on the device, bf16)
     .venv/bin/python benchmarks/train.py --device cuda --amp fp16 --deterministic false   # fp16, the fast kernels
+    .venv/bin/python benchmarks/train.py --device cuda --sync-check --models mlp gru transformer vq   # syncs per epoch
 
 Both loops run under the kernel switches a training job sets (`backends.configure`): by default
 `training.deterministic`'s default (true: deterministic kernels, no TF32, math attention); the bare
@@ -58,6 +59,8 @@ MODELS = {
     "gru": {"arch": "gru", "hidden_size": 64, "num_layers": 1, "dropout": 0.0, "pooling": {"name": "mean", "params": {"scale": 1.0}}},
     "tcn": {"arch": "tcn", "hidden_size": 64, "num_layers": 2, "kernel_size": 3, "dropout": 0.0,
             "pooling": {"name": "mean", "params": {"scale": 1.0}}},
+    "transformer": {"arch": "transformer", "hidden_size": 64, "n_heads": 4},
+    "vq": {"arch": "autoencoder", "hidden": [64], "latent": "vq", "latent_dim": 32, "code_dim": 8, "codebook_size": 64},
 }
 
 
@@ -137,6 +140,35 @@ def bench(name: str, args) -> None:
         print(f"{name:4s} grad_clip={str(grad_clip):4s} batch {args.batch_size} {args.device} {precision.describe()['autocast']} "
               f"deterministic={args.deterministic}: "
               f"seqpipe {args.n / ours_s:9.0f} samples/s | bare loop {args.n / bare_s:9.0f} samples/s | ratio {ratio:5.3f} (goal >= 0.9)")
+
+
+def sync_check(name: str, args) -> None:
+    """CUDA only: count the host syncs of one training epoch (torch's sync debug mode); 1 is the epoch's read of its totals."""
+    import warnings
+
+    device = torch.device(args.device)
+    backends.configure(args.deterministic, device)
+    x, y = synthetic(args.n, args.steps, args.dim, args.classes)
+    dims = {"in_dim": args.dim, "seq_len": args.steps, "out_dim": args.classes, "mapping": "seq2static", "out_len": None, "target_dim": None}
+    torch.manual_seed(0)
+    model = build_model({"name": name, **MODELS[name]}, **dims).to(device)
+    training = training_settings({"batch_size": args.batch_size, "device": args.device, "amp": args.amp, "deterministic": args.deterministic})
+    job = {"task": {"type": "classification", "losses": [{"name": "cross_entropy", "weight": 1.0, "params": {}}]}, "training": training}
+    precision = choose_precision(args.amp, device)
+    optimizer = make_optimizer(training["optimizer"], model.parameters(), fused=True)
+    scaler, generator, split = precision.make_scaler(), torch.Generator().manual_seed(1), MemorySplit(x.to(device), y.to(device))
+    run_epoch(model, split, job, device, optimizer, scaler, generator, precision)  # warm-up (VQ's first initialisation)
+    sync(device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run_epoch(model, split, job, device, optimizer, scaler, generator, precision)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
+    print(f"{name:4s} syncs in one training epoch of {args.n // args.batch_size} steps ({precision.describe()['autocast']}): "
+          f"{len(syncs)} (expected 1: the epoch's totals){'' if len(syncs) <= 1 else ': ' + '; '.join(sorted(set(syncs)))[:400]}")
 
 
 def sweep_cell(seed: int, args, barrier, results, share: int) -> None:
@@ -260,6 +292,7 @@ def main() -> None:
     parser.add_argument("--amp", default="bf16", choices=["bf16", "fp16", "off"], help="training.amp (on cuda only)")
     parser.add_argument("--sweep", type=int, default=4, help="cells of the packed-vs-alone sweep line; 0 skips it")
     parser.add_argument("--sweep-epochs", type=int, default=3)
+    parser.add_argument("--sync-check", action="store_true", help="cuda: count the host syncs of one epoch per model, then stop")
     parser.add_argument("--cell-timeout", type=float, default=600.0, help="seconds a sweep cell may take before the sweep fails")
     default = section_with_defaults("training", {})["deterministic"]
     parser.add_argument("--deterministic", type=lambda v: v.lower() in ("1", "true", "yes"), default=default,
@@ -269,6 +302,10 @@ def main() -> None:
     gpu = f", {torch.cuda.get_device_name(torch.device(args.device))}" if args.device.startswith("cuda") else ""
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s){gpu}, {args.n} samples [{args.steps}, {args.dim}], "
           f"{args.n // args.batch_size} steps per epoch, {args.repeats} epochs each")
+    if args.sync_check:
+        for name in args.models:
+            sync_check(name, args)
+        return
     for name in args.models:
         bench(name, args)
     if args.stream and args.device == "cpu":
