@@ -210,16 +210,17 @@ def batch_metric(classify: bool, out: torch.Tensor, target: torch.Tensor, model:
     return squared.reshape(len(squared), -1).mean(1).sum()
 
 
-def optimizer_step(optimizer, scaler: torch.amp.GradScaler, loss: torch.Tensor, params: list, clip: float | None) -> torch.Tensor:
-    """Backward, clip and step through `scaler`; a 0-dim device tensor, True where the scaler skipped the step.
+def optimizer_step(optimizer, scaler: torch.amp.GradScaler, loss: torch.Tensor, params: list, clip: float | None) -> torch.Tensor | None:
+    """Backward, clip and step through `scaler`; with an enabled scaler a 0-dim device tensor, True where it skipped the step.
 
     The scaler skips a step exactly when it finds an inf or nan in the scaled gradients, and then
     lowers its scale (by `backoff_factor` < 1); growing it or keeping it means the step ran. So a lower
     scale after `update()` is the scaler's own found-inf, read on the device without a sync (`scale(one)`
-    is the public way to get the scale as a tensor). A disabled scaler: always False.
+    is the public way to get the scale as a tensor). A disabled scaler: None.
     """
-    one = torch.ones((), device=loss.device)
-    before = scaler.scale(one)
+    enabled = scaler.is_enabled()
+    one = torch.ones((), device=loss.device) if enabled else None
+    before = scaler.scale(one) if enabled else None
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     if clip:
@@ -227,7 +228,7 @@ def optimizer_step(optimizer, scaler: torch.amp.GradScaler, loss: torch.Tensor, 
         torch.nn.utils.clip_grad_norm_(params, clip)
     scaler.step(optimizer)  # fused optimizers skip an overflowed step on the device, without a sync
     scaler.update()
-    return scaler.scale(one) < before
+    return scaler.scale(one) < before if enabled else None
 
 
 def run_epoch(model: Normalised, source, job: dict, device: torch.device, optimizer=None, scaler=None, generator=None,
