@@ -11,6 +11,12 @@ neighbouring epochs. Goal: ratio >= 0.9 on CPU.
     .venv/bin/python benchmarks/train.py                       # mlp and gru on a groove-grid-sized task
     .venv/bin/python benchmarks/train.py --models gru --batch-size 64 --n 4096
     .venv/bin/python benchmarks/train.py --device cuda         # the same on a GPU (tensors on the device, bf16)
+    .venv/bin/python benchmarks/train.py --device cuda --amp fp16 --deterministic false   # fp16, the fast kernels
+    .venv/bin/python benchmarks/train.py --device cuda --sync-check --models mlp gru transformer vq   # syncs per epoch
+
+Both loops run under the kernel switches a training job sets (`backends.configure`): by default
+`training.deterministic`'s default (true: deterministic kernels, no TF32, math attention); the bare
+loop gets the same attention kernel and gathers its batches on the device, as `run_epoch` does.
 
 A further line times the first model's training pass when its batches are read from an HDF5 file
 (the path a task larger than `training.memory_budget_mb` takes; CPU only).
@@ -40,8 +46,10 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from seqpipe.config import section_with_defaults
 from seqpipe.models import build_model
 from seqpipe.data.reader import MemorySplit
+from seqpipe.training import backends
 from seqpipe.training.precision import choose_precision
 from seqpipe.training.schedule import make_optimizer
 from seqpipe.training.train import run_epoch, training_settings
@@ -51,6 +59,8 @@ MODELS = {
     "gru": {"arch": "gru", "hidden_size": 64, "num_layers": 1, "dropout": 0.0, "pooling": {"name": "mean", "params": {"scale": 1.0}}},
     "tcn": {"arch": "tcn", "hidden_size": 64, "num_layers": 2, "kernel_size": 3, "dropout": 0.0,
             "pooling": {"name": "mean", "params": {"scale": 1.0}}},
+    "transformer": {"arch": "transformer", "hidden_size": 64, "n_heads": 4},
+    "vq": {"arch": "autoencoder", "hidden": [64], "latent": "vq", "latent_dim": 32, "code_dim": 8, "codebook_size": 64},
 }
 
 
@@ -69,13 +79,16 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bare_epoch(model, x, y, batch_size, optimizer, generator, grad_clip=None, precision=None) -> None:
-    """The least a training loop does, with the same autocast and (for fp16) loss scaling as seqpipe."""
+def bare_epoch(model, x, y, batch_size, optimizer, generator, grad_clip=None, precision=None, deterministic=False) -> None:
+    """The least a training loop does, with the same autocast, attention kernel and (for fp16) loss scaling as
+    seqpipe; the permutation goes to the device once per epoch and batches are gathered there."""
     model.train()
     scaler = precision.make_scaler() if precision is not None and precision.scaler else None
-    for idx in torch.randperm(len(x), generator=generator).split(batch_size):
-        with precision.autocast() if precision is not None else contextlib.nullcontext():
-            loss = F.cross_entropy(model(x[idx]), y[idx])
+    order = torch.randperm(len(x), generator=generator).to(x.device, non_blocking=True)
+    for idx in order.split(batch_size):
+        with precision.autocast() if precision is not None else contextlib.nullcontext(), \
+                backends.attention_kernels(deterministic, x.device):
+            loss = F.cross_entropy(model(x.index_select(0, idx)), y.index_select(0, idx))
         optimizer.zero_grad(set_to_none=True)
         (scaler.scale(loss) if scaler else loss).backward()
         if grad_clip:
@@ -91,6 +104,7 @@ def bare_epoch(model, x, y, batch_size, optimizer, generator, grad_clip=None, pr
 
 def bench(name: str, args) -> None:
     device = torch.device(args.device)
+    backends.configure(args.deterministic, device)  # the kernel switches of a training job, before any cuBLAS call
     x, y = synthetic(args.n, args.steps, args.dim, args.classes)
     x, y = x.to(device), y.to(device)  # in-memory splits live on the device
     cfg = {"name": name, **MODELS[name]}
@@ -99,7 +113,7 @@ def bench(name: str, args) -> None:
     first = build_model(cfg, **dims).to(device)
     for grad_clip in (None, 1.0):
         training = training_settings({"batch_size": args.batch_size, "grad_clip": grad_clip, "device": args.device, "amp": args.amp,
-                                      "deterministic": False})
+                                      "deterministic": args.deterministic})
         job = {"task": {"type": "classification", "losses": [{"name": "cross_entropy", "weight": 1.0, "params": {}}]}, "training": training}
         precision = choose_precision(args.amp, device)
         ours_model, bare_model = copy.deepcopy(first), copy.deepcopy(first)
@@ -116,26 +130,58 @@ def bench(name: str, args) -> None:
             run_epoch(ours_model, split, job, device, ours_opt, scaler, ours_gen, precision)
             sync(device)
             t1 = time.perf_counter()
-            bare_epoch(bare_model, x, y, args.batch_size, bare_opt, bare_gen, grad_clip, precision)
+            bare_epoch(bare_model, x, y, args.batch_size, bare_opt, bare_gen, grad_clip, precision, args.deterministic)
             sync(device)
             t2 = time.perf_counter()
             ours_t.append(t1 - t0)
             bare_t.append(t2 - t1)
         ours_s, bare_s = statistics.median(ours_t[1:]), statistics.median(bare_t[1:])
         ratio = statistics.median(b / o for o, b in zip(ours_t[1:], bare_t[1:]))  # pairs of neighbouring epochs share the machine's state
-        print(f"{name:4s} grad_clip={str(grad_clip):4s} batch {args.batch_size} {args.device} {precision.describe()['autocast']}: "
+        print(f"{name:4s} grad_clip={str(grad_clip):4s} batch {args.batch_size} {args.device} {precision.describe()['autocast']} "
+              f"deterministic={args.deterministic}: "
               f"seqpipe {args.n / ours_s:9.0f} samples/s | bare loop {args.n / bare_s:9.0f} samples/s | ratio {ratio:5.3f} (goal >= 0.9)")
+
+
+def sync_check(name: str, args) -> None:
+    """CUDA only: count the host syncs of one training epoch (torch's sync debug mode); 1 is the epoch's read of its totals."""
+    import warnings
+
+    device = torch.device(args.device)
+    backends.configure(args.deterministic, device)
+    x, y = synthetic(args.n, args.steps, args.dim, args.classes)
+    dims = {"in_dim": args.dim, "seq_len": args.steps, "out_dim": args.classes, "mapping": "seq2static", "out_len": None, "target_dim": None}
+    torch.manual_seed(0)
+    model = build_model({"name": name, **MODELS[name]}, **dims).to(device)
+    training = training_settings({"batch_size": args.batch_size, "device": args.device, "amp": args.amp, "deterministic": args.deterministic})
+    job = {"task": {"type": "classification", "losses": [{"name": "cross_entropy", "weight": 1.0, "params": {}}]}, "training": training}
+    precision = choose_precision(args.amp, device)
+    optimizer = make_optimizer(training["optimizer"], model.parameters(), fused=True)
+    scaler, generator, split = precision.make_scaler(), torch.Generator().manual_seed(1), MemorySplit(x.to(device), y.to(device))
+    run_epoch(model, split, job, device, optimizer, scaler, generator, precision)  # warm-up (VQ's first initialisation)
+    sync(device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run_epoch(model, split, job, device, optimizer, scaler, generator, precision)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
+    print(f"{name:4s} syncs in one training epoch of {args.n // args.batch_size} steps ({precision.describe()['autocast']}): "
+          f"{len(syncs)} (expected 1: the epoch's totals){'' if len(syncs) <= 1 else ': ' + '; '.join(sorted(set(syncs)))[:400]}")
 
 
 def sweep_cell(seed: int, args, barrier, results, share: int) -> None:
     """One small training job of a sweep, in its own process: warm up, wait for the others, time `--sweep-epochs` epochs."""
     torch.set_num_threads(1)
     device = torch.device(args.device)
+    backends.configure(args.deterministic, device)
     if device.type == "cuda" and share > 1:
         torch.cuda.set_per_process_memory_fraction(0.95 / share, device)
     x, y = synthetic(args.n, args.steps, args.dim, args.classes, seed=seed)
     x, y = x.to(device), y.to(device)
-    training = training_settings({"batch_size": args.batch_size, "device": args.device, "amp": args.amp, "deterministic": False})
+    training = training_settings({"batch_size": args.batch_size, "device": args.device, "amp": args.amp,
+                                  "deterministic": args.deterministic})
     job = {"task": {"type": "classification", "losses": [{"name": "cross_entropy", "weight": 1.0, "params": {}}]}, "training": training}
     torch.manual_seed(seed)
     dims = {"in_dim": args.dim, "seq_len": args.steps, "out_dim": args.classes, "mapping": "seq2static", "out_len": None, "target_dim": None}
@@ -145,12 +191,33 @@ def sweep_cell(seed: int, args, barrier, results, share: int) -> None:
     scaler, generator, split = precision.make_scaler(), torch.Generator().manual_seed(seed), MemorySplit(x, y)
     run_epoch(model, split, job, device, optimizer, scaler, generator, precision)  # warm-up
     sync(device)
-    barrier.wait()
+    barrier.wait(timeout=args.cell_timeout)  # a cell that died breaks the barrier instead of hanging the others
     t0 = time.perf_counter()
     for _ in range(args.sweep_epochs):
         run_epoch(model, split, job, device, optimizer, scaler, generator, precision)
     sync(device)
     results.put((seed, args.n * args.sweep_epochs, t0, time.perf_counter()))
+
+
+def collect(procs: list, results, timeout_s: float) -> list:
+    """One result per process; fails at once, naming it, when a process ends without one (or after `timeout_s`)."""
+    import queue
+
+    got, began = [], time.perf_counter()
+    while len(got) < len(procs):
+        try:
+            got.append(results.get(timeout=1.0))
+            continue
+        except queue.Empty:
+            pass
+        dead = [p for p in procs if p.exitcode not in (None, 0)]
+        late = time.perf_counter() - began > timeout_s
+        if dead or late:
+            for proc in procs:
+                proc.terminate()
+            why = f"cell process exited with {dead[0].exitcode}" if dead else f"no result after {timeout_s:.0f} s (--cell-timeout)"
+            raise RuntimeError(f"sweep: {why}; {len(got)} of {len(procs)} cells finished")
+    return got
 
 
 def run_cells(seeds: list[int], args, share: int) -> float:
@@ -160,7 +227,7 @@ def run_cells(seeds: list[int], args, share: int) -> float:
     procs = [ctx.Process(target=sweep_cell, args=(seed, args, barrier, results, share)) for seed in seeds]
     for proc in procs:
         proc.start()
-    got = [results.get(timeout=1800) for _ in procs]
+    got = collect(procs, results, args.cell_timeout)
     for proc in procs:
         proc.join()
     return sum(n for _, n, _, _ in got) / (max(end for *_, end in got) - min(start for *_, start, _ in got))
@@ -225,11 +292,20 @@ def main() -> None:
     parser.add_argument("--amp", default="bf16", choices=["bf16", "fp16", "off"], help="training.amp (on cuda only)")
     parser.add_argument("--sweep", type=int, default=4, help="cells of the packed-vs-alone sweep line; 0 skips it")
     parser.add_argument("--sweep-epochs", type=int, default=3)
+    parser.add_argument("--sync-check", action="store_true", help="cuda: count the host syncs of one epoch per model, then stop")
+    parser.add_argument("--cell-timeout", type=float, default=600.0, help="seconds a sweep cell may take before the sweep fails")
+    default = section_with_defaults("training", {})["deterministic"]
+    parser.add_argument("--deterministic", type=lambda v: v.lower() in ("1", "true", "yes"), default=default,
+                        help=f"training.deterministic for both loops (default: the config's default, {str(default).lower()})")
     args = parser.parse_args()
     torch.set_num_threads(1)
     gpu = f", {torch.cuda.get_device_name(torch.device(args.device))}" if args.device.startswith("cuda") else ""
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s){gpu}, {args.n} samples [{args.steps}, {args.dim}], "
           f"{args.n // args.batch_size} steps per epoch, {args.repeats} epochs each")
+    if args.sync_check:
+        for name in args.models:
+            sync_check(name, args)
+        return
     for name in args.models:
         bench(name, args)
     if args.stream and args.device == "cpu":

@@ -1,7 +1,8 @@
 """Batch sources of one split: in memory on the training device, or streamed from the file.
 
 Both take the same `order` (a permutation of the split's positions, `epoch_order`) and yield the
-same `Batch(x, y, domain)` tensors, so a streamed run trains exactly like an in-memory one.
+same `Batch(x, y, domain)` tensors, and both shuffle sample by sample unless `training.shuffle_block` says
+otherwise, so a streamed run trains exactly like an in-memory one: `memory_budget_mb` changes no result.
 """
 
 from __future__ import annotations
@@ -96,7 +97,9 @@ class StreamSplit:
         return len(self.split)
 
     def default_block(self, batch_size: int) -> int:
-        return max(1, batch_size // 8)  # about 8 contiguous reads per batch
+        """1, as in memory: the memory budget decides only where batches come from, never their order
+        (a result-neutral setting). `training.shuffle_block` trades a coarser shuffle for fewer reads."""
+        return 1
 
     def batches(self, batch_size: int, order: torch.Tensor | None = None) -> Iterator[Batch]:
         """Batches of `batch_size` samples read from the file, in `order` (None: in file order)."""

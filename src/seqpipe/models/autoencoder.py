@@ -111,9 +111,19 @@ class VectorQuantizer(nn.Module):
         ids = torch.cdist(flat.detach(), self.codebook.detach()).argmin(dim=1)
         q = self.codebook[ids].view_as(z_e)
         losses = {"codebook": F.mse_loss(q, z_e.detach()), "commitment": self.commitment * F.mse_loss(z_e, q.detach())}
-        usage = torch.bincount(ids, minlength=len(self.codebook)).float() / len(ids)
+        usage = code_usage(ids, len(self.codebook))
         perplexity = torch.exp(-(usage * (usage + 1e-10).log()).sum()).detach()  # stays on the device
         return z_e + (q - z_e).detach(), losses, {"perplexity": perplexity}
+
+
+def code_usage(ids: torch.Tensor, k: int) -> torch.Tensor:
+    """The share of `ids` (codes 0..k-1) that is each code, [k], counted on their device.
+
+    `bincount` would read the ids' min and max back to the host (two syncs per step on a GPU, and no
+    fixed output size); comparing with 0..k-1 has a fixed size and is exact (integer counts).
+    """
+    counts = (ids[:, None] == torch.arange(k, device=ids.device)).sum(0)
+    return counts.float() / len(ids)
 
 
 class Autoencoder(AuxLossModule):

@@ -33,16 +33,29 @@ def head_kind(kind: str, mapping: str, seq_len: int | None, out_len: int | None)
     return "horizon" if out_len is not None and seq_len is not None and out_len != seq_len else "per_step"
 
 
-def resample_linear(h: torch.Tensor, size: int) -> torch.Tensor:
-    """[B, T, H] -> [B, size, H] along T: the values of F.interpolate(mode="linear", align_corners=False),
-    as one matrix product, whose backward is deterministic on CUDA (interpolate's backward adds atomically)."""
-    steps = h.shape[1]
+def resample_weights(steps: int, size: int) -> torch.Tensor:
+    """The [size, steps] float64 matrix that stretches `steps` states to `size` linearly (align_corners=False)."""
     src = ((torch.arange(size, dtype=torch.float64) + 0.5) * (steps / size) - 0.5).clamp(min=0)
     lo = src.floor().long().clamp(max=steps - 1)
     hi = (lo + 1).clamp(max=steps - 1)
     frac = (src - lo)[:, None]
-    weights = nn.functional.one_hot(lo, steps) * (1 - frac) + nn.functional.one_hot(hi, steps) * frac  # [size, T]
-    return torch.einsum("st,bth->bsh", weights.to(device=h.device, dtype=h.dtype), h)
+    return nn.functional.one_hot(lo, steps) * (1 - frac) + nn.functional.one_hot(hi, steps) * frac
+
+
+def resample_linear(h: torch.Tensor, size: int, cache: dict | None = None) -> torch.Tensor:
+    """[B, T, H] -> [B, size, H] along T: the values of F.interpolate(mode="linear", align_corners=False),
+    as one matrix product, whose backward is deterministic on CUDA (interpolate's backward adds atomically).
+
+    The weights are built on the host (float64, the same values on every device) once per
+    (T, size, device, dtype) when a `cache` dict is given, so a forward on a GPU copies nothing.
+    """
+    key = (h.shape[1], size, h.device, h.dtype)
+    weights = cache.get(key) if cache is not None else None
+    if weights is None:
+        weights = resample_weights(h.shape[1], size).to(device=h.device, dtype=h.dtype)
+        if cache is not None:
+            cache[key] = weights
+    return torch.einsum("st,bth->bsh", weights, h)
 
 
 class Head(nn.Module):
@@ -52,6 +65,7 @@ class Head(nn.Module):
                  seq_len: int | None = None, kind: str = "auto"):
         super().__init__()
         self.mapping, self.out_len, self.out_dim = mapping, out_len or seq_len, out_dim
+        self.resampling: dict = {}  # resample_linear's weights per (steps, size, device, dtype)
         self.kind = head_kind(kind, mapping, seq_len, out_len)
         self.pool = Pool(**(pooling or {})) if self.kind == "pooled" else None
         if self.kind == "horizon":
@@ -68,5 +82,5 @@ class Head(nn.Module):
             summary = torch.cat([h[:, -1], h.mean(dim=1)], dim=-1)
             return self.linear(summary).view(len(h), self.out_len, self.out_dim)
         if self.out_len is not None and self.out_len != h.shape[1]:
-            h = h[:, -self.out_len :] if self.out_len < h.shape[1] else resample_linear(h, self.out_len)
+            h = h[:, -self.out_len :] if self.out_len < h.shape[1] else resample_linear(h, self.out_len, self.resampling)
         return self.linear(h)

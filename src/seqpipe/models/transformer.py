@@ -27,11 +27,11 @@ from seqpipe.models.registry import register_model
 DEFAULTS = {"hidden_size": 64, "num_layers": 1, "dropout": 0.0, "pooling": {}, "n_heads": 4, "ff_mult": 4, "positions": "sinusoidal", "causal": False, "head": "auto"}
 
 
-def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
-    """The [length, dim] table of Vaswani et al.: sin on even, cos on odd channels."""
-    pos = torch.arange(length, dtype=torch.float32)[:, None]
-    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    table = torch.zeros(length, dim)
+def sinusoidal_positions(length: int, dim: int, start: int = 0, device: torch.device | str | None = None) -> torch.Tensor:
+    """Rows `start`..`length`-1 of the [length, dim] table of Vaswani et al.: sin on even, cos on odd channels."""
+    pos = torch.arange(start, length, dtype=torch.float32, device=device)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32, device=device) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length - start, dim, device=device)
     table[:, 0::2] = torch.sin(pos * freq)
     table[:, 1::2] = torch.cos(pos * freq)[:, : dim // 2]
     return table
@@ -67,7 +67,9 @@ class Transformer(nn.Module):
             return self.pos[:length]
         if isinstance(self.pos, nn.Parameter):
             raise ValueError(f"model transformer: input has {length} steps but learned positions cover {len(self.pos)}; use positions: sinusoidal")
-        return sinusoidal_positions(length, self.pos.shape[1]).to(self.pos.device)
+        # longer than the table: extend it once, on its device (the rows it has keep their values)
+        self.pos = torch.cat([self.pos, sinusoidal_positions(length, self.pos.shape[1], len(self.pos), self.pos.device)])
+        return self.pos
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         length = x.shape[1]

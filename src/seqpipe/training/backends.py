@@ -3,7 +3,8 @@
 `training.deterministic: true` on a GPU: cuBLAS gets a fixed workspace (CUBLAS_WORKSPACE_CONFIG,
 set before the first cuBLAS call), cuDNN picks deterministic algorithms without benchmarking,
 attention runs on the math kernel (the flash and memory-efficient kernels' backward passes
-accumulate in a run-dependent order), and `torch.use_deterministic_algorithms(True)` turns every
+accumulate in a run-dependent order), matmuls and convolutions run in full float32 (TF32 off: its
+results differ between GPU generations), and `torch.use_deterministic_algorithms(True)` turns every
 remaining non-deterministic kernel into an error. Before training starts, `nondeterministic_ops`
 runs one step in warn-only mode and collects the name of every such kernel the model uses, so a run
 that cannot be deterministic fails at once with the full list instead of at the first one, hours in.
@@ -28,7 +29,9 @@ import torch.utils.deterministic  # noqa: F401 - its switch is set below
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 CUBLAS_WORKSPACE = ":4096:8"
-NONDETERMINISTIC = re.compile(r"^(?P<op>\S+) does not have a deterministic implementation")
+# torch's text: "<op> does not have a deterministic implementation, but you set ...", where <op> may have
+# spaces ("kthvalue CUDA", "median CUDA with indices output", "adaptive_max_pool2d_backward_cuda")
+NONDETERMINISTIC = re.compile(r"^(?P<op>.+?) does not have a deterministic implementation")
 
 
 def configure(deterministic: bool, device: torch.device) -> dict:
@@ -40,6 +43,9 @@ def configure(deterministic: bool, device: torch.device) -> dict:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
+        # full float32: TF32 results repeat on one GPU model only (and cuDNN's switch is on by default)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
         torch.utils.deterministic.fill_uninitialized_memory = True
     else:
         torch.use_deterministic_algorithms(False)
@@ -49,7 +55,7 @@ def configure(deterministic: bool, device: torch.device) -> dict:
         torch.backends.cudnn.allow_tf32 = True
         torch.utils.deterministic.fill_uninitialized_memory = False
     return {"deterministic": deterministic, "cudnn_benchmark": torch.backends.cudnn.benchmark,
-            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "cublas_workspace": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32, "cublas_workspace": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
             "fill_uninitialized_memory": torch.utils.deterministic.fill_uninitialized_memory}
 
 

@@ -97,6 +97,22 @@ def restore_scaler(scaler: torch.amp.GradScaler, state: dict | None) -> str:
     return "scaler restored"
 
 
+KERNEL_FLAGS = ("fused", "foreach", "capturable")
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load a saved optimizer state, keeping this run's kernel choice (`fused`, `foreach`, `capturable`).
+
+    `load_state_dict` would restore the saving machine's flags: a state saved on a CPU (fused None)
+    resumed on a GPU would step unfused while the optimizer still tells the fp16 GradScaler it takes
+    the scale on the device (torch then asserts on the first step). The flags are set in the saved
+    groups before loading, so the per-parameter state (Adam's `step`) is cast for the kernel that runs.
+    """
+    groups = [{**saved, **{k: now[k] for k in KERNEL_FLAGS if k in now}}
+              for saved, now in zip(state["param_groups"], optimizer.param_groups)]
+    optimizer.load_state_dict({**state, "param_groups": groups})
+
+
 def code_digest() -> str:
     """Hash of the source files training runs (its seqpipe import closure)."""
     digest = hashlib.sha256()

@@ -10,8 +10,10 @@ than GPUs (the profile's `gpu` resource caps how many run at once). The job then
 ends, however it ends, so a killed job never leaves a GPU taken.
 
 A cluster scheduler (SLURM, HTCondor) sets CUDA_VISIBLE_DEVICES itself: then nothing is claimed.
-GPUs are counted with NVML, which does not start CUDA (CUDA reads CUDA_VISIBLE_DEVICES once, when
-it starts); SEQPIPE_GPUS=0,2,3 names the GPUs to share out instead.
+GPUs are counted without starting CUDA in this process (CUDA reads CUDA_VISIBLE_DEVICES once, when
+it starts): through NVML (`pynvml`, from the optional nvidia-ml-py package) or a child process;
+SEQPIPE_GPUS=0,2,3 names the GPUs to share out instead. A GPU in exclusive-process compute mode
+admits one process: sharing it needs NVIDIA's MPS daemon (`compute_mode_problem` says so in the log).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -28,19 +32,85 @@ log = logging.getLogger("seqpipe.train")
 
 
 def visible_gpus(env: Mapping[str, str] | None = None) -> list[str]:
-    """The GPU indices to share out: SEQPIPE_GPUS, else every GPU NVML (or /dev/nvidia<N>) shows."""
+    """The GPU indices to share out: SEQPIPE_GPUS, else every GPU of the machine, counted without starting
+    CUDA in this process (`gpu_count`)."""
     env = os.environ if env is None else env
     if env.get("SEQPIPE_GPUS", "").strip():
         return [g.strip() for g in env["SEQPIPE_GPUS"].split(",") if g.strip()]
-    try:
-        import torch
+    return [str(i) for i in range(gpu_count())]
 
-        count = torch.cuda._raw_device_count_nvml()  # no CUDA start: CUDA_VISIBLE_DEVICES can still be set
-    except Exception:  # noqa: BLE001 - NVML missing or failing: count device files instead
-        count = -1
-    if count < 0:
-        count = sum(1 for p in Path("/dev").glob("nvidia[0-9]*") if p.name[6:].isdigit())
-    return [str(i) for i in range(max(count, 0))]
+
+def nvml_compute_modes() -> list[str] | None:
+    """Each GPU's compute mode (`default`, `exclusive_process`, `prohibited`) from NVML, in NVML's order; None
+    where NVML's Python bindings (the `nvidia-ml-py` package, module `pynvml`) or the driver are missing."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - NVMLError_LibraryNotFound, _DriverNotLoaded, ...: no NVML here
+        return None
+    try:
+        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        return [COMPUTE_MODES.get(pynvml.nvmlDeviceGetComputeMode(h), "unknown") for h in handles]
+    except Exception:  # noqa: BLE001 - a GPU NVML cannot read: count it, mode unknown
+        return None
+    finally:
+        pynvml.nvmlShutdown()
+
+
+COMPUTE_MODES = {0: "default", 1: "exclusive_thread", 2: "prohibited", 3: "exclusive_process"}
+
+
+def gpu_count() -> int:
+    """How many GPUs this machine has, without starting CUDA here (CUDA reads CUDA_VISIBLE_DEVICES once, when
+    it starts): NVML through `pynvml` where installed; else, where /dev/nvidia<N> device files exist,
+    `torch.cuda.device_count()` in a child process; else 0."""
+    modes = nvml_compute_modes()
+    if modes is not None:
+        return len(modes)
+    files = sum(1 for p in Path("/dev").glob("nvidia[0-9]*") if p.name[6:].isdigit())
+    if not files:
+        return 0
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    try:
+        done = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.device_count())"], capture_output=True,
+                              text=True, env=env, timeout=300, check=True)
+        return int(done.stdout.split()[-1])
+    except (subprocess.SubprocessError, OSError, ValueError, IndexError):
+        return files
+
+
+def compute_mode_problem(modes: Mapping[str, str], jobs_per_gpu: int, env: Mapping[str, str] | None = None) -> str | None:
+    """What to do when jobs share a GPU (`jobs_per_gpu` > 1) that lets one process in (`modes`: GPU -> NVML compute
+    mode); None when sharing works (default mode, one job per GPU, or an MPS control daemon's pipe folder exists)."""
+    env = os.environ if env is None else env
+    exclusive = sorted(gpu for gpu, mode in modes.items() if mode in ("exclusive_process", "exclusive_thread"))
+    if jobs_per_gpu <= 1 or not exclusive or Path(env.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps")).exists():
+        return None
+    return (f"GPU(s) {', '.join(exclusive)} are in exclusive-process compute mode (nvidia-smi -q -d COMPUTE), which lets one "
+            f"process at a time use a GPU, but up to {jobs_per_gpu} training jobs are set to share each GPU: the second one "
+            "fails with 'CUDA-capable device(s) is/are busy or unavailable'. Start NVIDIA's MPS daemon on the node "
+            "(`nvidia-cuda-mps-control -d`; on SLURM often `--gres=mps` or the cluster's MPS option), which lets several "
+            "processes share a GPU in this mode; or run one training job per GPU (profile resources: no packing, "
+            "gpu_share 1); or ask the administrators for the default compute mode (nvidia-smi -c DEFAULT).")
+
+
+def warn_about_compute_mode(jobs_per_gpu: int) -> None:
+    """Log `compute_mode_problem` for this machine's GPUs (nothing where NVML is not available)."""
+    modes = nvml_compute_modes()
+    problem = compute_mode_problem({str(i): m for i, m in enumerate(modes or [])}, jobs_per_gpu)
+    if problem:
+        log.warning("%s", problem)
+
+
+def data_budget_mb(budget_mb: float, free_mb: float, total_mb: float, share: int = 1) -> float:
+    """The memory budget for a run's splits on its GPU: the host budget, capped at half of what this job may
+    allocate there (its 0.95 / `share` of the GPU when packed, and no more than is free); the other half is
+    for the model, optimizer and activations."""
+    mine = min(free_mb, total_mb * 0.95 / share) if share > 1 else free_mb
+    return min(budget_mb, mine / 2)
 
 
 def slot_order(gpus: list[str], jobs_per_gpu: int) -> list[tuple[str, int]]:
@@ -75,8 +145,11 @@ def claimed_gpu(lock_dir: str | Path, device: str, jobs_per_gpu: int = 64, env: 
     already set (a scheduler chose), or no GPU. Waits while all `jobs_per_gpu` slots of every GPU are taken.
     """
     env = os.environ if env is None else env
+    if device not in ("cuda", "auto") or "CUDA_VISIBLE_DEVICES" in env:
+        yield None
+        return
     gpus = visible_gpus(env) if gpus is None else gpus
-    if device not in ("cuda", "auto") or "CUDA_VISIBLE_DEVICES" in env or not gpus:
+    if not gpus:
         yield None
         return
     if jobs_per_gpu < 1:
@@ -89,6 +162,8 @@ def claimed_gpu(lock_dir: str | Path, device: str, jobs_per_gpu: int = 64, env: 
         waited += poll_s
         claim = try_claim(Path(lock_dir), gpus, jobs_per_gpu)
     gpu, handle = claim
+    if Path(handle.name).name != f"gpu{gpu}.slot0.lock":  # sharing a GPU: does its compute mode allow that?
+        warn_about_compute_mode(jobs_per_gpu)
     env["CUDA_VISIBLE_DEVICES"] = gpu
     log.info("using GPU %s (lock %s)", gpu, handle.name)
     try:

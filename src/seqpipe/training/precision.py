@@ -3,7 +3,7 @@
 `training.amp` is `bf16` (the default), `fp16` or `off` (YAML reads a bare `off` as false, so false
 means off too). Autocast runs only on CUDA; CPU and MPS train in float32 whatever the setting, so
 CPU results stay byte-identical. bf16 has float32's exponent range, so it needs no loss scaling; a
-GPU without bf16 (before Ampere) falls back to fp16. fp16 trains with a `torch.amp.GradScaler`:
+GPU without native bf16 (before Ampere: V100, T4, which torch would emulate slowly) falls back to fp16. fp16 trains with a `torch.amp.GradScaler`:
 a step whose gradients overflow is skipped (and the scale lowered) instead of aborting the run.
 """
 
@@ -60,7 +60,8 @@ def choose_precision(amp: str | bool, device: torch.device, bf16_supported: bool
         why = f"amp {setting} has no effect on {device.type}" if setting != "off" else ""
         return Precision(device.type, note=why)
     if setting == "bf16":
-        supported = torch.cuda.is_bf16_supported() if bf16_supported is None else bf16_supported
+        # native bf16 only (Ampere on): an emulated bf16 (V100, T4) is slower than fp16 with a scaler
+        supported = torch.cuda.is_bf16_supported(including_emulation=False) if bf16_supported is None else bf16_supported
         if supported:
             return Precision("cuda", torch.bfloat16)
         return Precision("cuda", torch.float16, scaler=True, note="this GPU has no bf16: fp16 with a gradient scaler instead")

@@ -78,6 +78,7 @@ def select_device(preference: str) -> torch.device:
             return torch.device("cuda", torch.cuda.current_device())
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
+        warn_unused_gpus()
         return torch.device("cpu")
     device = torch.device(preference)
     if device.type == "cuda":
@@ -91,6 +92,19 @@ def select_device(preference: str) -> torch.device:
                              f"(CUDA_VISIBLE_DEVICES={visible!r}); use cuda:0..cuda:{torch.cuda.device_count() - 1} or plain cuda")
         device = torch.device("cuda", index)
     return device
+
+
+def warn_unused_gpus() -> None:
+    """`device: auto` training on the CPU of a machine with GPUs (unless CUDA_VISIBLE_DEVICES hides them): say so."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "x").strip() in ("", "-1"):
+        return  # GPUs hidden on purpose
+    found = gpus.visible_gpus()
+    if found:
+        log.warning("training.device: auto, and this machine has %d GPU(s), but torch sees none (torch %s, built for CUDA "
+                    "%s): training on the CPU. A CPU-only torch, or a driver older than torch's CUDA, does this: install a "
+                    "torch built for this driver's CUDA (nvidia-smi shows its version), or set training.device: cuda to "
+                    "make this an error, or cpu to train on the CPU without this warning", len(found), torch.__version__,
+                    torch.version.cuda or "none (a CPU-only build)")
 
 
 def make_model(job: dict, data: TrainingData) -> Normalised:
@@ -196,6 +210,27 @@ def batch_metric(classify: bool, out: torch.Tensor, target: torch.Tensor, model:
     return squared.reshape(len(squared), -1).mean(1).sum()
 
 
+def optimizer_step(optimizer, scaler: torch.amp.GradScaler, loss: torch.Tensor, params: list, clip: float | None) -> torch.Tensor | None:
+    """Backward, clip and step through `scaler`; with an enabled scaler a 0-dim device tensor, True where it skipped the step.
+
+    The scaler skips a step exactly when it finds an inf or nan in the scaled gradients, and then
+    lowers its scale (by `backoff_factor` < 1); growing it or keeping it means the step ran. So a lower
+    scale after `update()` is the scaler's own found-inf, read on the device without a sync (`scale(one)`
+    is the public way to get the scale as a tensor). A disabled scaler: None.
+    """
+    enabled = scaler.is_enabled()
+    one = torch.ones((), device=loss.device) if enabled else None
+    before = scaler.scale(one) if enabled else None
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, clip)
+    scaler.step(optimizer)  # fused optimizers skip an overflowed step on the device, without a sync
+    scaler.update()
+    return scaler.scale(one) < before if enabled else None
+
+
 def run_epoch(model: Normalised, source, job: dict, device: torch.device, optimizer=None, scaler=None, generator=None,
               precision: Precision | None = None) -> dict:
     """One pass over a split; trains when an optimizer is given.
@@ -244,19 +279,12 @@ def run_epoch(model: Normalised, source, job: dict, device: torch.device, optimi
                     info.update({f"reg_{name}": value for name, value in reg_parts.items()})
             if terms:
                 loss = loss + sum(terms.values())
-            if train:
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, clip)
-                scaler.step(optimizer)  # fused optimizers skip an overflowed step on the device, without a sync
-                scaler.update()
+            skipped = optimizer_step(optimizer, scaler, loss, params, clip) if train else None
             b = len(xb)
             loss, metric = loss.detach().float(), batch_metric(classify, out.detach(), yb, model)
             overflow = None
-            if scaling:  # an overflowed fp16 step: the scaler skipped it; leave it out of the means
-                overflow = ~torch.isfinite(loss)
+            if scaling:  # a step the scaler skipped (its gradients overflowed in fp16): left out of the means
+                overflow = skipped | ~torch.isfinite(loss)
                 skipped_steps.add_(overflow.float())
                 skipped_samples.add_(overflow.float() * b)
             loss_sum.add_(unless(overflow, loss), alpha=b)
@@ -270,7 +298,8 @@ def run_epoch(model: Normalised, source, job: dict, device: torch.device, optimi
     # ^ the epoch's one device sync
     skipped, kept = int(totals[2]), n - int(totals[3])
     if not math.isfinite(totals[0]) or kept <= 0:
-        raise FloatingPointError(f"loss became {totals[0] if kept > 0 else 'inf or nan in every step'} during an epoch on split "
+        what = totals[0] if kept > 0 else "inf or nan, or its fp16 gradients overflowed, in every step"
+        raise FloatingPointError(f"loss became {what} during an epoch on split "
                                  f"{'train' if train else 'val'}; lower training.optimizer.lr or set training.grad_clip"
                                  f"{'' if train else ', or set training.amp: bf16 or off (the forward pass overflows in fp16)'}")
     metric = totals[1] / kept if classify else math.sqrt(totals[1] / kept)  # RMSE in the targets' units
@@ -375,13 +404,15 @@ class FirstBatch:
 
 
 def check_deterministic(model: Normalised, source, job: dict, device: torch.device, precision: Precision) -> None:
-    """Before training: one training and one validation step on a copy of the model, in warn-only mode;
+    """Before training: one training step (with the configured optimizer) and one validation step on a copy of the
+    model, in warn-only mode;
     raise naming every kernel that has no deterministic implementation (none: the run is deterministic)."""
     import copy
 
     def step() -> None:
         probe = copy.deepcopy(model)
-        optimizer = torch.optim.SGD([p for p in probe.parameters() if p.requires_grad], lr=0.0)
+        params = [p for p in probe.parameters() if p.requires_grad]  # the optimizer training builds: its kernels count too
+        optimizer = make_optimizer(job["training"]["optimizer"], params, fused=device.type == "cuda")
         batch = FirstBatch(source, job["training"]["batch_size"])
         run_epoch(probe, batch, job, device, optimizer, precision.make_scaler(), None, precision)
         run_epoch(probe, batch, job, device, precision=precision)
@@ -425,7 +456,7 @@ def fit(job: dict, data: TrainingData, out_dir: Path, tracker: Tracker, device: 
             facts.event("on_init_from", **pretrained, frozen=frozen)
     else:  # resume: one branch puts every piece of state back
         model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
+        checkpoint.restore_optimizer(optimizer, saved["optimizer"])  # this device's fused flag, not the saver's
         if scheduler is not None:
             scheduler.load_state_dict(saved["scheduler"])
         checkpoint.restore_scaler(scaler, saved["scaler"])
@@ -531,11 +562,16 @@ def train(job: dict, data_path: str | Path, out_dir: str | Path, tracking: dict 
         torch.cuda.set_device(device)  # the default for anything that names no device
         if gpu_share > 1:
             torch.cuda.set_per_process_memory_fraction(0.95 / gpu_share, device)
+            gpus.warn_about_compute_mode(gpu_share)
     log.info("device %s, kernels %s", device, switches)
     generator = seed_everything(job["seed"])
     check_losses(job["task"]["losses"])
     regularizers_fn(training["regularizers"])
-    data = training_data(data_path, job["task"], training["memory_budget_mb"], training["num_workers"], device)
+    budget = training["memory_budget_mb"]
+    if device.type == "cuda":  # in-memory splits live on the GPU: within this job's share of it
+        free, total = torch.cuda.mem_get_info(device)
+        budget = gpus.data_budget_mb(budget, free / 2**20, total / 2**20, gpu_share)
+    data = training_data(data_path, job["task"], budget, training["num_workers"], device)
     for folder in {out_dir, state_dir}:
         checkpoint.remove_partial(folder)
     key = checkpoint.resume_key(job, data_path)
