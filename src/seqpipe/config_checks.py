@@ -327,6 +327,19 @@ def semantic_problems(config: dict, schema: dict, rules: dict | None = None) -> 
     if isinstance(config.get("training"), dict) and "early_stopping" in config["training"]:
         lines += early_stopping_problems(config, task_models)
     lines += sweep_problems(config, schema, rules)
+    lines += predict_problems(config)
+    return lines
+
+
+def predict_problems(config: dict) -> list[str]:
+    """`predict.<name>.tasks` naming tasks the config does not define."""
+    tasks = config.get("tasks") or {}
+    lines = []
+    for name, entry in (config.get("predict") or {}).items():
+        for task in (entry or {}).get("tasks") or [] if isinstance(entry, dict) else []:
+            if task not in tasks:
+                lines.append(f"predict.{name}.tasks: task {task!r} is not defined{did_you_mean(task, tasks)}; "
+                             f"name one of: {listed(tasks)}")
     return lines
 
 

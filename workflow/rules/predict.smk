@@ -1,0 +1,49 @@
+# Predictions: each entry of the `predict:` block labels a folder's files with the leaderboard's best
+# run of each task it names (seqpipe.predict.choose), through the run's own feature set. The job
+# reruns when a file of the folder is changed, added or removed (the folder's fingerprint is a param)
+# and when a run of the task is retrained or re-evaluated (their model.pt and metrics.json are inputs).
+
+
+def predict_runs(wildcards, name):
+    """A file of every run of the task (metrics.json or model.pt)."""
+    return [
+        f"{c.run_dir}/{name}" for c in plan.cells(config) if c.task == wildcards.task
+    ]
+
+
+def prediction_targets():
+    """Both tables of every (prediction, task) of the `predict:` block."""
+    return [
+        f"results/predictions/{name}/{task}.{table}"
+        for name, entry in sorted(config["predict"].items())
+        for task in entry["tasks"]
+        for table in ("csv", "items.csv")
+    ]
+
+
+rule predict:
+    """Label a folder's files with the leaderboard's best run of a task: a window table and an item table."""
+    input:
+        metrics=lambda w: predict_runs(w, "metrics.json"),
+        models=lambda w: predict_runs(w, "model.pt"),
+        code=code("seqpipe.predict.command"),
+    output:
+        windows="results/predictions/{name}/{task}.csv",
+        item_table="results/predictions/{name}/{task}.items.csv",
+        choice="results/predictions/{name}/{task}.run.json",
+    wildcard_constraints:
+        name="|".join(map(re.escape, config["predict"])) or "NONE",
+    log:
+        "logs/predict/{name}/{task}.log",
+    conda:
+        "../../envs/train.yaml"
+    threads: lambda w: config["predict"][w.name]["workers"]
+    resources:
+        **job_resources("evaluate"),
+    params:
+        folder=lambda w: config["predict"][w.name]["folder"],
+        # path, size and mtime of every file of the folder: editing, adding or removing one reruns
+        tree=lambda w: tree_state(config["predict"][w.name]["folder"]),
+    shell:
+        "seqpipe predict {params.folder:q} --best-of {input.metrics:q} --choice {output.choice:q}"
+        " --workers {threads} --out {output.windows:q} > {log:q} 2>&1"
