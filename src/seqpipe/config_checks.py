@@ -385,4 +385,15 @@ def file_problems(config: dict, cells: set[tuple[str, str, int]] | None = None) 
             continue
         lines.append(f"{key}: the checkpoint {path} does not exist and no training cell of this config writes it; "
                      "give a best.pt or model.pt of an earlier run, or results/runs/<task>/<model>/<seed>/best.pt of a cell here")
+    return lines + predict_folder_problems(config)
+
+
+def predict_folder_problems(config: dict) -> list[str]:
+    """`predict.<name>.folder` entries that are not folders."""
+    lines = []
+    for name, entry in (config.get("predict") or {}).items():
+        folder = Path(str(entry.get("folder", ""))) if isinstance(entry, dict) else None
+        if folder is not None and not folder.is_dir():
+            lines.append(f"predict.{name}.folder: {folder} is not a folder (looked in {folder.resolve().parent}); "
+                         "give the folder of audio, MIDI or HDF5 files to label")
     return lines

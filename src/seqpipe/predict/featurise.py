@@ -71,7 +71,7 @@ def file_windows(sources: Iterable[Source], spec: dict, workers: int = 1) -> Ite
         except Exception as err:  # noqa: BLE001 - the tempo of a file that gave features: report, never fail the batch
             yield Windows(source, None, None, f"cannot read its tempo: {type(err).__name__}: {err}")
             continue
-        yield Windows(source, data, starts.astype(np.float64) * seconds)
+        yield Windows(source, data, np.where(starts == 0, 0.0, starts.astype(np.float64) * seconds))
 
 
 def hdf5_windows(source: Source, dims: dict, block: int = 4096) -> Iterator[Windows]:

@@ -106,5 +106,5 @@ def wrong_kind(source: Source, feature_kind: str) -> str | None:
         return (f"not an audio ({', '.join(AUDIO)}), MIDI ({', '.join(MIDI)}) or HDF5 ({', '.join(HDF5)}) file; "
                 f"this run reads {medium} files")
     if source.kind != medium:
-        return f"a {source.kind} file, but this run's features ({feature_kind}) are computed from {medium} files"
+        return f"{'an' if source.kind == 'audio' else 'a'} {source.kind} file, but this run's features ({feature_kind}) are computed from {medium} files"
     return None

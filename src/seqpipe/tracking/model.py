@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
+import warnings
 from collections.abc import Iterator
 from importlib.util import find_spec
 from pathlib import Path
@@ -123,7 +124,9 @@ def log_model(run_dir: str | Path, client, experiment_id: str, run_id: str, tags
         weights, settings_file = Path(scratch) / "weights.pt", Path(scratch) / "settings.json"
         torch.save(model.state_dict(), weights)
         settings_file.write_text(json.dumps(config, sort_keys=True, indent=2), encoding="utf-8")
-        with global_tracking_uri(client.tracking_uri):
+        with global_tracking_uri(client.tracking_uri), warnings.catch_warnings():
+            # no input example on purpose: one would be a file path that MLflow predicts on while logging
+            warnings.filterwarnings("ignore", message=".*input example was not provided.*")
             info = Model.log(artifact_path=None, name=MODEL_NAME, flavor=mlflow.pyfunc, python_model=find_spec(FROM_CODE).origin,
                              artifacts={"weights": str(weights), "settings": str(settings_file)}, signature=signature(config),
                              pip_requirements=pip_requirements(), run_id=run_id, model_id=logged.model_id, step=config["epoch"])
