@@ -71,6 +71,6 @@ def main(argv: list[str] | None = None) -> int:
             write_json(args.choice, {**choice, "run": run.as_posix()})
     p = load_run(run, args.data)
     counts = write_tables(p, expand(args.inputs, p.dataset), args.out, args.workers)
-    log.info("%s: %d windows of %d items (%d skipped, reasons in %s)", args.out, counts["windows"], counts["items"],
+    log.info("%s: %d rows of %d items (%d skipped, reasons in %s)", args.out, counts["windows"], counts["items"],
              counts["skipped"], items_path(args.out))
     return 1 if args.strict and counts["skipped"] else 0
