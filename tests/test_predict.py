@@ -20,7 +20,7 @@ import yaml
 
 from seqpipe.evaluation import pieces, predictions
 from seqpipe.predict.choose import best_run
-from seqpipe.predict.columns import item_columns, window_columns
+from seqpipe.tracking.prediction_columns import item_columns, window_columns
 from seqpipe.predict.inputs import Source, expand, wrong_kind
 from tests.test_pipeline import copy_workflow, snakemake
 

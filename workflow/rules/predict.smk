@@ -31,10 +31,10 @@ rule predict:
         windows="results/predictions/{name}/{task}.csv",
         item_table="results/predictions/{name}/{task}.items.csv",
         choice="results/predictions/{name}/{task}.run.json",
-    wildcard_constraints:
-        name="|".join(map(re.escape, config["predict"])) or "NONE",
     log:
         "logs/predict/{name}/{task}.log",
+    wildcard_constraints:
+        name="|".join(map(re.escape, config["predict"])) or "NONE",
     conda:
         "../../envs/train.yaml"
     threads: lambda w: config["predict"][w.name]["workers"]

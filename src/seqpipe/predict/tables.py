@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from seqpipe.predict import columns
+from seqpipe.tracking import prediction_columns as columns
 from seqpipe.predict.featurise import Windows
 from seqpipe.predict.run import Predictor
 

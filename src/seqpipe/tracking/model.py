@@ -101,7 +101,7 @@ def signature(config: dict):
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-    from seqpipe.predict.columns import column_type, window_columns
+    from seqpipe.tracking.prediction_columns import column_type, window_columns
 
     outputs = [ColSpec(column_type(c), c) for c in window_columns(config["task"], config["names"])]
     return ModelSignature(inputs=Schema([ColSpec("string", "path")]), outputs=Schema(outputs),

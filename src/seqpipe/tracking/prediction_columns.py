@@ -1,5 +1,5 @@
-"""The columns of the prediction tables of a task (from its settings alone: no seqpipe imports, so the MLflow
-model's signature in `seqpipe.tracking.model` and the tables in `seqpipe.predict.tables` share them)."""
+"""The columns of the tables `seqpipe predict` and the MLflow model give, from a task's settings alone (no other
+seqpipe imports: the model's signature in `seqpipe.tracking.model` and `seqpipe.predict.tables` share them)."""
 
 from __future__ import annotations
 
