@@ -103,6 +103,38 @@ def test_config_predict_block_is_checked(config, tmp_path):
     assert problems(raw, files=True) == []
 
 
+def test_hdf5_inputs_stream_per_item_and_a_wrong_shape_is_reported(tmp_path):
+    """An untrained model on HDF5 inputs: rows per window, one item row per item id (the mean of its windows)."""
+    import torch
+
+    from seqpipe.models import build_model
+    from seqpipe.predict.command import write_tables
+    from seqpipe.predict.run import Predictor
+    from tests.test_training import MODEL_DEFAULTS, make_file
+
+    torch.manual_seed(0)
+    dims = {"in_dim": 3, "seq_len": 12, "out_dim": 2, "mapping": "seq2static", "out_len": None, "target_dim": 2}
+    model = build_model({"name": "mlp", "arch": "mlp", **MODEL_DEFAULTS}, **dims).eval()
+    p = Predictor(model, {"name": "t", "type": "regression", "mapping": "seq2static"}, {"target_names": ["level", "slope"]}, dims, [], "t/mlp/0")
+    good = make_file(tmp_path / "good.h5", "regression")
+    import h5py
+
+    with h5py.File(tmp_path / "bad.h5", "w") as fh:
+        fh["data"] = np.zeros((4, 10, 3), dtype=np.float32)
+    counts = write_tables(p, expand([good, tmp_path / "bad.h5"]), tmp_path / "out.csv", batch=7)
+    windows, items = read_table(tmp_path / "out.csv"), read_table(tmp_path / "out.items.csv")
+    assert counts == {"items": 361, "skipped": 1, "windows": 360} and len(windows) == 360
+    with h5py.File(good) as fh:
+        x = torch.from_numpy(fh["test/data"][()])
+    with torch.no_grad():
+        expected = model.denormalise(model(x)).numpy()
+    assert np.abs(windows[["level", "slope"]].to_numpy()[-60:] - expected).max() < 1e-6
+    bad = items[items["status"] == "skipped"].iloc[0]
+    assert bad["item_id"] == "bad.h5" and "shape (10, 3), the run's model takes (12, 3)" in bad["reason"]
+    row = items[items["item_id"] == "test5"].iloc[0]
+    assert row["n_windows"] == 1 and row["level"] == pytest.approx(expected[5, 0], abs=1e-6)
+
+
 # -- slow: real runs ------------------------------------------------------------------------------------------------
 
 
@@ -228,6 +260,10 @@ def test_the_predict_rule_uses_the_best_run_and_reruns_when_the_folder_changes(b
         assert [r["item_id"] for r in csv.DictReader(fh)] == ["take_0.mid", "take_1.mid"]
     plan = snakemake(built, "-n", "--cores", "2", "--config", block, "--", "results/predictions/incoming/groove_style.csv")
     assert "Nothing to be done" in plan or "predict" not in plan.split("Job stats")[-1]
-    shutil.copy(mixed_folder / "take_0.mid", folder / "take_2.mid")
+    (run / "model.pt").touch()  # the chosen model changed (retrained): predict again
     plan = snakemake(built, "-n", "--cores", "2", "--config", block, "--", "results/predictions/incoming/groove_style.csv")
-    assert "rule predict:" in plan or "localrule predict:" in plan
+    assert "rule predict:" in plan
+    snakemake(built, "--cores", "2", "--config", block, "--", "results/predictions/incoming/groove_style.csv")
+    shutil.copy(mixed_folder / "take_0.mid", folder / "take_2.mid")  # a new file in the folder: predict again
+    plan = snakemake(built, "-n", "--cores", "2", "--config", block, "--", "results/predictions/incoming/groove_style.csv")
+    assert "rule predict:" in plan
