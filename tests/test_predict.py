@@ -42,10 +42,11 @@ def built(tmp_path_factory) -> Path:
     workdir = copy_workflow(tmp_path_factory.mktemp("predict"))
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     config["tasks"] = {"groove_style": config["tasks"]["groove_style"], "deam_emotion": {**config["tasks"]["deam_emotion"], "models": ["mlp"]}}
-    config["training"]["epochs"] = 6
+    config["training"]["epochs"] = 3
+    config["demo"]["groove"]["n_items"], config["demo"]["deam"]["n_items"] = 100, 50
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     targets = [f"results/runs/{t}/{m}/0/predictions.h5" for t, m in [("groove_style", "mlp"), ("groove_style", "gru"), ("deam_emotion", "mlp")]]
-    snakemake(workdir, "--profile", "profiles/local", "--cores", "2", "--", *targets)
+    snakemake(workdir, "--profile", "profiles/local", "--cores", "2", "--", *targets, timeout=2400)
     return workdir
 
 
