@@ -4,23 +4,6 @@
 # and when a run of the task is retrained or re-evaluated (their model.pt and metrics.json are inputs).
 
 
-def predict_runs(wildcards, name):
-    """A file of every run of the task (metrics.json or model.pt)."""
-    return [
-        f"{c.run_dir}/{name}" for c in plan.cells(config) if c.task == wildcards.task
-    ]
-
-
-def prediction_targets():
-    """Both tables of every (prediction, task) of the `predict:` block."""
-    return [
-        f"results/predictions/{name}/{task}.{table}"
-        for name, entry in sorted(config["predict"].items())
-        for task in entry["tasks"]
-        for table in ("csv", "items.csv")
-    ]
-
-
 rule predict:
     """Label a folder's files with the leaderboard's best run of a task: a window table and an item table."""
     input:
