@@ -42,10 +42,12 @@ include: "workflow/rules/tracking.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/predict.smk"
 
 
 rule all:
-    """Everything the configuration asks for: every run, baseline and the leaderboard."""
+    """Everything the configuration asks for: every run, baseline and the leaderboard, and the `predict:` block's tables."""
     default_target: True
     input:
         all_targets(),
+        prediction_targets(),

@@ -27,6 +27,7 @@ COMMANDS = {
     "report": ("seqpipe.evaluation.report", "write the leaderboard"),
     "run-cache": ("seqpipe.runcache", "restore a job's outputs from the run cache, or run it and store them"),
     "sync-mlflow": ("seqpipe.tracking.sync", "log runs trained while MLflow was unreachable"),
+    "predict": ("seqpipe.predict.command", "label new audio, MIDI or HDF5 files with a trained run (window and item tables)"),
     "relocate-mlflow": ("seqpipe.tracking.relocate", "point a moved SQLite MLflow store at its artifacts' new folder"),
 }
 

@@ -327,6 +327,19 @@ def semantic_problems(config: dict, schema: dict, rules: dict | None = None) -> 
     if isinstance(config.get("training"), dict) and "early_stopping" in config["training"]:
         lines += early_stopping_problems(config, task_models)
     lines += sweep_problems(config, schema, rules)
+    lines += predict_problems(config)
+    return lines
+
+
+def predict_problems(config: dict) -> list[str]:
+    """`predict.<name>.tasks` naming tasks the config does not define."""
+    tasks = config.get("tasks") or {}
+    lines = []
+    for name, entry in (config.get("predict") or {}).items():
+        for task in (entry or {}).get("tasks") or [] if isinstance(entry, dict) else []:
+            if task not in tasks:
+                lines.append(f"predict.{name}.tasks: task {task!r} is not defined{did_you_mean(task, tasks)}; "
+                             f"name one of: {listed(tasks)}")
     return lines
 
 
@@ -372,4 +385,15 @@ def file_problems(config: dict, cells: set[tuple[str, str, int]] | None = None) 
             continue
         lines.append(f"{key}: the checkpoint {path} does not exist and no training cell of this config writes it; "
                      "give a best.pt or model.pt of an earlier run, or results/runs/<task>/<model>/<seed>/best.pt of a cell here")
+    return lines + predict_folder_problems(config)
+
+
+def predict_folder_problems(config: dict) -> list[str]:
+    """`predict.<name>.folder` entries that are not folders."""
+    lines = []
+    for name, entry in (config.get("predict") or {}).items():
+        folder = Path(str(entry.get("folder", ""))) if isinstance(entry, dict) else None
+        if folder is not None and not folder.is_dir():
+            lines.append(f"predict.{name}.folder: {folder} is not a folder (looked in {folder.resolve().parent}); "
+                         "give the folder of audio, MIDI or HDF5 files to label")
     return lines

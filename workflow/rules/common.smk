@@ -200,3 +200,20 @@ def all_predictions():
 
 def all_targets():
     return list(REPORT.values())
+
+
+def predict_runs(wildcards, name):
+    """A file of every run of the task (metrics.json or model.pt)."""
+    return [
+        f"{c.run_dir}/{name}" for c in plan.cells(config) if c.task == wildcards.task
+    ]
+
+
+def prediction_targets():
+    """Both tables of every (prediction, task) of the `predict:` block."""
+    return [
+        f"results/predictions/{name}/{task}.{table}"
+        for name, entry in sorted(config["predict"].items())
+        for task in entry["tasks"]
+        for table in ("csv", "items.csv")
+    ]

@@ -173,7 +173,7 @@ class Tracker:
         if self.active and self.tracking.get("log_model", True) and (out_dir / CHECKPOINT).exists():
             from seqpipe.tracking.model import log_model
 
-            self._safely("log model", lambda: log_model(self.client, self.tracking["experiment_id"], self.run_id, out_dir / CHECKPOINT, self.tags))
+            self._safely("log model", lambda: log_model(out_dir, self.client, self.tracking["experiment_id"], self.run_id, self.tags))
 
     def end(self, status: str = "FINISHED", end_time_ms: int | None = None) -> None:
         """Mark the run finished (or FAILED)."""

@@ -52,7 +52,7 @@ def ensure_experiment(uri: str, experiment: str, artifacts: str | None = None) -
 def setup(uri: str | None, experiment: str, out: str | Path, log_model: bool = True) -> dict:
     """Create (or open) the store and the experiment; write what jobs need to log into it.
 
-    `log_model`: whether training jobs also log an MLflow model (`mlflow.pytorch.log_model`, ~0.3 s a job).
+    `log_model`: whether training jobs also log an MLflow model (a pyfunc model that labels files by path: seqpipe.tracking.model).
     A server that does not answer is recorded (`available: false`), not raised: training goes on.
     """
     import mlflow

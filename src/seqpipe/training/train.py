@@ -374,12 +374,13 @@ def check_kl_collapse(kl: dict, terms: dict, settings: dict, epoch: int, facts: 
         facts.event("kl_collapse", epoch=epoch, kl=value, threshold=settings["threshold"], epochs=kl["low_epochs"])
 
 
-def write_model_file(out_dir: Path, job: dict, data: TrainingData) -> None:
-    """model.pt: the best weights with what rebuilds the model (its config and dimensions), weights-only loadable."""
+def write_model_file(out_dir: Path, job: dict, data: TrainingData, provenance: dict | None = None) -> None:
+    """model.pt: the best weights with what rebuilds the model (its config and dimensions), weights-only loadable,
+    and the task file's provenance (its feature settings: what `seqpipe predict` runs new files through)."""
     best = checkpoint.load(out_dir / "best.pt")
     checkpoint.save(out_dir / "model.pt", {"model": best["model"], "model_config": job["model"], "dims": data.dims, "names": data.names,
                                            "task": {k: job["task"][k] for k in ("name", "type", "mapping")}, "epoch": best["epoch"],
-                                           "seqpipe_version": __version__})
+                                           "seqpipe_version": __version__, "provenance": provenance or {}})
 
 
 def gpu_name(device: torch.device) -> str | None:
@@ -426,7 +427,7 @@ def check_deterministic(model: Normalised, source, job: dict, device: torch.devi
 
 
 def fit(job: dict, data: TrainingData, out_dir: Path, tracker: Tracker, device: torch.device, generator: torch.Generator,
-        state_dir: Path | None = None, saved: dict | None = None, key: dict | None = None) -> dict:
+        state_dir: Path | None = None, saved: dict | None = None, key: dict | None = None, provenance: dict | None = None) -> dict:
     """Train with early stopping from scratch, or from `saved` (a last.pt state); write the checkpoints; return a summary.
 
     `state_dir` holds the resume state (last.pt and a copy of best.pt) when it is not `out_dir`.
@@ -536,7 +537,7 @@ def fit(job: dict, data: TrainingData, out_dir: Path, tracker: Tracker, device: 
     bar.close()
     checkpoint.save(out_dir / "last.pt", {**state, "complete": True})
     if best["epoch"] >= 0:
-        write_model_file(out_dir, job, data)
+        write_model_file(out_dir, job, data, provenance)
     plot_history(facts.rows, out_dir / "figures" / "loss.png", "accuracy" if task["type"] == "classification" else "RMSE")
     facts.event("on_train_end", best_epoch=best["epoch"], epochs_run=epoch + 1)
     return {"best_epoch": best["epoch"], "epochs_run": epoch + 1, "best": {k: v for k, v in best.items() if k != "score"}}
@@ -590,7 +591,8 @@ def train(job: dict, data_path: str | Path, out_dir: str | Path, tracking: dict 
     else:
         tracker.start(name, full, tags)  # params: the resolved settings, defaults included
     try:
-        summary = fit(full, data, out_dir, tracker, device, generator, state_dir, saved, key)
+        summary = fit(full, data, out_dir, tracker, device, generator, state_dir, saved, key,
+                      json.loads(provenance) if isinstance(provenance, str) else None)
     except Exception as err:
         Facts.append_event(out_dir, "on_exception", error=f"{type(err).__name__}: {err}")
         tracker.end("FAILED")
