@@ -30,6 +30,7 @@ STAGES: list[tuple[str, ...]] = [
     ("seqpipe.tracking",),
     ("seqpipe.training",),
     ("seqpipe.evaluation",),
+    ("seqpipe.predict",),
     ("seqpipe.launch", "seqpipe.cli", "seqpipe.__main__"),
 ]
 
