@@ -86,7 +86,15 @@ def res(group, key):
 def job_resources(group, gpu=0):
     """A rule group's resources under Snakemake's names and HTCondor's own (the HTCondor plugin
     ignores mem_mb, disk_mb, gpu and runtime); memory grows with each retry."""
-    return plan.job_resources(config["resources"][group], gpu)
+    return plan.job_resources(config["resources"][group], gpu, exec_place())
+
+
+def exec_place():
+    """Where this Snakemake runs jobs, for a packed group's GPU count (plan.gpu_count): inside a
+    cluster job, submitting to a cluster, or on this machine."""
+    if workflow.remote_exec:
+        return "inside"
+    return "local" if workflow.local_exec else "submit"
 
 
 def datasets_from(source):
