@@ -86,7 +86,11 @@ def res(group, key):
 def job_resources(group, gpu=0):
     """A rule group's resources under Snakemake's names and HTCondor's own (the HTCondor plugin
     ignores mem_mb, disk_mb, gpu and runtime); memory grows with each retry."""
-    return plan.job_resources(config["resources"][group], gpu, exec_place())
+    resources = plan.job_resources(config["resources"][group], gpu)
+    if gpu:  # asked when a job's resources are, after the executor is known (not when the rule is read)
+        pack = config["resources"][group].get("pack", 1)
+        resources["gpu"] = lambda wildcards: plan.gpu_count(gpu, pack, exec_place())
+    return resources
 
 
 def exec_place():
