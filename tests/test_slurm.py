@@ -192,3 +192,28 @@ def test_sbatch_call_without_gpu(validated, tmp_path):
                             "--set-resources", "train:gpu=0", "train:slurm_partition=cpu")
     assert not any(arg.startswith("--gpus") for arg in flags(train)), train
     assert option(train, "-p") == "cpu"
+
+
+def test_packed_training_group_through_slurm(slurm_cluster, tmp_path):
+    """`pack: 2` with `--group-components train=2`: the two training jobs go to SLURM as one job asking one
+    GPU, twice the CPUs and memory; the job step inside starts (no `gpu must be an integer`) and both
+    cells write their run.json. (Inside the allocation the SLURM job-step plugin runs the group's jobs
+    one after another: snakemake-executor-plugin-slurm issue #469; see docs/clusters.md.)"""
+    workdir = tiny_workflow(tmp_path)
+    config = {**TINY_CONFIG, "training": {"epochs": 2, "seeds": [0, 1]}}
+    config["resources"] = {**TINY_CONFIG["resources"], "train": {**SMALL, "pack": 2}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake(workdir, "--profile", "profiles/slurm", "--slurm-init-seconds-before-status-checks", "2",
+                     "--group-components", "train=2", "--retries", "0", "--verbose")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-6000:]
+    for seed in (0, 1):
+        assert json.loads((workdir / f"results/runs/style/mlp/{seed}/run.json").read_text())["epochs_run"] == 2
+    groups = [line for line in output.splitlines() if line.startswith("sbatch call:") and "rule_train_train" in line]
+    assert len(groups) == 1, output[-6000:]
+    flags = groups[0].split("--wrap")[0]
+    assert "--cpus-per-task=2" in flags and "--mem 1000" in flags, flags
+    if "gpu" in subprocess.run(["sinfo", "-h", "-o", "%G"], capture_output=True, text=True).stdout:
+        assert "--gpus=1" in flags, flags  # one GPU for the group, not one per cell
+    assert "seed=0" in groups[0] and "seed=1" in groups[0]
+    assert (workdir / "results/report/leaderboard.csv").exists()
