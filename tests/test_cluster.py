@@ -142,3 +142,24 @@ def record_submits(workdir: Path, tmp_path: Path, args: list[str], profile: str 
     env = {"PYTHONPATH": str(shim), "SEQPIPE_SUBMITS": str(submits)}
     snakemake(workdir, "--profile", profile, "--retries", "0", *args, env=env)
     return [json.loads(line) for line in submits.read_text().splitlines()] if submits.exists() else []
+
+
+@pytest.mark.slow
+def test_condor_nofs_submit_descriptions_list_each_jobs_transfers(tmp_path):
+    """profiles/condor-nofs: each job's submit description names HTCondor's file transfer and lists
+    exactly the job's declared inputs and outputs (the code stamp and tracking file included)."""
+    workdir = copy_workflow(tmp_path)
+    config = {key: PACKED[key] for key in ("demo", "features", "tasks", "models")}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    local = snakemake(workdir, "--cores", "2", "--until", "validate", "tracking_setup")
+    assert local.returncode == 0, local.stderr[-3000:]
+    (train,) = record_submits(workdir, tmp_path, ["results/runs/style/mlp/0/best.pt", "--forcerun", "train"],
+                              profile="profiles/condor-nofs")
+    assert train["should_transfer_files"] == "YES" and train["when_to_transfer_output"] == "ON_EXIT"
+    inputs = {item.strip() for item in train["transfer_input_files"].split(",")}
+    for needed in ("results/features/groove/grid.h5", "results/validation/style.json", "results/mlflow/tracking.json",
+                   "results/code/seqpipe.training.train.sha256"):
+        assert needed in inputs, inputs
+    outputs = {item.strip() for item in train["transfer_output_files"].split(",")}
+    assert {f"results/runs/style/mlp/0/{name}" for name in ("best.pt", "last.pt", "model.pt", "run.json")} <= outputs
+    assert "results/runs/style/mlp/0/run.json" in train["transfer_output_remaps"]
