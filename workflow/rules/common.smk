@@ -107,6 +107,13 @@ def datasets_from(source):
     return "|".join(names) or "NONE"
 
 
+def raw_folder(wildcards):
+    """The raw files of a demo or downloaded dataset, an input beside its manifest: a job that stages only its
+    declared inputs (shared-fs-usage none) gets them. A `root` dataset is the user's own folder, read in place."""
+    source = config["datasets"][wildcards.dataset]["source"]
+    return [] if source == "root" else f"resources/raw/{wildcards.dataset}"
+
+
 def demo_code(wildcards):
     """The demo rule's code: the entry point, this dataset's generator and the manifest."""
     return code(
