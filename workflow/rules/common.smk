@@ -87,7 +87,9 @@ def job_resources(group, gpu=0):
     """A rule group's resources under Snakemake's names and HTCondor's own (the HTCondor plugin
     ignores mem_mb, disk_mb, gpu and runtime); memory grows with each retry."""
     resources = plan.job_resources(config["resources"][group], gpu)
-    if gpu:  # asked when a job's resources are, after the executor is known (not when the rule is read)
+    if (
+        gpu
+    ):  # asked when a job's resources are, after the executor is known (not when the rule is read)
         pack = config["resources"][group].get("pack", 1)
         resources["gpu"] = lambda wildcards: plan.gpu_count(gpu, pack, exec_place())
     return resources
@@ -109,9 +111,28 @@ def datasets_from(source):
 
 def raw_folder(wildcards):
     """The raw files of a demo or downloaded dataset, an input beside its manifest: a job that stages only its
-    declared inputs (shared-fs-usage none) gets them. A `root` dataset is the user's own folder, read in place."""
+    declared inputs (shared-fs-usage none) gets them. A `root` dataset is the user's own folder, read in place.
+    """
     source = config["datasets"][wildcards.dataset]["source"]
     return [] if source == "root" else f"resources/raw/{wildcards.dataset}"
+
+
+def resume_dir(wildcards):
+    """Where a training job keeps its resume state (outside its declared outputs, which Snakemake moves
+    only after a success and deletes before a rerun). Without a shared file system for inputs and
+    outputs and with the fs storage provider, that is the storage folder every node mounts, so the next
+    attempt of a killed job, on any node, finds the checkpoint; else results/resume/ in the project.
+    """
+    base = f"results/resume/{wildcards.task}/{wildcards.model}/{wildcards.seed}"
+    settings = workflow.storage_settings
+    shared = any(u.name == "INPUT_OUTPUT" for u in settings.shared_fs_usage)
+    if (
+        not shared
+        and settings.default_storage_provider == "fs"
+        and settings.default_storage_prefix
+    ):
+        return f"{settings.default_storage_prefix.rstrip('/')}/{base}"
+    return base
 
 
 def demo_code(wildcards):
