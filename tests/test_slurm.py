@@ -240,7 +240,7 @@ def test_pipeline_through_slurm_without_a_shared_file_system(slurm_cluster, tmp_
     if not shutil.which("rsync"):
         pytest.skip("rsync is not installed (the fs storage provider copies with it): apt-get install rsync")
     workdir, store = tiny_workflow(tmp_path / "submit"), tmp_path / "store"
-    config = {**TINY_CONFIG, "training": {"epochs": 400, "seeds": [0, 1]}}
+    config = {**TINY_CONFIG, "training": {"epochs": 400, "seeds": [0, 1], "early_stopping": {"patience": 1000}}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     log = tmp_path / "snakemake.log"
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "TMPDIR": str(tmp_path / "node")}
