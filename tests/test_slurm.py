@@ -239,8 +239,9 @@ def test_pipeline_through_slurm_without_a_shared_file_system(slurm_cluster, tmp_
     next attempt; the leaderboard lands in storage and both runs reach MLflow from the submit side."""
     if not shutil.which("rsync"):
         pytest.skip("rsync is not installed (the fs storage provider copies with it): apt-get install rsync")
+    (tmp_path / "submit").mkdir()
     workdir, store = tiny_workflow(tmp_path / "submit"), tmp_path / "store"
-    config = {**TINY_CONFIG, "training": {"epochs": 400, "seeds": [0, 1], "early_stopping": {"patience": 1000}}}
+    config = {**TINY_CONFIG, "training": {"epochs": 150, "seeds": [0, 1], "early_stopping": {"patience": 1000}}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     log = tmp_path / "snakemake.log"
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "TMPDIR": str(tmp_path / "node")}
@@ -262,7 +263,7 @@ def test_pipeline_through_slurm_without_a_shared_file_system(slurm_cluster, tmp_
     assert (store / "results/report/leaderboard.csv").exists()
     assert not (workdir / "results/runs").exists()  # nothing written into the project folder by a job
     run = json.loads((store / "results/runs/style/mlp/0/run.json").read_text())
-    assert run["epochs_run"] == 400 and run["resumed_at_epoch"] >= 1, run
+    assert run["epochs_run"] == 150 and run["resumed_at_epoch"] >= 1, run
     assert not (store / "results/resume/style/mlp/0/last.pt").exists()  # cleared once the run completed
     scratches = sorted((tmp_path / "node").glob("seqpipe-job-*"))
     assert scratches and all(not (s / "results").exists() for s in scratches)  # inputs came through storage/

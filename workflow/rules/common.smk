@@ -119,18 +119,13 @@ def raw_folder(wildcards):
 
 def resume_dir(wildcards):
     """Where a training job keeps its resume state (outside its declared outputs, which Snakemake moves
-    only after a success and deletes before a rerun). Without a shared file system for inputs and
-    outputs and with the fs storage provider, that is the storage folder every node mounts, so the next
-    attempt of a killed job, on any node, finds the checkpoint; else results/resume/ in the project.
-    """
+    only after a success and deletes before a rerun). With the fs storage provider (profiles/slurm-nofs),
+    under its prefix, the folder every node mounts, so the next attempt of a killed job, on any node,
+    finds the checkpoint; else results/resume/ in the project. (The job-step Snakemake inside a SLURM job
+    is told the file system is shared, so the storage provider, not shared-fs-usage, decides.)"""
     base = f"results/resume/{wildcards.task}/{wildcards.model}/{wildcards.seed}"
     settings = workflow.storage_settings
-    shared = any(u.name == "INPUT_OUTPUT" for u in settings.shared_fs_usage)
-    if (
-        not shared
-        and settings.default_storage_provider == "fs"
-        and settings.default_storage_prefix
-    ):
+    if settings.default_storage_provider == "fs" and settings.default_storage_prefix:
         return f"{settings.default_storage_prefix.rstrip('/')}/{base}"
     return base
 
