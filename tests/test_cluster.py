@@ -136,7 +136,7 @@ def test_condor_packed_group_asks_one_gpu(tmp_path):
 def record_submits(workdir: Path, tmp_path: Path, args: list[str], profile: str = "profiles/condor") -> list[dict]:
     """The submit descriptions the HTCondor plugin hands to the schedd for `args` (no pool needed)."""
     shim = tmp_path / "shim"
-    shim.mkdir(exist_ok=True)
+    shim.mkdir(parents=True, exist_ok=True)
     (shim / "sitecustomize.py").write_text(textwrap.dedent(RECORDER))
     submits = tmp_path / "submits.jsonl"
     env = {"PYTHONPATH": str(shim), "SEQPIPE_SUBMITS": str(submits)}
@@ -163,3 +163,7 @@ def test_condor_nofs_submit_descriptions_list_each_jobs_transfers(tmp_path):
     outputs = {item.strip() for item in train["transfer_output_files"].split(",")}
     assert {f"results/runs/style/mlp/0/{name}" for name in ("best.pt", "last.pt", "model.pt", "run.json")} <= outputs
     assert "results/runs/style/mlp/0/run.json" in train["transfer_output_remaps"]
+    (features,) = record_submits(workdir, tmp_path / "features", ["results/features/groove/grid.h5", "--forcerun", "features"],
+                                 profile="profiles/condor-nofs")
+    inputs = {item.strip() for item in features["transfer_input_files"].split(",")}
+    assert {"resources/raw/groove.manifest.json", "resources/raw/groove"} <= inputs, inputs  # the raw files too
