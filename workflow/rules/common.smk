@@ -122,7 +122,8 @@ def resume_dir(wildcards):
     only after a success and deletes before a rerun). With the fs storage provider (profiles/slurm-nofs),
     under its prefix, the folder every node mounts, so the next attempt of a killed job, on any node,
     finds the checkpoint; else results/resume/ in the project. (The job-step Snakemake inside a SLURM job
-    is told the file system is shared, so the storage provider, not shared-fs-usage, decides.)"""
+    is told the file system is shared, so the storage provider, not shared-fs-usage, decides.)
+    """
     base = f"results/resume/{wildcards.task}/{wildcards.model}/{wildcards.seed}"
     settings = workflow.storage_settings
     if settings.default_storage_provider == "fs" and settings.default_storage_prefix:
