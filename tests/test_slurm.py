@@ -272,7 +272,7 @@ def test_pipeline_through_slurm_without_a_shared_file_system(slurm_cluster, tmp_
     in_place = {p.relative_to(s).parts[:3] for s in scratches for p in (s / "results").glob("*/*") if (s / "results").exists()}
     assert in_place <= {("results", "features", ".previous")}, in_place
     staged = {p.relative_to(s).parts[0] for s in scratches for p in s.iterdir()}
-    assert staged <= {"Snakefile", "config.yaml", "workflow", "envs", "profiles", "src", "storage", ".snakemake",
+    assert staged <= {"Snakefile", "config.yaml", "workflow", "envs", "profiles", "src", "storage", ".snakemake", "results",
                       "resources", "logs"}, staged
 
     # MLflow from the submit side: a store here, the run folders from storage
