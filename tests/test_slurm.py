@@ -192,3 +192,96 @@ def test_sbatch_call_without_gpu(validated, tmp_path):
                             "--set-resources", "train:gpu=0", "train:slurm_partition=cpu")
     assert not any(arg.startswith("--gpus") for arg in flags(train)), train
     assert option(train, "-p") == "cpu"
+
+
+def test_packed_training_group_through_slurm(slurm_cluster, tmp_path):
+    """`pack: 2` with `--group-components train=2`: the two training jobs go to SLURM as one job asking one
+    GPU, twice the CPUs and memory; the job step inside starts (no `gpu must be an integer`) and both
+    cells write their run.json. (Inside the allocation the SLURM job-step plugin runs the group's jobs
+    one after another: snakemake-executor-plugin-slurm issue #469; see docs/clusters.md.)"""
+    workdir = tiny_workflow(tmp_path)
+    config = {**TINY_CONFIG, "training": {"epochs": 2, "seeds": [0, 1]}}
+    config["resources"] = {**TINY_CONFIG["resources"], "train": {**SMALL, "pack": 2}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake(workdir, "--profile", "profiles/slurm", "--slurm-init-seconds-before-status-checks", "2",
+                     "--group-components", "train=2", "--retries", "0", "--verbose")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-6000:]
+    for seed in (0, 1):
+        assert json.loads((workdir / f"results/runs/style/mlp/{seed}/run.json").read_text())["epochs_run"] == 2
+    groups = [line for line in output.splitlines() if line.startswith("sbatch call:") and "rule_train_train" in line]
+    assert len(groups) == 1, output[-6000:]
+    flags = groups[0].split("--wrap")[0]
+    assert "--cpus-per-task=2" in flags and "--mem 1000" in flags, flags
+    if "gpu" in subprocess.run(["sinfo", "-h", "-o", "%G"], capture_output=True, text=True).stdout:
+        assert "--gpus=1" in flags, flags  # one GPU for the group, not one per cell
+    assert "seed=0" in groups[0] and "seed=1" in groups[0]
+    assert (workdir / "results/report/leaderboard.csv").exists()
+
+
+# -- no shared file system: profiles/slurm-nofs ----------------------------------------------------
+
+def watch_until(log: Path, store: Path, proc: subprocess.Popen, timeout: float = 600) -> int:
+    """The SLURM job id of seed 0's training, once its resume state is in storage (it has saved an epoch)."""
+    deadline = time.monotonic() + timeout
+    resume = store / "results/resume/style/mlp/0/last.pt"
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = re.search(r"submitted with SLURM jobid (\d+) \(log: .*?/rule_train/style_mlp_0/", log.read_text())
+        if found and resume.exists():
+            return int(found.group(1))
+        time.sleep(0.2)
+    raise AssertionError(f"seed 0 never saved resume state in storage:\n{log.read_text()[-4000:]}")
+
+
+def test_pipeline_through_slurm_without_a_shared_file_system(slurm_cluster, tmp_path):
+    """profiles/slurm-nofs: jobs in scratch folders of their own that hold only what was staged from
+    the fs storage; a training job killed (scancel) after saving an epoch resumes from storage on its
+    next attempt; the leaderboard lands in storage and both runs reach MLflow from the submit side."""
+    if not shutil.which("rsync"):
+        pytest.skip("rsync is not installed (the fs storage provider copies with it): apt-get install rsync")
+    (tmp_path / "submit").mkdir()
+    workdir, store = tiny_workflow(tmp_path / "submit"), tmp_path / "store"
+    config = {**TINY_CONFIG, "training": {"epochs": 150, "seeds": [0, 1], "early_stopping": {"patience": 1000}}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    log = tmp_path / "snakemake.log"
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "TMPDIR": str(tmp_path / "node")}
+    (tmp_path / "node").mkdir()
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(BIN / "snakemake"), "--profile", "profiles/slurm-nofs", "--default-storage-prefix",
+                                 str(store), "--slurm-init-seconds-before-status-checks", "2", "--retries", "1"],
+                                cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        try:
+            killed = watch_until(log, store, proc)
+            subprocess.run(["scancel", str(killed)], check=True)
+            proc.wait(timeout=900)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    output = log.read_text()
+    assert proc.returncode == 0, output[-6000:]
+
+    assert (store / "results/report/leaderboard.csv").exists()
+    assert not (workdir / "results/runs").exists()  # nothing written into the project folder by a job
+    run = json.loads((store / "results/runs/style/mlp/0/run.json").read_text())
+    assert run["epochs_run"] == 150 and run["resumed_at_epoch"] >= 1, run
+    assert not (store / "results/resume/style/mlp/0/last.pt").exists()  # cleared once the run completed
+    scratches = sorted((tmp_path / "node").glob("seqpipe-job-*"))
+    assert scratches
+    # inputs and outputs went through storage/; the one thing a job writes in place is the features rule's copy
+    # of the last good file (results/features/.previous, see docs/clusters.md), lost with the scratch folder
+    in_place = {p.relative_to(s).parts[:3] for s in scratches for p in (s / "results").glob("*/*") if (s / "results").exists()}
+    assert in_place <= {("results", "features", ".previous")}, in_place
+    staged = {p.relative_to(s).parts[0] for s in scratches for p in s.iterdir()}
+    assert staged <= {"Snakefile", "config.yaml", "workflow", "envs", "profiles", "src", "storage", ".snakemake", "results",
+                      "resources", "logs"}, staged
+
+    # MLflow from the submit side: a store here, the run folders from storage
+    seqpipe = str(BIN / "seqpipe")
+    subprocess.run([seqpipe, "tracking-setup", "--out", "results/mlflow/tracking.json"], cwd=workdir, check=True, env=env)
+    synced = subprocess.run([seqpipe, "sync-mlflow", "--runs", str(store / "results/runs"), "--tracking",
+                             "results/mlflow/tracking.json"], cwd=workdir, env=env, capture_output=True, text=True)
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    import mlflow
+
+    runs = mlflow.MlflowClient(f"sqlite:///{workdir}/results/mlflow/mlflow.db").search_runs(["1"])
+    assert sorted(r.data.params.get("seed") for r in runs) == ["0", "1"] and all(r.info.status == "FINISHED" for r in runs)

@@ -105,9 +105,10 @@ def task_sources(config: dict, task: str) -> dict[str, str]:
     return {name: features_h5(config, name) for name in sets}
 
 
-def job_resources(settings: dict, gpu: int = 0) -> dict:
+def job_resources(settings: dict, gpu: int = 0, place: str = "submit") -> dict:
     """Resources of one rule group for every executor: memory (growing per attempt), disk,
-    runtime and GPUs under Snakemake's names (local, SLURM) and HTCondor's own names."""
+    runtime and GPUs under Snakemake's names (local, SLURM) and HTCondor's own names.
+    `place`: where this Snakemake process runs the jobs (see gpu_count)."""
     mem, disk = settings["mem_mb"], settings["disk_mb"]
 
     def memory(wildcards, attempt):
@@ -122,11 +123,30 @@ def job_resources(settings: dict, gpu: int = 0) -> dict:
     }
     if gpu:
         pack = settings.get("pack", 1)
-        # packed (group jobs of `pack` cells): one GPU for the whole group job. A string is not summed over
-        # a group's jobs (an int would ask for `pack` GPUs); SLURM's and HTCondor's plugins read it as a number.
-        count = gpu if pack <= 1 else str(gpu)
-        resources.update(gpu=count, request_gpus=count, gpu_share=pack)
+        # HTCondor's request: a string is not summed over a group's jobs, so a packed group asks one GPU.
+        request = gpu if pack <= 1 else str(gpu)
+        resources.update(gpu=gpu_count(gpu, pack, place), request_gpus=request, gpu_share=pack)
     return resources
+
+
+PLACES = ("local", "submit", "inside")
+
+
+def gpu_count(gpu: int, pack: int, place: str) -> int | str:
+    """The `gpu` resource of one training job of a packed group (`pack` jobs share `gpu` GPUs).
+
+    - "local" (local executor): an int, counted against `--resources gpu=G` (G = GPUs x jobs per GPU);
+    - "submit" (a cluster executor submitting group jobs): a string, which Snakemake does not sum over a
+      group's jobs, so the group job asks `gpu` GPUs (sbatch --gpus, HTCondor request_gpus);
+    - "inside" (the Snakemake that runs a group job inside its allocation): 0, so the SLURM job step that
+      runs the group asks no GPU of its own (it needs an int) and gets the allocation's GPU, which every
+      job of the group then shares.
+    Unpacked (`pack` <= 1), `gpu` everywhere."""
+    if place not in PLACES:
+        raise ValueError(f"place must be one of {PLACES}, not {place!r}")
+    if pack <= 1:
+        return gpu
+    return {"local": gpu, "submit": str(gpu), "inside": 0}[place]
 
 
 def report_files() -> dict[str, str]:

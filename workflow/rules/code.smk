@@ -5,7 +5,7 @@
 rule code_stamp:
     """Checksum the seqpipe source files a group of rules runs, so a code edit reruns exactly those rules."""
     input:
-        code_files,
+        local(code_files),  # the sources on this machine, not in storage (shared-fs-usage none)
     output:
         "results/code/{modules}.sha256",
     log:

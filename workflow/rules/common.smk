@@ -86,13 +86,49 @@ def res(group, key):
 def job_resources(group, gpu=0):
     """A rule group's resources under Snakemake's names and HTCondor's own (the HTCondor plugin
     ignores mem_mb, disk_mb, gpu and runtime); memory grows with each retry."""
-    return plan.job_resources(config["resources"][group], gpu)
+    resources = plan.job_resources(config["resources"][group], gpu)
+    if (
+        gpu
+    ):  # asked when a job's resources are, after the executor is known (not when the rule is read)
+        pack = config["resources"][group].get("pack", 1)
+        resources["gpu"] = lambda wildcards: plan.gpu_count(gpu, pack, exec_place())
+    return resources
+
+
+def exec_place():
+    """Where this Snakemake runs jobs, for a packed group's GPU count (plan.gpu_count): inside a
+    cluster job, submitting to a cluster, or on this machine."""
+    if workflow.remote_exec:
+        return "inside"
+    return "local" if workflow.local_exec else "submit"
 
 
 def datasets_from(source):
     """Datasets whose raw files come from `source` (demo or root), as a wildcard pattern."""
     names = [n for n, d in config["datasets"].items() if d["source"] == source]
     return "|".join(names) or "NONE"
+
+
+def raw_folder(wildcards):
+    """The raw files of a demo or downloaded dataset, an input beside its manifest: a job that stages only its
+    declared inputs (shared-fs-usage none) gets them. A `root` dataset is the user's own folder, read in place.
+    """
+    source = config["datasets"][wildcards.dataset]["source"]
+    return [] if source == "root" else f"resources/raw/{wildcards.dataset}"
+
+
+def resume_dir(wildcards):
+    """Where a training job keeps its resume state (outside its declared outputs, which Snakemake moves
+    only after a success and deletes before a rerun). With the fs storage provider (profiles/slurm-nofs),
+    under its prefix, the folder every node mounts, so the next attempt of a killed job, on any node,
+    finds the checkpoint; else results/resume/ in the project. (The job-step Snakemake inside a SLURM job
+    is told the file system is shared, so the storage provider, not shared-fs-usage, decides.)
+    """
+    base = f"results/resume/{wildcards.task}/{wildcards.model}/{wildcards.seed}"
+    settings = workflow.storage_settings
+    if settings.default_storage_provider == "fs" and settings.default_storage_prefix:
+        return f"{settings.default_storage_prefix.rstrip('/')}/{base}"
+    return base
 
 
 def demo_code(wildcards):

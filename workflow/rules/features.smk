@@ -8,6 +8,7 @@ rule features_shard:
     """Extract one shard (a slice of the manifest's items) of a sharded feature set into a part file."""
     input:
         manifest="resources/raw/{dataset}.manifest.json",
+        raw=raw_folder,
         code=feature_code,
     output:
         part=temp(
@@ -37,6 +38,7 @@ rule features:
     """Build one feature set's HDF5 file: extract every item (or merge the shards' parts) and report skipped files."""
     input:
         manifest="resources/raw/{dataset}.manifest.json",
+        raw=raw_folder,
         code=feature_code,
         parts=feature_parts,
     output:

@@ -12,7 +12,7 @@ rule report:
         ),
         predictions=all_predictions(),
         code=code("seqpipe.evaluation.report"),
-        templates=report_templates(),  # not Python: no code stamp sees them
+        templates=local(report_templates()),  # not Python: no code stamp sees them; read here, not from storage
     output:
         csv=report(
             REPORT["csv"],

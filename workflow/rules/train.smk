@@ -1,6 +1,8 @@
 # Training: one job per (task, model, seed); checkpoints, facts, figures and the MLflow run id in its folder.
 # The resume state lives outside the declared outputs (Snakemake deletes those before it reruns an
 # incomplete, failed or evicted job): a rerun continues from results/resume/... and clears it when done.
+# Without a shared file system (profiles/slurm-nofs) it lives under the fs storage prefix instead, the
+# folder every node mounts, so a killed job's next attempt on another node finds it (resume_dir).
 # Through the run cache (seqpipe.runcache): a job whose params, data, code and starting checkpoint
 # were trained before gets that model back instead of training again, and every model trained
 # stays in the cache after Snakemake deletes it for a retrain (`seqpipe run-cache list`).
@@ -49,7 +51,7 @@ rule train:
         events=lambda wildcards, output: Path(output.best)
         .with_name("events.jsonl")
         .as_posix(),
-        resume_dir="results/resume/{task}/{model}/{seed}",
+        resume_dir=resume_dir,  # on the storage mount without a shared file system
     shell:
         "seqpipe run-cache --kind train --params {params.job:q}"
         " --inputs {input.h5:q} {input.code:q} {input.init:q} --outputs {output:q} --extra {params.events:q} --"
