@@ -13,6 +13,7 @@ from seqpipe import codedeps, plan
 from seqpipe.config import train_job, task_config
 from seqpipe.data.manifest import tree_state
 from seqpipe.features.shards import shard_count
+from seqpipe.launcher import shell_prefix
 from seqpipe.sweep import apply_sweep
 from seqpipe.tracking.invocation import ensure_invocation
 
@@ -29,6 +30,10 @@ envvars:
     "SEQPIPE_INVOCATION",
 
 
+# The `seqpipe` each job calls is the one of the environment running this Snakemake (its folder
+# first on the jobs' PATH, as activating it would), or the job environment's own under --sdm
+# conda or apptainer (seqpipe.launcher). So `.venv/bin/snakemake` works without activating .venv.
+shell.prefix(shell_prefix(workflow.deployment_settings.deployment_method))
 TRACKING = plan.TRACKING
 REPORT = plan.report_files()
 # The source folder as the rules see it: relative to the project, so a moved copy plans nothing.
