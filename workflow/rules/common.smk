@@ -13,6 +13,7 @@ from seqpipe import codedeps, plan
 from seqpipe.config import train_job, task_config
 from seqpipe.data.manifest import tree_state
 from seqpipe.features.shards import shard_count
+from seqpipe.forced import ENV_VAR as FORCED_VAR, record_forced
 from seqpipe.launcher import shell_prefix
 from seqpipe.sweep import apply_sweep
 from seqpipe.tracking.invocation import ensure_invocation
@@ -52,7 +53,18 @@ os.environ["SEQPIPE_MEMORY_BUDGET_MB"] = str(
 )  # on a line of its own: snakemake --lint reads the name up to the line's last `"]`
 
 
+# What the user forced (--forcerun/-R, --forceall, -f): the run cache computes those jobs again
+# instead of restoring them (seqpipe.forced). Known once the DAG is built, so recorded when the
+# main process starts the jobs; cluster jobs get it through envvars.
+os.environ.setdefault(FORCED_VAR, "")
+
+
+onstart:
+    record_forced(workflow.dag_settings)
+
+
 envvars:
+    "SEQPIPE_FORCED",
     "SEQPIPE_RUNTIME",
     "SEQPIPE_RUN_CACHE",
     "SEQPIPE_MEMORY_BUDGET_MB",
