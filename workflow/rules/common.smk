@@ -202,12 +202,10 @@ def tracking_input(wildcards):
         trained = json.loads(Path(run).read_text(encoding="utf-8"))["config_hash"]
     except (OSError, ValueError, KeyError, TypeError):
         trained = None
-    runtime = json.loads(
-        os.environ["SEQPIPE_RUNTIME"]
-    )  # train hashes its job with these
-    current = config_hash(
-        plan.with_runtime(json.loads(train_params(wildcards)), runtime)
-    )
+    # train hashes its job with the runtime settings put back
+    runtime = json.loads(os.environ["SEQPIPE_RUNTIME"])
+    job = plan.with_runtime(json.loads(train_params(wildcards)), runtime)
+    current = config_hash(job)
     return ancient(TRACKING) if trained == current else TRACKING
 
 
