@@ -42,10 +42,11 @@ def _extras(row: pd.Series) -> str:
 
 
 def cell(row: pd.Series) -> str:
-    """One model's cell: mean [interval] ✓, as the leaderboard has it."""
-    text = _num(row["mean"]) + _extras(row)
+    """One model's cell: mean [interval], per-song or domain figures, ✓, as the leaderboard has them."""
+    text = _num(row["mean"])
     if row["model"] != BASELINE and math.isfinite(row["ci_low"]):
         text += f" [{_num(row['ci_low'])}, {_num(row['ci_high'])}]"
+    text += _extras(row)
     if row["model"] != BASELINE and row["baseline_test"] == PAIRED and bool(row["beats_baseline"]):
         text += " ✓"
     return text
@@ -60,7 +61,10 @@ def results_table(leaderboard: pd.DataFrame) -> str:
         first = rows.iloc[0]
         metric = f"{fmt.metric_name(str(first['primary']))} {fmt.arrow(bool(first['higher_is_better']))}"
         cells = [cell(by_model[m]) if m in by_model else "" for m in [*models, BASELINE]]
-        lines.append("| " + " | ".join([str(task), metric, *cells]).replace(" |  |", " | |") + " |")
+        line = "| " + " | ".join([str(task), metric, *cells]) + " |"
+        while "|  |" in line:  # an empty cell
+            line = line.replace("|  |", "| |")
+        lines.append(line)
     return "\n".join(lines) + "\n"
 
 
