@@ -11,7 +11,7 @@ FIND_LINKS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
 UV_FLAGS   := $(foreach d,$(FIND_LINKS),--find-links $(d))
 export PATH := $(BIN):$(PATH)
 
-.PHONY: demo test test-fast lint fmt lock report clean install condor-profile
+.PHONY: demo test test-fast lint fmt lock report clean install condor-profile readme-results
 .DEFAULT_GOAL := demo
 
 install: $(VENV)/.installed
@@ -35,6 +35,11 @@ demo: install
 	@echo "MLflow runs:      $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///results/mlflow/mlflow.db"
 	@echo
 	@cat results/report/leaderboard.md
+
+# The README's results table (between its results markers) from the last run's leaderboard:
+# run `make demo` on a clean tree first.
+readme-results: install
+	$(BIN)/python -m seqpipe.evaluation.readme README.md results/report/leaderboard.csv
 
 test: install
 	$(BIN)/python -m pytest -v

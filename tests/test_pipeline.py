@@ -220,3 +220,15 @@ def test_bring_your_own_files_every_task_type(tmp_path_factory):
     rows = {r["task"]: r for r in csv.DictReader(open(workdir / "results/report/leaderboard.csv")) if r["model"] == "gru"}
     assert set(rows) == set(tasks)
     assert all(r["beats_baseline"] == "True" for r in rows.values()), rows
+
+
+def test_readme_results_table_is_a_fresh_demos(demo_run):
+    """The README's results table is what `make readme-results` writes from this demo's leaderboard (issue 20
+    item 12: the hand-kept table had drifted from what a clean run gives)."""
+    import pandas as pd
+
+    from seqpipe.evaluation.readme import BEGIN, END, results_table
+
+    shown = (REPO / "README.md").read_text(encoding="utf-8").split(BEGIN, 1)[1].split(END, 1)[0]
+    fresh = results_table(pd.read_csv(demo_run / "results/report/leaderboard.csv"))
+    assert shown.strip() == fresh.strip(), f"README.md's results table differs from a fresh demo; run `make readme-results`:\n{fresh}"

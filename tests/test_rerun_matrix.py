@@ -401,3 +401,17 @@ def test_a_manifest_keeps_a_root_outside_the_project_absolute(tmp_path):
         shutil.copy2(out, moved)
         expected = root if root == outside else tmp_path / "moved" / root.relative_to(tmp_path)
         assert read_manifest(moved)["root"] == str(expected)
+
+
+@pytest.mark.slow
+def test_a_new_mlflow_experiment_plans_the_changed_cells_on_the_first_call(project):
+    """A new experiment sets up its store and retrains nothing by itself, and with a changed model its cells are planned
+    on the same first call (issue 20 item 2: before, only tracking_setup was planned; they trained on a second call)."""
+    edited = project.plan_with(lambda c: c["models"]["mlp"].update(hidden=[12]))
+
+    def both(c):
+        c["mlflow"] = {"experiment": "another", "log_model": False}
+        c["models"]["mlp"]["hidden"] = [12]
+
+    assert project.plan_with(lambda c: c["mlflow"].update(experiment="another")) == Counter({"tracking_setup": 1})
+    assert project.plan_with(both) == edited + Counter({"tracking_setup": 1}), edited

@@ -149,7 +149,15 @@ def gpu_count(gpu: int, pack: int, place: str) -> int | str:
     return {"local": gpu, "submit": str(gpu), "inside": 0}[place]
 
 
-def report_files() -> dict[str, str]:
-    """The leaderboard files the report rule writes."""
-    base = f"{RESULTS}/report"
-    return {"csv": f"{base}/leaderboard.csv", "md": f"{base}/leaderboard.md", "html": f"{base}/leaderboard.html"}
+def report_dir(config: dict | None = None) -> str:
+    """Where the report goes: `results/report`, or `results/report/<name>` for an experiment file's
+    study (`experiment.name`), so an experiment never overwrites the main leaderboard."""
+    name = ((config or {}).get("experiment") or {}).get("name")
+    return f"{RESULTS}/report/{name}" if name else f"{RESULTS}/report"
+
+
+def report_files(config: dict | None = None) -> dict[str, str]:
+    """The leaderboard files and the figures folder the report rule writes."""
+    base = report_dir(config)
+    return {"csv": f"{base}/leaderboard.csv", "md": f"{base}/leaderboard.md", "html": f"{base}/leaderboard.html",
+            "figures": f"{base}/figures"}

@@ -29,6 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from seqpipe.data.manifest import tree_state
+from seqpipe.forced import is_forced
+
 log = logging.getLogger("seqpipe.runcache")
 CHUNK = 1 << 20
 ENTRY = "entry.json"
@@ -66,10 +69,15 @@ def input_sha256(path: str | Path, memo_dir: str | Path | None = None) -> str:
     return digest
 
 
-def cache_key(kind: str, params: str | dict, inputs: list[str | Path], memo_dir: str | Path | None = None) -> str:
-    """The key of a job: its kind, its parameters (canonical JSON) and its inputs' content, in order."""
+def cache_key(kind: str, params: str | dict, inputs: list[str | Path], memo_dir: str | Path | None = None,
+              trees: list[str | Path] = ()) -> str:
+    """The key of a job: its kind, its parameters (canonical JSON) and its inputs' content, in order;
+    with `trees`, also the state of those folders (every file's path, size and modification time,
+    `seqpipe.data.manifest.tree_state`): raw files changed or removed since the manifest change the key."""
     params = json.loads(params) if isinstance(params, str) else params
     record = {"kind": kind, "params": params, "inputs": [input_sha256(path, memo_dir) for path in inputs]}
+    if trees:
+        record["trees"] = [tree_state(tree) for tree in trees]
     return hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -129,11 +137,17 @@ def restore(cache_dir: str | Path, kind: str, key: str, outputs: list[str], extr
     return True
 
 
-def store(cache_dir: str | Path, kind: str, key: str, outputs: list[str], extra: list[str] = (), about: dict | None = None) -> Path:
-    """Store a finished job's outputs (and those `extra` files that exist) as one entry; returns its folder."""
+def store(cache_dir: str | Path, kind: str, key: str, outputs: list[str], extra: list[str] = (), about: dict | None = None,
+          replace: bool = False) -> Path:
+    """Store a finished job's outputs (and those `extra` files that exist) as one entry; returns its folder.
+    An existing entry is kept, or with `replace` (a forced job) swapped for the new one."""
     folder = entry_dir(cache_dir, kind, key)
     if (folder / ENTRY).exists():
-        return folder
+        if not replace:
+            return folder
+        old = folder.with_name(f".{key}.replaced.{os.getpid()}")
+        os.rename(folder, old)
+        shutil.rmtree(old, ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{key}."))
     try:
@@ -163,20 +177,25 @@ def entries(cache_dir: str | Path, under: str = "") -> list[dict]:
     return sorted(found, key=lambda e: (e["created"], e["key"]))
 
 
-def run_cached(settings: dict, kind: str, params: str, inputs: list[str], outputs: list[str], extra: list[str], command: list[str]) -> int:
-    """Restore the outputs from the cache, or run `command` and store them; returns the exit status."""
+def run_cached(settings: dict, kind: str, params: str, inputs: list[str], outputs: list[str], extra: list[str], command: list[str],
+               forced: bool = False, trees: list[str] = ()) -> int:
+    """Restore the outputs from the cache, or run `command` and store them; returns the exit status.
+    A `forced` job (the user forced it: seqpipe.forced) runs without reading the cache, and its outputs are stored."""
     if not settings.get("enabled", True):
         return subprocess.call(command)
     cache_dir = settings.get("dir") or "resources/cache"
-    key = cache_key(kind, params, inputs, Path(cache_dir) / "hashes")
-    if restore(cache_dir, kind, key, outputs, extra):
+    key = cache_key(kind, params, inputs, Path(cache_dir) / "hashes", trees)
+    if forced:
+        log.info("run cache: forced on the command line; computing %s again (the cache is not read)", ", ".join(outputs))
+    elif restore(cache_dir, kind, key, outputs, extra):
         log.info("run cache: restored %s from %s (key %s); not computed again", ", ".join(outputs), entry_dir(cache_dir, kind, key), key)
         return 0
-    log.info("run cache: no entry for key %s; running %s", key, command[0])
+    else:
+        log.info("run cache: no entry for key %s; running %s", key, command[0])
     status = subprocess.call(command)
     if status == 0:
         try:
-            folder = store(cache_dir, kind, key, outputs, extra, {"params": json.loads(params)})
+            folder = store(cache_dir, kind, key, outputs, extra, {"params": json.loads(params)}, replace=forced)
             log.info("run cache: stored the outputs in %s", folder)
         except (OSError, ValueError) as err:  # the outputs stand; only the cache entry is missing
             log.warning("run cache: could not store the outputs in %s: %s", cache_dir, err)
@@ -208,7 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inputs", nargs="*", default=[], help="the input files whose content determines the outputs")
     parser.add_argument("--outputs", nargs="+", required=True, help="the job's declared outputs (restored or stored)")
     parser.add_argument("--extra", nargs="*", default=[], help="files kept with the outputs when they exist (not declared outputs)")
+    parser.add_argument("--trees", nargs="*", default=[], help="folders whose files (path, size, modification time) are part of the key")
+    parser.add_argument("--forced", action="store_true", help="compute again without reading the cache (default: when $SEQPIPE_FORCED names the job)")
     args = parser.parse_args(argv[:split])
     if split == len(argv):
         parser.error("give the command to run after `--`")
-    return run_cached(json.loads(args.cache), args.kind, args.params, args.inputs, args.outputs, args.extra, argv[split + 1 :])
+    forced = args.forced or is_forced(args.kind, args.outputs)
+    return run_cached(json.loads(args.cache), args.kind, args.params, args.inputs, args.outputs, args.extra, argv[split + 1 :],
+                      forced=forced, trees=args.trees)

@@ -13,6 +13,9 @@ from seqpipe import codedeps, plan
 from seqpipe.config import train_job, task_config
 from seqpipe.data.manifest import tree_state
 from seqpipe.features.shards import shard_count
+from seqpipe.io import config_hash
+from seqpipe.forced import ENV_VAR as FORCED_VAR, record_forced
+from seqpipe.launcher import shell_prefix
 from seqpipe.sweep import apply_sweep
 from seqpipe.tracking.invocation import ensure_invocation
 
@@ -29,8 +32,12 @@ envvars:
     "SEQPIPE_INVOCATION",
 
 
+# The `seqpipe` each job calls is the one of the environment running this Snakemake (its folder
+# first on the jobs' PATH, as activating it would), or the job environment's own under --sdm
+# conda or apptainer (seqpipe.launcher). So `.venv/bin/snakemake` works without activating .venv.
+shell.prefix(shell_prefix(workflow.deployment_settings.deployment_method))
 TRACKING = plan.TRACKING
-REPORT = plan.report_files()
+REPORT = plan.report_files(config)  # results/report[/<experiment>]
 # The source folder as the rules see it: relative to the project, so a moved copy plans nothing.
 SRC_REL = plan.project_path(SRC)
 # Settings that cannot change any output reach the jobs through the environment, not as params
@@ -47,7 +54,18 @@ os.environ["SEQPIPE_MEMORY_BUDGET_MB"] = str(
 )  # on a line of its own: snakemake --lint reads the name up to the line's last `"]`
 
 
+# What the user forced (--forcerun/-R, --forceall, -f): the run cache computes those jobs again
+# instead of restoring them (seqpipe.forced). Known once the DAG is built, so recorded when the
+# main process starts the jobs; cluster jobs get it through envvars.
+os.environ.setdefault(FORCED_VAR, "")
+
+
+onstart:
+    record_forced(workflow.dag_settings)
+
+
 envvars:
+    "SEQPIPE_FORCED",
     "SEQPIPE_RUNTIME",
     "SEQPIPE_RUN_CACHE",
     "SEQPIPE_MEMORY_BUDGET_MB",
@@ -209,6 +227,24 @@ def train_params(wildcards):
     return json.dumps(job, sort_keys=True)
 
 
+def tracking_input(wildcards):
+    """The MLflow set-up, before the run logs into it. ancient() for a cell already trained with
+    these exact settings (its run.json's config_hash), so a new store or experiment retrains
+    nothing; a plain input for a cell that must train. Snakemake looks at a job below one that
+    reruns only through that edge, and an ancient edge hides it: a new experiment's cells stayed
+    unplanned until a second call."""
+    run = f"{plan.Cell(wildcards.task, wildcards.model, int(wildcards.seed)).run_dir}/run.json"
+    try:
+        trained = json.loads(Path(run).read_text(encoding="utf-8"))["config_hash"]
+    except (OSError, ValueError, KeyError, TypeError):
+        trained = None
+    # train hashes its job with the runtime settings put back
+    runtime = json.loads(os.environ["SEQPIPE_RUNTIME"])
+    job = plan.with_runtime(json.loads(train_params(wildcards)), runtime)
+    current = config_hash(job)
+    return ancient(TRACKING) if trained == current else TRACKING
+
+
 def init_from(wildcards):
     """The checkpoint the model starts from, if any: an input, so its training job runs first."""
     return plan.init_from(config, wildcards.model)
@@ -235,7 +271,7 @@ def all_predictions():
 
 
 def all_targets():
-    return list(REPORT.values())
+    return [REPORT[kind] for kind in ("csv", "md", "html")]
 
 
 def predict_runs(wildcards, name):

@@ -59,7 +59,8 @@ rule features:
         previous="results/features/.previous/{dataset}/{feature_set}.h5",
     shell:
         "seqpipe run-cache --kind features --params {params.spec:q}"
-        " --inputs {input.manifest:q} {input.code:q} --outputs {output:q} --extra {log.skipped:q} --"
+        " --inputs {input.manifest:q} {input.code:q} --trees resources/raw/{wildcards.dataset:q}"
+        " --outputs {output:q} --extra {log.skipped:q} --"
         " seqpipe features --manifest {input.manifest:q} --spec {params.spec:q}"
         " --workers {threads} --out {output.h5:q} --skipped {log.skipped:q}"
         " --previous {params.previous:q} --parts {input.parts:q} > {log.log:q} 2>&1"

@@ -28,7 +28,7 @@ rule report:
             caption="../report/leaderboard.rst",
         ),
         figures=report(
-            directory("results/report/figures"),
+            directory(REPORT["figures"]),
             patterns=["{task}/{kind}/{model}.png"],
             category="Results per task",
             subcategory="{task}",

@@ -9,8 +9,9 @@
 # The cache's settings and the result-neutral training settings (checkpoint_every, progress, ...)
 # reach the job through the environment (SEQPIPE_RUN_CACHE, SEQPIPE_RUNTIME; see common.smk), not
 # as params, so changing them retrains nothing.
-# Where runs are logged is not an input that reruns training: the MLflow store is ancient() here
-# (set up first, but a new tracking URI sets up the new store and retrains nothing).
+# Where runs are logged is not an input that reruns training: the MLflow store is ancient() for a
+# cell already trained with its settings (set up first, but a new tracking URI or experiment sets
+# up the new store and retrains nothing), a plain input for a cell that must train (tracking_input).
 
 
 rule train:
@@ -18,7 +19,7 @@ rule train:
     input:
         h5=task_h5,
         validation="results/validation/{task}.json",
-        tracking=ancient(TRACKING),
+        tracking=tracking_input,
         code=code("seqpipe.training.train"),
         init=init_from,
     output:
