@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqpipe.datasets import DatasetLayoutError, Index, Item, file_problem, skipped_entry, warn_skipped
+from seqpipe.datasets import DatasetLayoutError, Index, Item, as_root, file_problem, skipped_entry, warn_skipped
 
 NAME = "deam"
 HOME = "https://cvml.unige.ch/databases/DEAM/"
@@ -279,8 +279,11 @@ def load_dynamic(root: Path) -> dict[str, dict[str, np.ndarray]]:
 
 
 def annotations_root(audio: Path) -> Path:
-    """The DEAM folder above an audio file that holds the dynamic annotation CSVs."""
-    for parent in Path(audio).resolve().parents:
+    """The DEAM folder above an audio file that holds the dynamic annotation CSVs.
+
+    The folders above the path as given: a symbolic link (git-annex, DVC) is never resolved into its store.
+    """
+    for parent in as_root(audio).parents:
         if all((parent / relative).is_file() for relative in DYNAMIC_FILES.values()):
             return parent
     raise FileNotFoundError(
