@@ -45,6 +45,12 @@ def media_files(root: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
+def indexed_files(root: Path) -> list[Path]:
+    """The files `index` reads: the audio and MIDI files and the labels tables (what the manifest lists)."""
+    tables = [Path(root) / name for name in TABLES if (Path(root) / name).is_file()]
+    return sorted(media_files(root) + tables)
+
+
 def find_root(path: Path) -> Path:
     """The folder itself, once it is known to hold audio or MIDI files."""
     path = Path(path)
