@@ -44,7 +44,7 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 def planned(workdir: Path, *args: str) -> dict[str, int]:
     """Jobs per rule of a dry run (`total` left out); the dry run must succeed."""
-    proc = snakemake(workdir, "-n", "--quiet", "rules", *args)
+    proc = snakemake(workdir, *args, "-n", "--quiet", "rules")
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     return {m[1]: int(m[2]) for line in proc.stdout.splitlines()
             if (m := re.match(r"^(\w+)\s+(\d+)$", line.strip())) and m[1] != "total"}
