@@ -34,9 +34,9 @@ def _raw_files(root: Path, module: ModuleType | None = None) -> list[Path]:
     return listed(root) if listed is not None else walk_files(root)
 
 
-def _stat_line(path: Path, root: Path) -> bytes:
+def _stat_line(path: Path, base: Path) -> bytes:
     stat = os.stat(path)
-    return f"{relative_path(path, root)}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ino}\n".encode()
+    return f"{relative_path(path, base)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
 
 
 def tree_state(path: str | Path, dataset: str | None = None) -> str:
@@ -45,22 +45,24 @@ def tree_state(path: str | Path, dataset: str | None = None) -> str:
     With a `dataset` whose module names the folders it lists (`watched`, e.g. Lakh's 16 hex-digit
     folders), the stats of those folders: a file added, removed, renamed or re-linked there
     changes it, at the cost of a few stats whatever the copy's size. Otherwise the path, size and
-    modification time of every file it indexes. "missing" when `path` is not a folder, "no
-    layout" when the module finds no layout it knows there (the index job then says why).
+    modification time of every file it indexes (`indexed_files`, else every file). "missing" when
+    `path` is not a folder, "no layout" when the module finds no layout it knows there (the index
+    job then says why).
     """
-    root = Path(path).expanduser()
-    if not root.is_dir():
+    base = Path(path).expanduser()
+    if not base.is_dir():
         return "missing"
     module = get_dataset(dataset) if dataset else None
+    root = base
     if module is not None:
         try:
-            root = module.find_root(root)
+            root = module.find_root(base)
         except FileNotFoundError:  # DatasetLayoutError included
             return "no layout"
-    digest = hashlib.sha256()
     watched = getattr(module, "watched", None)
+    digest = hashlib.sha256()
     for p in watched(root) if watched is not None else _raw_files(root, module):
-        digest.update(_stat_line(p, root))
+        digest.update(_stat_line(p, base))
     return digest.hexdigest()
 
 
