@@ -77,3 +77,12 @@ def test_a_relative_root_is_stored_relative_to_the_manifest_and_links_are_kept(t
     manifest.write_manifest(build_manifest("lakh", "mydata/lakh", "root"), out)
     assert manifest.read_json(out)["root"] == "../../mydata/lakh"
     assert manifest.read_manifest(out)["root"] == str(tmp_path / "mydata" / "lakh")
+
+
+def test_deam_manifest_and_fingerprint_leave_out_what_deam_does_not_read(tmp_path):
+    root = demo.generate("deam", tmp_path / "raw", n_items=3, seed=0, duration_s=2.0)
+    first, listed = tree_state(root, "deam"), build_manifest("deam", root, "root")["files"]
+    (root / "features").mkdir()
+    (root / "features" / "2.csv").write_text("frameTime;F0final_sma_amean\n0.0;1.0\n")  # DEAM_features.zip, extracted beside
+    assert tree_state(root, "deam") == first and build_manifest("deam", root, "root")["files"] == listed
+    assert any(name.endswith(".csv") for name in listed) and any(name.endswith(".mp3") for name in listed)
