@@ -81,7 +81,7 @@ def _value(cell, where: str, decimal_comma: bool = False):
     raise ValueError(f"{where}: label value {cell!r} is neither a number nor text")
 
 
-def _separator(path: Path, text: str) -> str:
+def _separator(text: str) -> str:
     """The table's separator, sniffed from its first lines among SEPARATORS (`,` when nothing else fits)."""
     try:
         return csv.Sniffer().sniff("\n".join(text.splitlines()[:20]), delimiters=SEPARATORS).delimiter
@@ -92,7 +92,7 @@ def _separator(path: Path, text: str) -> str:
 def _csv_rows(path: Path) -> tuple[list[str], list[list[str]], str]:
     """Header, rows and separator of a labels table (UTF-8 with or without BOM, any line ending)."""
     text = path.read_text(encoding="utf-8-sig")
-    sep = _separator(path, text)
+    sep = _separator(text)
     lines = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=sep) if any(c.strip() for c in row)]
     if not lines:
         return [], [], sep
