@@ -90,19 +90,20 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=176_581, help="links in the Lakh-size tree")
     parser.add_argument("--repeats", type=int, default=5, help="dry runs timed per project")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix="seqpipe_root_dryrun_") as tmp:
         tmp = Path(tmp)
         start = time.perf_counter()
         root = link_tree(tmp / "data", args.files)
-        print(f"tree of {args.files} links built in {time.perf_counter() - start:.1f} s")
+        print(f"tree of {args.files} links built in {time.perf_counter() - start:.1f} s", flush=True)
         demo = workflow_copy(tmp / "demo", study({"source": "demo"}))
         copy = workflow_copy(tmp / "root", study({"source": "root", "root": str(root), "limit": 60}))
         for folder in (demo, copy):
-            print(f"{folder.name}: full run (not timed) {snakemake(folder):.1f} s")
+            print(f"{folder.name}: full run (not timed) {snakemake(folder):.1f} s", flush=True)
         times: dict[str, list[float]] = {"demo": [], "root": []}
         for _ in range(args.repeats):  # in turn, so a busy moment hits both
             for folder in (demo, copy):
                 times[folder.name].append(snakemake(folder, "-n", "--quiet", "rules"))
+                print(f"{folder.name}: dry run {times[folder.name][-1]:.2f} s", flush=True)
     med = {name: statistics.median(values) for name, values in times.items()}
     for name, values in times.items():
         print(f"{name}: up-to-date snakemake -n, median {med[name]:.2f} s of {', '.join(f'{v:.2f}' for v in values)}")
