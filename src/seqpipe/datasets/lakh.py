@@ -76,8 +76,15 @@ def watched(root: Path) -> list[Path]:
 
 
 def count_items(root: Path) -> int:
-    """How many items the copy can hold at most (its entries named in the hex-digit folders), without reading a file."""
-    return len(entries(find_root(Path(root))))
+    """How many items the copy can hold at most (the entries of its hex-digit folders): names only, no stat, no sort."""
+    root, count = find_root(Path(root)), 0
+    for digit in HEX_DIRS:
+        try:
+            with os.scandir(root / digit) as found:
+                count += sum(1 for entry in found if not entry.name.startswith("."))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return count
 
 
 def split_of(md5: str) -> str:

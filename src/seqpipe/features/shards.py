@@ -32,8 +32,8 @@ def expected_items(config: dict, dataset: str) -> int:
     count = PUBLISHED_ITEMS.get(dataset, ITEMS_PER_SHARD)
     if settings.get("source", "demo") == "demo":
         count = config.get("demo", {}).get(dataset, {}).get("n_items", count)
-    elif settings.get("source") == "root" and settings.get("root"):
-        count = copy_items(dataset, str(settings["root"])) or count
+    elif settings.get("source") == "root" and settings.get("root") and not (settings.get("limit") or math.inf) <= ITEMS_PER_SHARD:
+        count = copy_items(dataset, str(settings["root"])) or count  # not counted when the limit makes one shard anyway
     if settings.get("limit"):
         count = min(count, settings["limit"])
     return count
