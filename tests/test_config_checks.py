@@ -133,6 +133,19 @@ def test_data_path_must_exist_and_be_hdf5(raw, tmp_path, monkeypatch):
     assert validate_config(raw)  # without files=True (tests, tools) the files are not looked at
 
 
+def test_dataset_root_must_be_an_existing_folder(raw, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mydata" / "groove").mkdir(parents=True)
+    (tmp_path / "notes.txt").write_text("a file")
+    raw["datasets"] = {"groove": {"source": "root", "root": "mydata/grove"}, "maestro": {"source": "root", "root": "notes.txt"},
+                       "lakh": {"source": "demo", "root": "nowhere"}, "deam": {"source": "root", "root": "mydata/groove"}}
+    message = refused(raw, f"datasets.groove.root: the folder mydata/grove does not exist (looked in {tmp_path / 'mydata'})",
+                      "datasets.maestro.root: notes.txt is a file", files=True)
+    assert "datasets.lakh" not in message  # not read (demo)
+    assert "datasets.deam.root: DEAM" in message  # a folder, but not DEAM's: the module says what it looked for
+    assert message.count("datasets.groove") == 1
+
+
 def test_init_from_must_exist_or_be_built_here(raw, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     raw["models"]["gru"]["training"] = {"init_from": "results/runs/groove_reconstruction/mlp/0/best.pt"}  # a cell of this config

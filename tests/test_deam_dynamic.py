@@ -99,3 +99,37 @@ def test_baseline_reports_per_song_metrics_beside_pooled_ones(dynamic_h5):
     result = run_baseline(load_task_data(out, task), task)
     assert {"rmse", "pearson", "song_rmse", "song_pearson"} <= set(result["metrics"])
     assert result["per_song"]["n_songs"] >= 1 and len(result["per_step"]) == WINDOW
+
+
+def annex_copy(data, tmp_path):
+    """A git-annex-like copy of a DEAM folder: every file a relative symbolic link into a content
+    store elsewhere (`.git/annex/objects/<key>/<key>`), whose folders hold no annotation CSVs."""
+    import hashlib
+    import os
+    import shutil
+
+    copy, store = tmp_path / "copy" / "DEAM", tmp_path / "repo" / ".git" / "annex" / "objects"
+    for path in sorted(p for p in data.rglob("*") if p.is_file()):
+        key = "SHA256E-s%d--%s%s" % (path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest(), path.suffix)
+        target = store / key[-6:-4] / key / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+        link = copy / path.relative_to(data)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(target, link.parent))
+    return copy
+
+
+def test_dynamic_features_read_a_symlinked_annex_copy(dynamic_h5, tmp_path):
+    data, reference = dynamic_h5
+    copy = annex_copy(data, tmp_path)
+    audio = next(p for p in copy.rglob("*.mp3"))
+    assert audio.is_symlink() and deam.annotations_root(audio) in audio.parents  # the copy's folder, not the store's
+    manifest = tmp_path / "deam.manifest.json"
+    write_manifest(build_manifest("deam", copy, "root"), manifest)
+    out = tmp_path / "deam_dyn.h5"
+    build(manifest, spec(), out, tmp_path / "deam_dyn.skipped.json", workers=1)
+    assert json.loads((tmp_path / "deam_dyn.skipped.json").read_text())["skipped"] == []
+    with h5py.File(out, "r") as fh, h5py.File(reference, "r") as ref:
+        for split in ("train", "val", "test"):
+            assert np.array_equal(fh[split]["data"][()], ref[split]["data"][()])

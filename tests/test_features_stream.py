@@ -239,3 +239,12 @@ def test_with_a_limit_dataset_wide_entries_are_listed_not_counted(groove, tmp_pa
     report = build(manifest_path, {**SPEC, "limit": 20}, tmp_path / "g.h5", tmp_path / "g.skipped.json")
     assert report["items"] == 20 and report["listed_not_counted"] == 5
     assert len(read_json(tmp_path / "g.skipped.json")["skipped"]) == 5
+
+
+def test_shard_count_of_a_root_copy_counts_the_copy(config, tmp_path):
+    from seqpipe.data import demo
+
+    root = demo.generate("lakh", tmp_path / "lakh", n_items=30, seed=0)
+    config["features"]["lakh_roll"] = {"dataset": "lakh", "kind": "piano_roll", "shards": "auto"}
+    config["datasets"]["lakh"] = {"source": "root", "root": str(root), "limit": None}
+    assert shard_count(config, "lakh_roll") == 1  # 30 files, not Lakh's published 176,581

@@ -116,3 +116,27 @@ def test_demo_folder_builds_a_labelled_feature_set(tmp_path):
         n = sum(len(fh[s]["data"]) for s in ("train", "val", "test"))
         assert n >= 30 and fh["train/labels"].shape[1:] == (2,)
         assert list(fh.attrs["target_names"]) == ["valence", "arousal"]
+
+
+@pytest.mark.parametrize("table", [
+    "\ufefffilename;valence;arousal;mood\r\na.mid;0,5;-1,25;calm\r\nb.mid;0,75;2;happy\r\n",  # a European spreadsheet
+    "filename;valence;arousal;mood\na.mid;0.5;-1.25;calm\nb.mid;0.75;2;happy\n",
+    "filename\tvalence\tarousal\tmood\na.mid\t0.5\t-1.25\tcalm\nb.mid\t0.75\t2\thappy\n",
+])
+def test_labels_csv_in_any_spreadsheet_dialect(tmp_path, table):
+    midi(tmp_path / "a.mid")
+    midi(tmp_path / "b.mid")
+    (tmp_path / "labels.csv").write_bytes(table.encode("utf-8"))
+    labels = {item.item_id: item.labels for item in folder.load_items(tmp_path)}
+    assert labels == {"a.mid": {"valence": 0.5, "arousal": -1.25, "mood": "calm"},
+                      "b.mid": {"valence": 0.75, "arousal": 2.0, "mood": "happy"}}
+
+
+def test_labels_csv_row_with_more_cells_than_the_header_names_the_separator(tmp_path):
+    midi(tmp_path / "a.mid")
+    (tmp_path / "labels.csv").write_text("filename,valence\na.mid,0,5\n")
+    with pytest.raises(ValueError) as err:
+        folder.load_items(tmp_path)
+    message = str(err.value)
+    assert "labels.csv, line 2" in message and "3 cells" in message and "separator ','" in message
+    assert "re-save" in message and "\n" not in message

@@ -202,3 +202,29 @@ def test_root_file_too_small_for_auto_split(tmp_path):
         fh["data"], fh["labels"] = np.zeros((2, 4, 2), np.float32), np.zeros(2, np.int64)
     p = problems(tmp_path / "f.h5", CLS)
     has(p[0], "f.h5 [auto-split test]: key `data` has no samples", "every split needs at least one", "change split_fractions")
+
+
+def test_split_group_named_valid_is_named_with_the_fix(tmp_path):
+    p = problems(write(tmp_path / "f.h5", splits=("train", "valid", "test")), CLS)
+    assert "`valid`" in p[0] and "rename it to `val`" in p[0]
+
+
+def test_float64_3d_data_gets_the_dtype_hint_only(tmp_path):
+    p = problems(write(tmp_path / "f.h5", data=lambda s: np.zeros((6, 4, 2), np.float64)), CLS)
+    assert "key `data` is float64 [6, 4, 2]; expected float32 [N, T, D]" in p[0]
+    assert "astype('float32')" in p[0] and "feature axis" not in p[0]
+
+
+def test_2d_float32_data_gets_the_feature_axis_hint_only(tmp_path):
+    p = problems(write(tmp_path / "f.h5", data=lambda s: np.zeros((6, 4), np.float32)), CLS)
+    assert "[N, T] -> [N, T, 1]" in p[0] and "astype" not in p[0]
+
+
+def test_extra_datasets_are_named_in_the_report(tmp_path):
+    path = write(tmp_path / "f.h5")
+    with h5py.File(path, "a") as fh:
+        fh["train/mask"] = np.ones((6, 4), bool)
+        fh["notes"] = np.zeros(3)
+    summary = validate(path, CLS)
+    assert summary["ignored"] == ["notes", "train/mask"]
+    assert "not read by seqpipe" in summary["ignored_note"]

@@ -11,6 +11,7 @@ contradict the monitored metric and reserved names; `file_problems` checks the f
 from __future__ import annotations
 
 import difflib
+import os
 import fnmatch
 import re
 from collections.abc import Iterator
@@ -377,6 +378,7 @@ def file_problems(config: dict, cells: set[tuple[str, str, int]] | None = None) 
             if not h5py.is_hdf5(p):
                 lines.append(f"tasks.{name}.data_path: {path} is not an HDF5 file (no HDF5 signature); "
                              "point it to an .h5 file in the layout of docs/datasets.md")
+    lines += root_problems(config)
     for key, path in _init_from_paths(config):
         match = PRODUCED_CHECKPOINT.match(str(path))
         if Path(path).is_file():
@@ -397,3 +399,36 @@ def predict_folder_problems(config: dict) -> list[str]:
             lines.append(f"predict.{name}.folder: {folder} is not a folder (looked in {folder.resolve().parent}); "
                          "give the folder of audio, MIDI or HDF5 files to label")
     return lines
+
+
+def root_problems(config: dict) -> list[str]:
+    """`datasets.<name>.root` folders of `source: root` datasets that do not exist or are files.
+
+    Relative roots are read from the current folder (the project folder Snakemake runs in).
+    """
+    lines = []
+    for name, ds in (config.get("datasets") or {}).items():
+        if not isinstance(ds, dict) or ds.get("source") != "root" or not ds.get("root"):
+            continue
+        root = Path(os.path.abspath(Path(str(ds["root"])).expanduser()))
+        if not root.exists():
+            lines.append(f"datasets.{name}.root: the folder {ds['root']} does not exist (looked in {root.parent}); "
+                         f"fix the path (relative paths are read from the project folder) or copy the {name} dataset there")
+        elif not root.is_dir():
+            lines.append(f"datasets.{name}.root: {ds['root']} is a file; expected the folder the {name} dataset extracted to")
+        else:
+            lines += _layout_problem(name, root)
+    return lines
+
+
+def _layout_problem(name: str, root: Path) -> list[str]:
+    """The dataset module's own message when `root` holds no layout it reads (a wrong folder), else []."""
+    from seqpipe.datasets import get_dataset
+
+    try:
+        get_dataset(name).find_root(root)
+    except KeyError:  # an unknown dataset name: the schema's line says so
+        return []
+    except FileNotFoundError as err:  # DatasetLayoutError included
+        return [f"datasets.{name}.root: {err}"]
+    return []

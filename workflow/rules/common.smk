@@ -121,6 +121,11 @@ def exec_place():
     return "local" if workflow.local_exec else "submit"
 
 
+def config_names(section):
+    """The names under a config section (datasets, features), as a wildcard pattern."""
+    return "|".join(re.escape(name) for name in sorted(config[section])) or "NONE"
+
+
 def datasets_from(source):
     """Datasets whose raw files come from `source` (demo or root), as a wildcard pattern."""
     names = [n for n, d in config["datasets"].items() if d["source"] == source]

@@ -61,7 +61,9 @@ rule index_root:
     input:
         code=dataset_code("seqpipe.data.manifest"),
     output:
-        manifest="resources/raw/{dataset}.manifest.json",
+        # update(): a failing index keeps the last good manifest (Snakemake restores it), and an
+        # unchanged one is not rewritten, so what was built from it stays up to date
+        manifest=update("resources/raw/{dataset}.manifest.json"),
     log:
         "logs/index_root/{dataset}.log",
     wildcard_constraints:
@@ -73,8 +75,8 @@ rule index_root:
         **job_resources("data"),
     params:
         root=lambda w: config["datasets"][w.dataset]["root"],
-        # path, size and mtime of every raw file: editing, adding or removing one reindexes
-        tree=lambda w: tree_state(config["datasets"][w.dataset]["root"]),
+        # stats of what the dataset module indexes: adding, removing or replacing a file reindexes
+        tree=lambda w: tree_state(config["datasets"][w.dataset]["root"], w.dataset),
     shell:
         "seqpipe manifest --dataset {wildcards.dataset:q} --root {params.root:q}"
         " --source root --out {output.manifest:q} > {log:q} 2>&1"

@@ -19,6 +19,8 @@ rule features_shard:
     benchmark:
         "results/benchmarks/features/{dataset}/{feature_set}/{shard}-of-{shards}.tsv"
     wildcard_constraints:
+        dataset=config_names("datasets"),
+        feature_set=config_names("features"),
         shard=r"\d+",
         shards=r"\d+",
     conda:
@@ -48,6 +50,10 @@ rule features:
         skipped="results/features/{dataset}/{feature_set}.skipped.json",
     benchmark:
         "results/benchmarks/features/{dataset}/{feature_set}.tsv"
+    wildcard_constraints:
+        # only configured names: a shard's part file (.parts/<set>/0-of-8.h5) is not a feature set
+        dataset=config_names("datasets"),
+        feature_set=config_names("features"),
     conda:
         "../../envs/data.yaml"
     threads: lambda w: 1 if feature_parts(w) else res("features", "threads")  # merge: 1

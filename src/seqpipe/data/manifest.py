@@ -1,9 +1,12 @@
 """The manifest of a dataset's raw files: every file's size and SHA-256, and where the root is.
 
 Features depend on the manifest, not on thousands of raw files. For a user's copy (`source:
-root`) the `index_root` rule takes `tree_state(root)` (every file's path, size and modification
-time: a stat of each file, no reading) as a parameter, so changing, adding or deleting a raw file
-reindexes the copy, and a changed checksum in the manifest reruns the features built from it. A
+root`) the `index_root` rule takes `tree_state(root, dataset)` as a parameter: a fingerprint of
+what the dataset module indexes (stats only, no reading; for Lakh the stats of its 16 folders,
+so a dry run on 176,581 files costs a few stats), so adding, deleting or replacing a raw file
+reindexes the copy, and a changed checksum in the manifest reruns the features built from it.
+The manifest lists the files the module indexes (`indexed_files`), not whatever else lies under
+the root. A
 reindex hashes only the files whose size or modification time changed since the last one (a
 cache beside the manifest, `.<manifest name>.hashes.json`, that Snakemake never deletes). The
 feature stage hashes every file it reads again, so the HDF5 provenance names the bytes it used.
@@ -16,25 +19,50 @@ import hashlib
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
-from seqpipe.datasets import get_dataset, walk_files
+from seqpipe.datasets import as_root, get_dataset, relative_path, walk_files
 from seqpipe.io import canonical_json, read_json, sha256_file, write_json
 
 
-def _raw_files(root: Path) -> list[Path]:
-    return walk_files(root)  # symbolic links followed (git-annex, DVC copies), paths kept below the root
+def _raw_files(root: Path, module: ModuleType | None = None) -> list[Path]:
+    """The files the dataset module indexes (its `indexed_files`), else every file under the root.
+
+    Symbolic links are followed (git-annex, DVC copies) and paths kept below the root.
+    """
+    listed = getattr(module, "indexed_files", None)
+    return listed(root) if listed is not None else walk_files(root)
 
 
-def tree_state(path: str | Path) -> str:
-    """A fingerprint of every file under `path` from its path, size and modification time (no
-    reading): it changes when a file is changed, added or removed. "missing" when `path` is not a folder."""
-    root = Path(path).expanduser()
-    if not root.is_dir():
+def _stat_line(path: Path, base: Path) -> bytes:
+    stat = os.stat(path)
+    return f"{relative_path(path, base)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
+
+
+def tree_state(path: str | Path, dataset: str | None = None) -> str:
+    """A fingerprint of what a dataset module indexes under `path`, from stats alone (no reading).
+
+    With a `dataset` whose module names the folders it lists (`watched`, e.g. Lakh's 16 hex-digit
+    folders), the stats of those folders: a file added, removed, renamed or re-linked there
+    changes it, at the cost of a few stats whatever the copy's size. Otherwise the path, size and
+    modification time of every file it indexes (`indexed_files`, else every file). "missing" when
+    `path` is not a folder, "no layout" when the module finds no layout it knows there (the index
+    job then says why).
+    """
+    base = Path(path).expanduser()
+    if not base.is_dir():
         return "missing"
+    module = get_dataset(dataset) if dataset else None
+    root = base
+    if module is not None:
+        try:
+            root = module.find_root(base)
+        except FileNotFoundError:  # DatasetLayoutError included
+            return "no layout"
+    watched = getattr(module, "watched", None)
     digest = hashlib.sha256()
-    for p in _raw_files(root):
-        stat = p.stat()
-        digest.update(f"{p.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    for p in watched(root) if watched is not None else _raw_files(root, module):
+        digest.update(_stat_line(p, base))
     return digest.hexdigest()
 
 
@@ -49,8 +77,8 @@ def build_manifest(dataset: str, path: str | Path, source: str, cache: str | Pat
     root = module.find_root(Path(path))
     known = read_json(cache) if cache and Path(cache).is_file() else {}
     files, seen = {}, {}
-    for p in _raw_files(root):
-        rel, stat = p.relative_to(root).as_posix(), p.stat()
+    for p in _raw_files(root, module):
+        rel, stat = relative_path(p, root), p.stat()
         old = known.get(rel)
         digest = old[2] if old and old[:2] == [stat.st_size, stat.st_mtime_ns] else sha256_file(p)
         files[rel] = {"bytes": stat.st_size, "sha256": digest}
@@ -64,21 +92,24 @@ def build_manifest(dataset: str, path: str | Path, source: str, cache: str | Pat
 
 
 def write_manifest(manifest: dict, out: str | Path) -> None:
-    """Write a manifest; the root is stored relative to the manifest when it lies below it."""
+    """Write a manifest; the root is stored relative to the manifest's folder when it was given
+    relative (to the project folder) or lies below that folder, so a moved project still finds it;
+    a root elsewhere given absolute stays absolute. Links are never resolved."""
     out = Path(out)
-    root = Path(manifest["root"]).resolve()
-    if root.is_relative_to(out.parent.resolve()):  # a root elsewhere stays absolute: a moved project still finds it
-        manifest = {**manifest, "root": os.path.relpath(root, out.parent.resolve())}
+    given = str(manifest["root"])
+    root, home = as_root(given), as_root(out.parent)
+    if not os.path.isabs(given) or root.is_relative_to(home):
+        manifest = {**manifest, "root": os.path.relpath(root, home)}
     write_json(out, manifest)
 
 
 def read_manifest(path: str | Path) -> dict:
-    """Read a manifest and resolve its root to an absolute path."""
+    """Read a manifest and make its root an absolute path (relative to the manifest's folder; links kept)."""
     manifest = read_json(path)
     for key in ("dataset", "root", "files"):
         if key not in manifest:
             raise ValueError(f"{path}: manifest has no {key!r}; rerun the demo or index_root rule")
-    manifest["root"] = str((Path(path).parent / manifest["root"]).resolve())
+    manifest["root"] = os.path.normpath(as_root(Path(path).parent) / manifest["root"])
     return manifest
 
 

@@ -87,12 +87,14 @@ def _expected_labels(task: dict, n: int, t: int) -> str:
 
 def _dense_data_problems(where: str, shape: tuple, dtype: np.dtype) -> list[str]:
     """float32 [N, T, D] inputs: shape and dtype."""
-    if len(shape) != 3 or dtype != np.float32:
-        return [
-            f"{where}: key `data` is {dtype} {list(shape)}; expected float32 [N, T, D]; "
-            "convert with data.astype('float32') and add a feature axis ([N, T] -> [N, T, 1])"
-        ]
-    return []
+    if len(shape) == 3 and dtype == np.float32:
+        return []
+    fixes = [] if dtype == np.float32 else ["convert with data.astype('float32')"]
+    if len(shape) == 2:
+        fixes.append("add a feature axis ([N, T] -> [N, T, 1], data[..., None])")
+    elif len(shape) != 3:
+        fixes.append(f"reshape the {len(shape)}-D array to 3-D: samples, steps, features")
+    return [f"{where}: key `data` is {dtype} {list(shape)}; expected float32 [N, T, D]; {' and '.join(fixes)}"]
 
 
 def _token_shape_problems(where: str, shape: tuple, dtype: np.dtype) -> list[str]:
@@ -382,8 +384,35 @@ def _open_problems(path: str) -> tuple[bool, list[str]]:
             return False, [str(err)]
         return False, [f"{path}: not a readable HDF5 file ({err}); rebuild or re-download it"]
     if partial:
-        return presplit, [f"{path}: has group(s) {partial} but not all of {list(SPLITS)}; add the missing split groups"]
+        return presplit, [f"{path}: has group(s) {partial} but not all of {list(SPLITS)}; {_missing_split_fix(path, partial)}"]
     return presplit, []
+
+
+SPLIT_SPELLINGS = {"valid": "val", "validation": "val", "dev": "val", "training": "train", "testing": "test"}
+
+
+def _missing_split_fix(path: str, present: list[str]) -> str:
+    """How to complete the split groups: a group spelled otherwise (`valid`) is named with its rename."""
+    with open_h5(path) as fh:
+        spelled = [(name, SPLIT_SPELLINGS[name.lower()]) for name in fh
+                   if name.lower() in SPLIT_SPELLINGS and SPLIT_SPELLINGS[name.lower()] not in present]
+    if spelled:
+        return "; ".join(f"group `{old}` looks like the {new} split: rename it to `{new}` "
+                         f"(h5py: fh.move({old!r}, {new!r}))" for old, new in spelled)
+    return "add the missing split groups"
+
+
+READ_KEYS = {"data", "labels", "item_ids", "domains", "window_start"}  # what seqpipe reads from a split
+
+
+def unread_keys(path: str, presplit: bool) -> list[str]:
+    """Datasets and groups of the file that no stage reads (e.g. a `mask`), as paths."""
+    with open_h5(path) as fh:
+        if not presplit:
+            return sorted(name for name in fh if name not in READ_KEYS)
+        unread = [name for name in fh if name not in SPLITS]
+        unread += [f"{s}/{name}" for s in SPLITS for name in fh[s] if name not in READ_KEYS]
+    return sorted(unread)
 
 
 def _class_count(task: dict, attrs: dict, scans: list[SplitScan]) -> tuple[int, str]:
@@ -421,9 +450,16 @@ def validate(path: str | Path, task: dict, seed: int | None = None, memory_budge
     except KeyError as err:
         raise ValidationError(path, [str(err.args[0])]) from err
     try:
-        return _validate_open(path, data, task, rollout)
+        summary = _validate_open(path, data, task, rollout)
     finally:
         data.close()
+    unread = [] if rollout is not None else unread_keys(path, presplit)
+    if unread:
+        summary["ignored"] = unread
+        summary["ignored_note"] = (f"{len(unread)} key(s) of the file are not read by seqpipe ({', '.join(unread)}): "
+                                   f"only {', '.join(sorted(READ_KEYS))} are; a mask or weights there has no effect")
+        log.warning("%s: %s", path, summary["ignored_note"])
+    return summary
 
 
 def _validate_open(path: str, data: SplitFile, task: dict, rollout: dict | None) -> dict:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqpipe.datasets import DatasetLayoutError, Index, Item, file_problem, skipped_entry, warn_skipped
+from seqpipe.datasets import DatasetLayoutError, Index, Item, as_root, file_problem, skipped_entry, walk_files, warn_skipped
 
 NAME = "deam"
 HOME = "https://cvml.unige.ch/databases/DEAM/"
@@ -79,6 +79,13 @@ def layout(root: Path) -> tuple[Path, Path] | None:
     if audio is None or base is None:
         return None
     return Path(os.path.normpath(audio)), Path(os.path.normpath(base))
+
+
+def indexed_files(root: Path) -> list[Path]:
+    """The files DEAM is read from: the audio folder's and the annotations folder's (what the manifest
+    lists); not the features (DEAM_features.zip) or anything else extracted beside them."""
+    audio, base = _layout_or_raise(root)
+    return sorted(walk_files(audio) + walk_files(base / ANNOTATIONS_DIR))
 
 
 def _layout_or_raise(root: Path) -> tuple[Path, Path]:
@@ -279,8 +286,11 @@ def load_dynamic(root: Path) -> dict[str, dict[str, np.ndarray]]:
 
 
 def annotations_root(audio: Path) -> Path:
-    """The DEAM folder above an audio file that holds the dynamic annotation CSVs."""
-    for parent in Path(audio).resolve().parents:
+    """The DEAM folder above an audio file that holds the dynamic annotation CSVs.
+
+    The folders above the path as given: a symbolic link (git-annex, DVC) is never resolved into its store.
+    """
+    for parent in as_root(audio).parents:
         if all((parent / relative).is_file() for relative in DYNAMIC_FILES.values()):
             return parent
     raise FileNotFoundError(

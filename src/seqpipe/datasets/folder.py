@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -43,6 +45,12 @@ def media_files(root: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
+def indexed_files(root: Path) -> list[Path]:
+    """The files `index` reads: the audio and MIDI files and the labels tables (what the manifest lists)."""
+    tables = [Path(root) / name for name in TABLES if (Path(root) / name).is_file()]
+    return sorted(media_files(root) + tables)
+
+
 def find_root(path: Path) -> Path:
     """The folder itself, once it is known to hold audio or MIDI files."""
     path = Path(path)
@@ -54,34 +62,67 @@ def find_root(path: Path) -> Path:
     return path
 
 
-def _value(cell, where: str):
-    """A label cell: a float when it reads as a number, else the text (a class name)."""
+SEPARATORS = ",;\t|"  # what spreadsheets save a "CSV" with (`;` where the decimal mark is a comma)
+DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+
+
+def _value(cell, where: str, decimal_comma: bool = False):
+    """A label cell: a float when it reads as a number (`0,5` too with `decimal_comma`), else the text (a class name)."""
     if isinstance(cell, (int, float)) and not isinstance(cell, bool):
         return float(cell)
     if isinstance(cell, str):
+        text = cell.strip()
+        if decimal_comma and DECIMAL_COMMA.match(text):
+            text = text.replace(",", ".")
         try:
-            return float(cell)
+            return float(text)
         except ValueError:
-            return cell.strip()
+            return text
     raise ValueError(f"{where}: label value {cell!r} is neither a number nor text")
 
 
+def _separator(text: str) -> str:
+    """The table's separator, sniffed from its first lines among SEPARATORS (`,` when nothing else fits)."""
+    try:
+        return csv.Sniffer().sniff("\n".join(text.splitlines()[:20]), delimiters=SEPARATORS).delimiter
+    except csv.Error:
+        return ","
+
+
+def _csv_rows(path: Path) -> tuple[list[str], list[list[str]], str]:
+    """Header, rows and separator of a labels table (UTF-8 with or without BOM, any line ending)."""
+    text = path.read_text(encoding="utf-8-sig")
+    sep = _separator(text)
+    lines = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=sep) if any(c.strip() for c in row)]
+    if not lines:
+        return [], [], sep
+    header = [h.strip() for h in lines[0]]
+    for line, row in enumerate(lines[1:], start=2):
+        if len(row) > len(header):
+            shown = "tab" if sep == "\t" else repr(sep)
+            raise ValueError(
+                f"{path}, line {line}: {len(row)} cells but the header {header} has {len(header)}, read with the separator "
+                f"{shown} (detected from the first lines); a decimal comma in a comma-separated file splits a number in two: "
+                "re-save the table with another separator (`;` or tab) or with decimal points, or quote the cells")
+    return header, lines[1:], sep
+
+
 def _csv_table(path: Path) -> dict[str, dict]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.DictReader(fh))
+    header, rows, sep = _csv_rows(path)
     if not rows:
         return {}
-    header = [h.strip() for h in rows[0].keys()]
     key = next((h for h in ("filename", "file", "file_name", "path") if h in header), None)
     if key is None:
-        raise ValueError(f"{path}: no `filename` column (header {header}); expected filename,<label>,... as in filename,valence,arousal")
+        raise ValueError(f"{path}: no `filename` column (header {header}, separator {'tab' if sep == chr(9) else repr(sep)}); "
+                         "expected filename,<label>,... as in filename,valence,arousal")
     table = {}
-    for line, row in enumerate(rows, start=2):
-        row = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
-        name = row.pop(key)
+    for line, cells in enumerate(rows, start=2):
+        row = dict(zip(header, (c.strip() for c in cells)))
+        name = row.pop(key, "")
         if name in table:
             raise ValueError(f"{path}, line {line}: {name!r} is listed twice; keep one row per file")
-        table[name] = {k: _value(v, f"{path}, line {line}, column {k}") for k, v in row.items() if v != ""}
+        table[name] = {k: _value(v, f"{path}, line {line}, column {k}", decimal_comma=sep != ",")
+                       for k, v in row.items() if v != ""}
     return table
 
 

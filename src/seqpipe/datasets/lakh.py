@@ -15,6 +15,7 @@ Home page: https://colinraffel.com/projects/lmd/
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -53,6 +54,39 @@ def find_root(path: Path) -> Path:
     )
 
 
+def entries(root: Path) -> list[Path]:
+    """Every entry `index` looks at: the non-hidden names in the hex-digit folders, sorted (listed, not stat'ed)."""
+    found = []
+    for digit in HEX_DIRS:
+        try:
+            found += [root / digit / name for name in os.listdir(root / digit) if not name.startswith(".")]
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return sorted(found)
+
+
+def indexed_files(root: Path) -> list[Path]:
+    """The files of the copy that `index` reads or reports (what the manifest lists): nothing else under the root."""
+    return [path for path in entries(root) if path.is_file()]
+
+
+def watched(root: Path) -> list[Path]:
+    """The folders whose entries `index` reads: a file added, removed, renamed or re-linked there changes their stat."""
+    return [root, *(root / digit for digit in HEX_DIRS if (root / digit).is_dir())]
+
+
+def count_items(root: Path) -> int:
+    """How many items the copy can hold at most (the entries of its hex-digit folders): names only, no stat, no sort."""
+    root, count = find_root(Path(root)), 0
+    for digit in HEX_DIRS:
+        try:
+            with os.scandir(root / digit) as found:
+                count += sum(1 for entry in found if not entry.name.startswith("."))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return count
+
+
 def split_of(md5: str) -> str:
     """Deterministic split from a hash of the file's MD5 name."""
     position = int(hashlib.sha256(md5.encode()).hexdigest()[:8], 16) / 16**8
@@ -69,9 +103,7 @@ def index(root: Path) -> Index:
     """
     root = find_root(Path(root))
     items, skipped = [], []
-    for path in sorted(root.glob("[0-9a-f]/*")):
-        if path.name.startswith("."):
-            continue
+    for path in entries(root):
         named = path.suffix.lower() in {".mid", ".midi"} and MD5_NAME.match(path.stem) is not None
         reason = file_problem(path) if named else "not named as Lakh names its files (<32 hex digits md5>.mid)"
         if reason is None and path.stem[0] != path.parent.name:

@@ -3,15 +3,22 @@
 The shard count is a function of the configuration alone (no checkpoint, so `snakemake -n`
 plans every job up front): `features.<set>.shards` when it is a number, else (`auto`, the
 default) one shard per `ITEMS_PER_SHARD` items of the dataset's expected size: the demo's
-`n_items`, or the published item count of the real dataset, capped by `datasets.<name>.limit`.
+`n_items`, the size of the user's copy (`source: root`, counted from its folder listings where the
+dataset module can, e.g. Lakh: no file is read), or the published item count of the real dataset,
+capped by `datasets.<name>.limit`.
 A shard takes a contiguous slice of the item list (sorted by id), so the merged file holds the
 items in the same order as a build in one job; splits never depend on the sharding.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from pathlib import Path
 from typing import TypeVar
+
+from seqpipe.data.manifest import tree_state
+from seqpipe.datasets import get_dataset
 
 T = TypeVar("T")
 
@@ -25,9 +32,27 @@ def expected_items(config: dict, dataset: str) -> int:
     count = PUBLISHED_ITEMS.get(dataset, ITEMS_PER_SHARD)
     if settings.get("source", "demo") == "demo":
         count = config.get("demo", {}).get(dataset, {}).get("n_items", count)
+    elif settings.get("source") == "root" and settings.get("root") and not (settings.get("limit") or math.inf) <= ITEMS_PER_SHARD:
+        count = copy_items(dataset, str(settings["root"])) or count  # not counted when the limit makes one shard anyway
     if settings.get("limit"):
         count = min(count, settings["limit"])
     return count
+
+
+def copy_items(dataset: str, root: str) -> int | None:
+    """The item count of a user's copy from the module's `count_items` (folder listings only), or
+    None where the module cannot count cheaply or the root holds no layout it knows."""
+    if not hasattr(get_dataset(dataset), "count_items"):
+        return None
+    return _counted(dataset, root, tree_state(root, dataset))
+
+
+@functools.lru_cache(maxsize=64)
+def _counted(dataset: str, root: str, state: str) -> int | None:  # keyed by the tree's fingerprint: a changed copy is counted again
+    try:
+        return get_dataset(dataset).count_items(Path(root).expanduser())
+    except FileNotFoundError:  # no layout: the index job says why
+        return None
 
 
 def shard_count(config: dict, feature_set: str) -> int:
