@@ -1,5 +1,6 @@
 # Input functions and helpers shared by the rules. The logic lives in src/seqpipe (plan, config,
 # codedeps) so that the tests and the DAG agree on every path.
+import functools
 import json
 import os
 import re
@@ -145,8 +146,15 @@ def feature_parts(wildcards):
     return [f"{base}/{i}-of-{n}.h5" for i in range(n)] if n > 1 else []
 
 
+# Input functions run once per job (20,000 and more in a 10,000-cell sweep): what they compute per task or per
+# (task, model) is computed once (functools.cache) and the seed put in last.
+@functools.cache
+def _task_h5(task):
+    return plan.project_path(plan.task_h5(config, task))
+
+
 def task_h5(wildcards):
-    return plan.project_path(plan.task_h5(config, wildcards.task))
+    return _task_h5(wildcards.task)
 
 
 def task_sources(wildcards):
@@ -154,28 +162,41 @@ def task_sources(wildcards):
     return plan.task_sources(config, wildcards.task)
 
 
+@functools.cache
+def _task_params(task, data_only):
+    return json.dumps(
+        plan.task_params(config, task, data_only=data_only), sort_keys=True
+    )
+
+
 def task_params(wildcards):
     """The task as evaluation needs it (no model list)."""
-    return json.dumps(plan.task_params(config, wildcards.task), sort_keys=True)
+    return _task_params(wildcards.task, False)
 
 
 def data_task_params(wildcards):
     """The task as validation and the baseline need it (no model list, no losses)."""
-    return json.dumps(
-        plan.task_params(config, wildcards.task, data_only=True), sort_keys=True
-    )
+    return _task_params(wildcards.task, True)
+
+
+@functools.cache
+def _train_job(task, model):
+    return plan.train_params(config, task, model, 0)
 
 
 def train_params(wildcards):
-    job = plan.train_params(
-        config, wildcards.task, wildcards.model, int(wildcards.seed)
-    )
+    job = {**_train_job(wildcards.task, wildcards.model), "seed": int(wildcards.seed)}
     return json.dumps(job, sort_keys=True)
+
+
+@functools.cache
+def _init_from(model):
+    return plan.init_from(config, model)
 
 
 def init_from(wildcards):
     """The checkpoint the model starts from, if any: an input, so its training job runs first."""
-    return plan.init_from(config, wildcards.model)
+    return list(_init_from(wildcards.model))
 
 
 def all_metrics():

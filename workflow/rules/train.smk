@@ -45,10 +45,8 @@ rule train:
         **job_resources("train", gpu=1),
     params:
         job=train_params,
-        out_dir=lambda wildcards, output: Path(output.best).parent.as_posix(),
-        events=lambda wildcards, output: Path(output.best)
-        .with_name("events.jsonl")
-        .as_posix(),
+        out_dir="results/runs/{task}/{model}/{seed}",
+        events="results/runs/{task}/{model}/{seed}/events.jsonl",
         resume_dir="results/resume/{task}/{model}/{seed}",
     shell:
         "seqpipe run-cache --kind train --params {params.job:q}"
