@@ -189,6 +189,10 @@ def train_params(wildcards):
     return json.dumps(job, sort_keys=True)
 
 
+# whether any model starts from a checkpoint (else the train rule needs no init_from input function)
+ANY_INIT_FROM = any(plan.init_from(config, model) for model in config["models"])
+
+
 @functools.cache
 def _init_from(model):
     return plan.init_from(config, model)

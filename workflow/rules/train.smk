@@ -18,7 +18,7 @@ rule train:
         validation="results/validation/{task}.json",
         tracking=ancient(TRACKING),
         code=code("seqpipe.training.train"),
-        init=init_from,
+        init=init_from if ANY_INIT_FROM else [],  # no input function per job when no model starts from a checkpoint
     output:
         best="results/runs/{task}/{model}/{seed}/best.pt",
         last="results/runs/{task}/{model}/{seed}/last.pt",
