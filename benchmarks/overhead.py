@@ -37,7 +37,7 @@ ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 def workflow_copy(folder: Path, cells: int) -> Path:
     """A copy of the workflow whose only task is folder_emotion/mlp with `cells` seeds, 2 epochs, cache off."""
     shutil.copy2(REPO / "Snakefile", folder / "Snakefile")
-    for sub in ("workflow", "src"):
+    for sub in ("workflow", "src", "envs"):
         shutil.copytree(REPO / sub, folder / sub, ignore=shutil.ignore_patterns("__pycache__"))
     base = yaml.safe_load((REPO / "config.yaml").read_text())
     config = {**base, "datasets": {"folder": base["datasets"]["folder"]}, "demo": {"folder": base["demo"]["folder"]},

@@ -117,7 +117,7 @@ def test_run_cache_runs_a_seqpipe_command_in_its_own_process(tmp_path):
 def tiny_project(folder: Path, tracking_uri: str | None) -> Path:
     """A copy of the workflow whose only task is folder_emotion/mlp, one seed, one epoch."""
     shutil.copy2(REPO / "Snakefile", folder / "Snakefile")
-    for sub in ("workflow", "src"):
+    for sub in ("workflow", "src", "envs"):
         shutil.copytree(REPO / sub, folder / sub, ignore=shutil.ignore_patterns("__pycache__"))
     base = yaml.safe_load((REPO / "config.yaml").read_text())
     config = {**base, "datasets": {"folder": base["datasets"]["folder"]}, "demo": {"folder": {**base["demo"]["folder"], "n_items": 40}},
