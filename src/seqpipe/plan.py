@@ -173,8 +173,8 @@ def job_resources(settings: dict, gpu: int = 0) -> dict:
 
 
 def tracking_pending(record: str | os.PathLike) -> str:
-    """The runs the last track_runs job left unlogged (a tracking outage), as one string: a param of that rule,
-    so the next call runs it again while any are pending."""
+    """The runs the last track_runs job left unlogged (a tracking outage), as one string ('' when none, or no
+    record): the workflow then drops the record, so the next call runs track_runs again."""
     try:
         with open(record, encoding="utf-8") as fh:
             return " ".join(json.load(fh).get("pending") or [])

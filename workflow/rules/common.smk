@@ -31,6 +31,10 @@ envvars:
 
 
 TRACKING = plan.TRACKING
+# A tracking outage left runs unlogged (the track_runs record lists them): without its record, this call's
+# track_runs job runs again and logs them.
+if plan.tracking_pending(plan.TRACKED):
+    os.remove(plan.TRACKED)
 REPORT = plan.report_files()
 # The source folder as the rules see it: relative to the project, so a moved copy plans nothing.
 SRC_REL = plan.project_path(SRC)

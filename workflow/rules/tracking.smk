@@ -27,8 +27,8 @@ rule tracking_setup:
 
 # After evaluation, one local job logs every run not yet in MLflow from its files (seqpipe.tracking.sync):
 # the training and evaluation jobs import no MLflow (unless mlflow.live), a run already logged is not
-# logged twice, and a tracking outage leaves the runs pending (the job still succeeds; `pending` below
-# then differs from the last call's, so the next snakemake call tries again, as `seqpipe sync-mlflow` does).
+# logged twice, and a tracking outage leaves the runs pending (the job still succeeds; common.smk then
+# removes its record at the next call's start, so that call tries again, as `seqpipe sync-mlflow` does).
 rule track_runs:
     """Log every finished run to MLflow from its run folder (params, curves, test metrics, artifacts, model); an outage leaves them pending."""
     input:
@@ -47,7 +47,6 @@ rule track_runs:
         **job_resources("data"),
     params:
         runs=f"{plan.RESULTS}/runs",
-        pending=lambda wildcards: plan.tracking_pending(plan.TRACKED),
     shell:
         "seqpipe sync-mlflow --runs {params.runs:q} --tracking {input.tracking:q}"
         " --record {output:q} > {log:q} 2>&1"
