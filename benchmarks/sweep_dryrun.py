@@ -1,14 +1,17 @@
-"""How long `snakemake -n` takes on a 1,000-cell sweep, beside a single-cell configuration.
+"""How long `snakemake -n` takes on 1,000- and 10,000-cell sweeps, beside a single-cell configuration.
 
-4 tasks x (2 models x 5 learning rates x 5 hidden sizes) x 5 seeds = 1,000 training jobs (and
-as many evaluations), planned from a copy of the workflow with no results yet. Goal: < 10 s.
+4 tasks x gru x (5 hidden sizes x 5 learning rates) x 10 seeds = 1,000 training jobs, and x 100 seeds
+= 10,000 (each with its evaluation: 20,000 jobs and more), planned from a copy of the workflow with no
+results yet, in the same run as the one-cell plan. Goal: 10,000 cells in <= 20 s (issue 25).
 
-    .venv/bin/python benchmarks/sweep_dryrun.py
+    .venv/bin/python benchmarks/sweep_dryrun.py [--sizes 1000 10000]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -30,28 +33,53 @@ def workflow_copy(folder: Path, config: dict) -> Path:
     return folder
 
 
-def dry_run(folder: Path) -> tuple[float, int]:
+def dry_run(folder: Path) -> tuple[float, float, int]:
+    """Wall-clock and CPU seconds (user + system of snakemake and its children) of `snakemake -n`, and the
+    training jobs it plans. CPU time is the figure to read on a shared, loaded machine."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run([str(BIN / "snakemake"), "-n", "--quiet", "rules"], cwd=folder, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])
     trains = next((int(line.split()[-1]) for line in proc.stdout.splitlines() if line.startswith("train ")), 0)
-    return elapsed, trains
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu, trains
+
+
+TASKS = ("groove_style", "maestro_composer", "deam_emotion", "groove_reconstruction")
+GRID = {"hidden_size": [16, 32, 64, 128, 256], "training.optimizer.lr": [0.0003, 0.001, 0.002, 0.003, 0.01]}
+
+
+def sweep_config(base: dict, cells: int) -> dict:
+    """4 tasks x gru x the 5x5 grid x (cells / 100) seeds."""
+    seeds = list(range(cells // (len(TASKS) * 25)))
+    return {**base, "tasks": {t: {**base["tasks"][t], "models": ["gru"]} for t in TASKS}, "models": {"gru": base["models"]["gru"]},
+            "training": {**base.get("training", {}), "seeds": seeds}, "sweep": {"models": ["gru"], "grid": GRID}}
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000], help="sweep sizes in cells (multiples of 100)")
+    args = parser.parse_args()
     base = yaml.safe_load((REPO / "config.yaml").read_text())
-    single = {**base, "tasks": {"groove_style": base["tasks"]["groove_style"]}, "models": {"gru": base["models"]["gru"]}}
-    sweep = {**base, "training": {**base.get("training", {}), "seeds": [0, 1, 2, 3, 4]},
-             "sweep": {"grid": {"hidden_size": [16, 32, 64, 128, 256], "training.optimizer.lr": [0.0003, 0.001, 0.002, 0.003, 0.01]}}}
-    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
-        one_s, one_n = dry_run(workflow_copy(Path(a), single))
-        many_s, many_n = dry_run(workflow_copy(Path(b), sweep))
-    print(f"snakemake -n: {one_n} training job in {one_s:.1f} s | {many_n} training jobs in {many_s:.1f} s"
-          f" | ratio {many_s / one_s:.1f}x (goal: the sweep under 10 s)")
-
+    single = {**base, "tasks": {"groove_style": {**base["tasks"]["groove_style"], "models": ["gru"]}},
+              "models": {"gru": base["models"]["gru"]}, "training": {**base.get("training", {}), "seeds": [0]}}
+    results = []
+    for config in [single, *(sweep_config(base, n) for n in args.sizes)]:  # one after another, in this run
+        with tempfile.TemporaryDirectory() as tmp:
+            results.append(dry_run(workflow_copy(Path(tmp), config)))
+    one_s, one_cpu, one_n = results[0]
+    print(f"snakemake -n: {one_n} training job in {one_s:.1f} s ({one_cpu:.1f} s CPU)")
+    for (seconds, cpu, n), size in zip(results[1:], args.sizes):
+        if n != size:
+            raise SystemExit(f"expected {size} training jobs, planned {n}")
+        print(f"snakemake -n: {n} training jobs in {seconds:.1f} s ({cpu:.1f} s CPU); {seconds / one_s:.1f}x the one-cell "
+              f"plan's time ({cpu / one_cpu:.1f}x its CPU), {(cpu - one_cpu) / n * 1000:.2f} ms CPU per cell beyond it")
+        if n == 10000:
+            print(f"10,000 cells planned in {seconds:.1f} s wall, {cpu:.1f} s CPU (goal <= 20 s)")
 
 if __name__ == "__main__":
     main()

@@ -103,8 +103,8 @@ class Project:
 
 
 def cells(n: int) -> Counter:
-    """The jobs of `n` new (task, model, seed) cells: training, evaluation and the report."""
-    return Counter({"train": n, "evaluate": n, "report": 1, "all": 1})
+    """The jobs of `n` new (task, model, seed) cells: training, evaluation, the report and the MLflow logging."""
+    return Counter({"train": n, "evaluate": n, "report": 1, "track_runs": 1, "all": 1})
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,7 @@ def test_command_line_overrides_plan_what_the_same_edit_of_config_yaml_plans(pro
     """The Hydra-style form `--config models.mlp.hidden=[12]`, the nested form and the edited file plan the same jobs;
     result-neutral settings given on the command line plan nothing."""
     edited = project.plan_with(lambda c: c["models"]["mlp"].update(hidden=[12]))
-    assert edited and set(edited) == {"train", "evaluate", "report", "all"}, edited
+    assert edited and set(edited) == {"train", "evaluate", "report", "track_runs", "all"}, edited
     assert planned(project.workdir, "--config", "models.mlp.hidden=[12]") == edited
     assert planned(project.workdir, "--config", "models={mlp: {hidden: [12]}}") == edited
     assert planned(project.workdir, "--config", "set=models.mlp.hidden=[12]") == edited
@@ -192,6 +192,11 @@ def test_tracking_uri_change_retrains_nothing(project, tmp_path):
         c["mlflow"] = {"tracking_uri": f"sqlite:///{tmp_path}/other.db", "log_model": True}
 
     assert project.plan_with(change) == Counter({"tracking_setup": 1})  # the new store is set up; no retraining
+
+    def live(c):
+        c["mlflow"] = {"live": True}
+
+    assert project.plan_with(live) == Counter({"tracking_setup": 1})  # mlflow.live retrains nothing (issue 25)
 
 
 @pytest.mark.slow

@@ -283,7 +283,7 @@ def test_a_resumed_run_continues_its_mlflow_run(tmp_path, data, monkeypatch):
     from seqpipe.tracking.setup import setup
 
     monkeypatch.chdir(tmp_path)
-    info = setup(f"sqlite:///{tmp_path}/m.db", "exp", tmp_path / "tracking.json", log_model=False)
+    info = setup(f"sqlite:///{tmp_path}/m.db", "exp", tmp_path / "tracking.json", log_model=False, live=True)
     die_in_epoch(monkeypatch, 3)
     with pytest.raises(Killed):
         train(resume_job(epochs=5), data, tmp_path / "run", info)

@@ -39,3 +39,37 @@ def test_sweep_cells_and_jobs(repo, tmp_path):
     job = train_job(config, "deam_emotion", "gru--hidden_size-64--lr-0.003", 1)
     assert job["model"]["hidden_size"] == 64 and job["training"]["optimizer"]["lr"] == 0.003 and job["seed"] == 1
     assert apply_sweep(config) == config  # once applied, a sweep is not applied again
+
+
+def reference_train_params(config: dict, task: str, model: str, seed: int) -> dict:
+    """train_params as it was computed before issue 25 (from the whole config, model list and all)."""
+    from seqpipe.config import train_job
+    from seqpipe.plan import RUNTIME_KEYS, project_path
+
+    job = train_job(config, task, model, seed)
+    job["task"].pop("models")
+    if job["task"].get("data_path"):
+        job["task"]["data_path"] = project_path(job["task"]["data_path"])
+    for key in RUNTIME_KEYS:
+        job["training"].pop(key, None)
+    return job
+
+
+def test_job_params_are_unchanged_by_the_planning_shortcuts(config):
+    """The params strings decide reruns: planning faster must not change one byte of them (issue 25 item 2)."""
+    import json
+
+    from seqpipe.config import task_config
+    from seqpipe.plan import cells, task_params, train_params
+
+    swept = apply_sweep({**config, "sweep": {"models": ["gru"], "grid": {"hidden_size": [8, 16], "training.optimizer.lr": [0.1, 0.2]}}})
+    for cfg in (config, swept):
+        for cell in cells(cfg):
+            got = json.dumps(train_params(cfg, cell.task, cell.model, cell.seed), sort_keys=True)
+            assert got == json.dumps(reference_train_params(cfg, cell.task, cell.model, cell.seed), sort_keys=True)
+        for task in cfg["tasks"]:
+            full = task_config(cfg, task)
+            full.pop("models")
+            assert task_params(cfg, task) == full
+            full.pop("losses")
+            assert task_params(cfg, task, data_only=True) == full

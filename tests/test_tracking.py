@@ -41,7 +41,7 @@ def test_setup_train_and_evaluate_log_one_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(ENV_VAR, "20250131T120005Z-abcdef")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    info = setup(None, "exp", tmp_path / "results/mlflow/tracking.json")
+    info = setup(None, "exp", tmp_path / "results/mlflow/tracking.json", live=True)
     assert info["tracking_uri"] == f"sqlite:///{tmp_path}/results/mlflow/mlflow.db"
     assert setup(None, "exp", tmp_path / "results/mlflow/tracking.json")["experiment_id"] == info["experiment_id"]
 
@@ -82,7 +82,7 @@ def test_setup_train_and_evaluate_log_one_run(tmp_path, monkeypatch):
 
 
 def test_log_model_can_be_switched_off(tmp_path):
-    info = setup(f"sqlite:///{tmp_path}/m.db", "exp", tmp_path / "tracking.json", log_model=False)
+    info = setup(f"sqlite:///{tmp_path}/m.db", "exp", tmp_path / "tracking.json", log_model=False, live=True)
     assert read_json(tmp_path / "tracking.json")["log_model"] is False
     run = train(job("regression", "mlp", epochs=2), make_file(tmp_path / "d.h5", "regression"), tmp_path / "run", info)
     got = MlflowClient(info["tracking_uri"]).get_run(run["mlflow_run_id"])

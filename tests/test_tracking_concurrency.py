@@ -34,7 +34,7 @@ def start_job(tmp_path, h5, tracking_json, seed: int) -> subprocess.Popen:
 @pytest.mark.slow
 def test_parallel_jobs_lose_no_metric(tmp_path):
     tracking_json = tmp_path / "results/mlflow/tracking.json"
-    info = setup(f"sqlite:///{tmp_path}/results/mlflow/mlflow.db", "exp", tracking_json)
+    info = setup(f"sqlite:///{tmp_path}/results/mlflow/mlflow.db", "exp", tracking_json, live=True)
     h5 = make_file(tmp_path / "d.h5", "classification")
     procs = [start_job(tmp_path, h5, tracking_json, seed) for seed in range(JOBS)]
     codes = [proc.wait(timeout=120) for proc in procs]

@@ -23,7 +23,7 @@ DOWN = "http://127.0.0.1:9"  # nothing listens on port 9
 
 
 def test_setup_with_a_down_server_records_it_and_training_still_runs(tmp_path):
-    info = setup(DOWN, "exp", tmp_path / "tracking.json")
+    info = setup(DOWN, "exp", tmp_path / "tracking.json", live=True)
     assert info["available"] is False and info["experiment_id"] is None and "ConnectionError" in info["error"]
     assert read_json(tmp_path / "tracking.json") == info
     h5 = make_file(tmp_path / "d.h5", "classification")
@@ -32,7 +32,7 @@ def test_setup_with_a_down_server_records_it_and_training_still_runs(tmp_path):
     assert (tmp_path / "run" / "best.pt").exists() and pending(tmp_path) == [tmp_path / "run"]
 
     # the server answers again: sync creates the experiment the setup could not, and logs the run
-    good = setup(f"sqlite:///{tmp_path}/m.db", "exp", tmp_path / "good.json")
+    good = setup(f"sqlite:///{tmp_path}/m.db", "exp", tmp_path / "good.json", live=True)
     assert main(["--runs", str(tmp_path), "--tracking", str(tmp_path / "good.json")]) == 0
     assert len(MlflowClient(good["tracking_uri"]).search_runs([good["experiment_id"]])) == 1
 
@@ -45,7 +45,7 @@ def test_setup_cli_with_a_down_server_exits_zero(tmp_path):
 
 
 def test_evaluation_outage_is_kept_for_sync(tmp_path):
-    info = setup(f"sqlite:///{tmp_path}/m.db", "exp", tmp_path / "tracking.json")
+    info = setup(f"sqlite:///{tmp_path}/m.db", "exp", tmp_path / "tracking.json", live=True)
     h5 = make_file(tmp_path / "d.h5", "classification")
     j = job("classification", "gru", epochs=2)
     run_dir = tmp_path / "runs" / "t" / "gru" / "0"
@@ -68,7 +68,7 @@ def test_evaluation_outage_is_kept_for_sync(tmp_path):
 
 
 def test_run_explains_itself(tmp_path):
-    info = setup(f"sqlite:///{tmp_path}/m.db", "exp", tmp_path / "tracking.json")
+    info = setup(f"sqlite:///{tmp_path}/m.db", "exp", tmp_path / "tracking.json", live=True)
     client = MlflowClient(info["tracking_uri"])
     assert client.get_experiment(info["experiment_id"]).tags["mlflow.experimentKind"] == "custom_model_development"
     h5 = make_file(tmp_path / "d.h5", "regression")
@@ -95,7 +95,7 @@ def test_run_explains_itself(tmp_path):
 
 def test_moved_store_finds_its_artifacts_after_relocate(tmp_path):
     old = tmp_path / "a" / "results" / "mlflow"
-    info = setup(f"sqlite:///{old}/mlflow.db", "exp", old / "tracking.json")
+    info = setup(f"sqlite:///{old}/mlflow.db", "exp", old / "tracking.json", live=True)
     client = MlflowClient(info["tracking_uri"])
     run = client.create_run(info["experiment_id"])
     client.log_text(run.info.run_id, "hello", "note.txt")

@@ -80,7 +80,7 @@ def by_key(items: list[dict]) -> dict[str, str]:
 def test_train_and_evaluate_against_a_tracking_server(tmp_path, monkeypatch):
     monkeypatch.setenv(ENV_VAR, "server-invocation")
     with mlflow_server(tmp_path) as url:
-        info = setup(url, "exp", tmp_path / "results/mlflow/tracking.json")
+        info = setup(url, "exp", tmp_path / "results/mlflow/tracking.json", live=True)
         h5 = make_file(tmp_path / "d.h5", "regression")
         j = job("regression", "tcn", epochs=EPOCHS, early_stopping={"monitor": "val_loss", "mode": "min", "patience": 99, "min_delta": 0.0})
         run = train(j, h5, tmp_path / "run", info)

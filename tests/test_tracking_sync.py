@@ -16,7 +16,7 @@ from seqpipe.training.train import train
 from taskfiles import load_task_data
 from tests.test_training import job, make_file
 
-UNREACHABLE = {"tracking_uri": "http://127.0.0.1:9", "experiment_id": "1"}  # nothing listens on port 9
+UNREACHABLE = {"tracking_uri": "http://127.0.0.1:9", "experiment_id": "1", "live": True}  # nothing listens on port 9
 
 
 def train_and_evaluate(tmp_path, run_dir, tracking):
@@ -41,7 +41,7 @@ def test_outage_then_sync_logs_the_run_once(tmp_path, monkeypatch, capsys):
     assert main(["--runs", str(runs), "--dry-run"]) == 0 and capsys.readouterr().out.strip() == str(run_dir)
 
     monkeypatch.setenv(ENV_VAR, "invocation-of-sync")
-    info = setup(f"sqlite:///{tmp_path}/m.db", "exp", tmp_path / "tracking.json")
+    info = setup(f"sqlite:///{tmp_path}/m.db", "exp", tmp_path / "tracking.json", live=True)
     before = (run_dir / "run.json").stat().st_mtime_ns
     assert main(["--runs", str(runs), "--tracking", str(tmp_path / "tracking.json")]) == 0
 
@@ -82,7 +82,7 @@ def test_outage_then_sync_logs_the_run_once(tmp_path, monkeypatch, capsys):
 
 def test_partial_run_is_replaced_and_sync_fails_clearly_while_down(tmp_path):
     runs = tmp_path / "runs"
-    info = setup(f"sqlite:///{tmp_path}/m.db", "exp", tmp_path / "tracking.json")
+    info = setup(f"sqlite:///{tmp_path}/m.db", "exp", tmp_path / "tracking.json", live=True)
     run, _ = train_and_evaluate(tmp_path, runs / "a", info)
     client = MlflowClient(info["tracking_uri"])
     client.update_run(run["mlflow_run_id"], "RUNNING")  # as if tracking had failed part-way through the job

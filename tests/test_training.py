@@ -95,7 +95,7 @@ def test_same_seed_same_metrics(tmp_path):
 
 def test_tracking_outage_still_writes_files(tmp_path, caplog):
     h5 = make_file(tmp_path / "d.h5", "classification")
-    tracking = {"tracking_uri": "http://127.0.0.1:9", "experiment_id": "1"}  # nothing listens on port 9
+    tracking = {"tracking_uri": "http://127.0.0.1:9", "experiment_id": "1", "live": True}  # nothing listens on port 9
     run = train(job("classification", "mlp", epochs=2), h5, tmp_path / "run", tracking)
     assert run["mlflow_run_id"] is None
     assert (tmp_path / "run" / "best.pt").exists() and (tmp_path / "run" / "run.json").exists()

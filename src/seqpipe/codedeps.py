@@ -29,7 +29,16 @@ def module_file(module: str, src: Path) -> Path | None:
 
 
 def _imports(path: Path, module: str) -> set[str]:
-    """seqpipe modules imported anywhere in `path` (top level or inside functions)."""
+    """seqpipe modules imported anywhere in `path` (top level or inside functions); each file is parsed once per
+    process while it is unchanged (a workflow's ~20 code stamps share most of their modules)."""
+    info = path.stat()
+    return set(_parsed_imports(str(path), module, info.st_mtime_ns, info.st_size))
+
+
+@lru_cache(maxsize=None)
+def _parsed_imports(path_name: str, module: str, mtime_ns: int, size: int) -> frozenset[str]:
+    """_imports of one version of a file (the modification time and size make the cache key)."""
+    path = Path(path_name)
     is_package = path.name == "__init__.py"
     package = module if is_package else module.rpartition(".")[0]
     found: set[str] = set()
@@ -45,7 +54,7 @@ def _imports(path: Path, module: str) -> set[str]:
                 target = node.module or ""
             found.add(target)
             found.update(f"{target}.{alias.name}" for alias in node.names)  # may be submodules
-    return {name for name in found if name == PACKAGE or name.startswith(PACKAGE + ".")}
+    return frozenset(name for name in found if name == PACKAGE or name.startswith(PACKAGE + "."))
 
 
 def _with_parents(module: str) -> list[str]:

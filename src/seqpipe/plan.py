@@ -7,6 +7,7 @@ the tests, so the DAG and the code agree on every path.
 from __future__ import annotations
 
 import copy
+import json
 import os
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from seqpipe.config import Cell, cells, model_seeds, model_training, task_config
 
 RESULTS = "results"
 TRACKING = f"{RESULTS}/mlflow/tracking.json"
+# Written by the track_runs rule: how many runs it logged to MLflow and which are still pending.
+TRACKED = f"{RESULTS}/mlflow/logged.json"
 # Training settings that cannot change a trained model: they reach the job as its runtime settings
 # (`seqpipe train --runtime`), not as a parameter, so changing them retrains nothing.
 RUNTIME_KEYS = ("checkpoint_every", "progress", "num_workers", "memory_budget_mb")
@@ -37,8 +40,10 @@ def project_path(path: str | os.PathLike, root: str | os.PathLike | None = None)
 def task_params(config: dict, task: str, data_only: bool = False) -> dict:
     """A task's settings as a job needs them: no model list (adding a model must not rerun the
     task's other jobs), paths relative to the project, and for validation and the baseline
-    (`data_only`) no losses either."""
-    cfg = task_config(config, task)
+    (`data_only`) no losses either. (task_config less its model list, without copying that list:
+    a 10,000-cell sweep's tasks list thousands of models, and every job asks.)"""
+    own = config["tasks"][task]
+    cfg = task_config({"tasks": {task: {k: v for k, v in own.items() if k != "models"} | {"models": []}}}, task)
     for key in NOT_FOR_DATA_JOBS if data_only else ("models",):
         cfg.pop(key, None)
     if cfg.get("data_path"):
@@ -55,7 +60,11 @@ def init_from(config: dict, model: str) -> list[str]:
 def train_params(config: dict, task: str, model: str, seed: int) -> dict:
     """Exactly what determines a training job's outputs: the task (without its model list), the
     model, the training settings without the result-neutral ones (RUNTIME_KEYS) and the seed."""
-    job = train_job(config, task, model, seed)
+    own = config["tasks"][task]
+    # the job of a config holding only this task without its model list and this model (train_job copies both)
+    narrow = {**config, "tasks": {task: {k: v for k, v in own.items() if k != "models"} | {"models": [model]}},
+              "models": {model: config["models"][model]}}
+    job = train_job(narrow, task, model, seed)
     job["task"] = task_params(config, task)
     training = job["training"]
     for key in RUNTIME_KEYS:
@@ -161,3 +170,13 @@ def report_files(config: dict | None = None) -> dict[str, str]:
     base = report_dir(config)
     return {"csv": f"{base}/leaderboard.csv", "md": f"{base}/leaderboard.md", "html": f"{base}/leaderboard.html",
             "figures": f"{base}/figures"}
+
+
+def tracking_pending(record: str | os.PathLike) -> str:
+    """The runs the last track_runs job left unlogged (a tracking outage), as one string ('' when none, or no
+    record): the workflow then drops the record, so the next call runs track_runs again."""
+    try:
+        with open(record, encoding="utf-8") as fh:
+            return " ".join(json.load(fh).get("pending") or [])
+    except (OSError, ValueError):
+        return ""

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from seqpipe.data.manifest import tree_state
@@ -177,12 +178,36 @@ def entries(cache_dir: str | Path, under: str = "") -> list[dict]:
     return sorted(found, key=lambda e: (e["created"], e["key"]))
 
 
-def run_cached(settings: dict, kind: str, params: str, inputs: list[str], outputs: list[str], extra: list[str], command: list[str],
-               forced: bool = False, trees: list[str] = ()) -> int:
-    """Restore the outputs from the cache, or run `command` and store them; returns the exit status.
-    A `forced` job (the user forced it: seqpipe.forced) runs without reading the cache, and its outputs are stored."""
+def run_command(command: list[str] | Callable[[], int]) -> int:
+    """Run a job's command and return its exit status: a callable in this process, else a subprocess."""
+    return command() if callable(command) else subprocess.call(command)
+
+
+def in_process(command: list[str]) -> list[str] | Callable[[], int]:
+    """A `seqpipe <command> ...` as a call in this process (one Python start per job instead of two: the
+    wrapped command imports torch after the cache lookup, and a hit imports nothing); other commands unchanged."""
+    if not command or Path(command[0]).name != "seqpipe":
+        return command
+
+    def call() -> int:
+        from seqpipe.cli import main as seqpipe_main
+
+        try:
+            seqpipe_main(command[1:])
+        except SystemExit as done:
+            return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        return 0
+
+    return call
+
+
+def run_cached(settings: dict, kind: str, params: str, inputs: list[str], outputs: list[str], extra: list[str],
+               command: list[str] | Callable[[], int], forced: bool = False, trees: list[str] = ()) -> int:
+    """Restore the outputs from the cache, or run `command` (argv, or a callable returning an exit status) and
+    store them; returns the exit status. A `forced` job (the user forced it: seqpipe.forced) runs without
+    reading the cache, and its outputs are stored."""
     if not settings.get("enabled", True):
-        return subprocess.call(command)
+        return run_command(command)
     cache_dir = settings.get("dir") or "resources/cache"
     key = cache_key(kind, params, inputs, Path(cache_dir) / "hashes", trees)
     if forced:
@@ -191,8 +216,8 @@ def run_cached(settings: dict, kind: str, params: str, inputs: list[str], output
         log.info("run cache: restored %s from %s (key %s); not computed again", ", ".join(outputs), entry_dir(cache_dir, kind, key), key)
         return 0
     else:
-        log.info("run cache: no entry for key %s; running %s", key, command[0])
-    status = subprocess.call(command)
+        log.info("run cache: no entry for key %s; running the job", key)
+    status = run_command(command)
     if status == 0:
         try:
             folder = store(cache_dir, kind, key, outputs, extra, {"params": json.loads(params)}, replace=forced)
@@ -233,5 +258,6 @@ def main(argv: list[str] | None = None) -> int:
     if split == len(argv):
         parser.error("give the command to run after `--`")
     forced = args.forced or is_forced(args.kind, args.outputs)
-    return run_cached(json.loads(args.cache), args.kind, args.params, args.inputs, args.outputs, args.extra, argv[split + 1 :],
+    command = in_process(argv[split + 1 :])
+    return run_cached(json.loads(args.cache), args.kind, args.params, args.inputs, args.outputs, args.extra, command,
                       forced=forced, trees=args.trees)

@@ -1,5 +1,6 @@
 # Input functions and helpers shared by the rules. The logic lives in src/seqpipe (plan, config,
 # codedeps) so that the tests and the DAG agree on every path.
+import functools
 import json
 import os
 import re
@@ -37,6 +38,10 @@ envvars:
 # conda or apptainer (seqpipe.launcher). So `.venv/bin/snakemake` works without activating .venv.
 shell.prefix(shell_prefix(workflow.deployment_settings.deployment_method))
 TRACKING = plan.TRACKING
+# A tracking outage left runs unlogged (the track_runs record lists them): without its record, this call's
+# track_runs job runs again and logs them.
+if plan.tracking_pending(plan.TRACKED):
+    os.remove(plan.TRACKED)
 REPORT = plan.report_files(config)  # results/report[/<experiment>]
 # The source folder as the rules see it: relative to the project, so a moved copy plans nothing.
 SRC_REL = plan.project_path(SRC)
@@ -204,8 +209,15 @@ def feature_parts(wildcards):
     return [f"{base}/{i}-of-{n}.h5" for i in range(n)] if n > 1 else []
 
 
+# Input functions run once per job (20,000 and more in a 10,000-cell sweep): what they compute per task or per
+# (task, model) is computed once (functools.cache) and the seed put in last.
+@functools.cache
+def _task_h5(task):
+    return plan.project_path(plan.task_h5(config, task))
+
+
 def task_h5(wildcards):
-    return plan.project_path(plan.task_h5(config, wildcards.task))
+    return _task_h5(wildcards.task)
 
 
 def task_sources(wildcards):
@@ -213,22 +225,30 @@ def task_sources(wildcards):
     return plan.task_sources(config, wildcards.task)
 
 
+@functools.cache
+def _task_params(task, data_only):
+    return json.dumps(
+        plan.task_params(config, task, data_only=data_only), sort_keys=True
+    )
+
+
 def task_params(wildcards):
     """The task as evaluation needs it (no model list)."""
-    return json.dumps(plan.task_params(config, wildcards.task), sort_keys=True)
+    return _task_params(wildcards.task, False)
 
 
 def data_task_params(wildcards):
     """The task as validation and the baseline need it (no model list, no losses)."""
-    return json.dumps(
-        plan.task_params(config, wildcards.task, data_only=True), sort_keys=True
-    )
+    return _task_params(wildcards.task, True)
+
+
+@functools.cache
+def _train_job(task, model):
+    return plan.train_params(config, task, model, 0)
 
 
 def train_params(wildcards):
-    job = plan.train_params(
-        config, wildcards.task, wildcards.model, int(wildcards.seed)
-    )
+    job = {**_train_job(wildcards.task, wildcards.model), "seed": int(wildcards.seed)}
     return json.dumps(job, sort_keys=True)
 
 
@@ -250,9 +270,18 @@ def tracking_input(wildcards):
     return ancient(TRACKING) if trained == current else TRACKING
 
 
+# whether any model starts from a checkpoint (else the train rule needs no init_from input function)
+ANY_INIT_FROM = any(plan.init_from(config, model) for model in config["models"])
+
+
+@functools.cache
+def _init_from(model):
+    return plan.init_from(config, model)
+
+
 def init_from(wildcards):
     """The checkpoint the model starts from, if any: an input, so its training job runs first."""
-    return plan.init_from(config, wildcards.model)
+    return list(_init_from(wildcards.model))
 
 
 def all_metrics():
@@ -276,7 +305,8 @@ def all_predictions():
 
 
 def all_targets():
-    return [REPORT[kind] for kind in ("csv", "md", "html")]
+    """The leaderboard and the MLflow record of every run (the track_runs rule)."""
+    return [*(REPORT[kind] for kind in ("csv", "md", "html")), plan.TRACKED]
 
 
 def predict_runs(wildcards, name):

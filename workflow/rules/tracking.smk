@@ -19,6 +19,34 @@ rule tracking_setup:
         uri=config["mlflow"]["tracking_uri"] or "",
         experiment=config["mlflow"]["experiment"],
         log_model="--log-model" if config["mlflow"]["log_model"] else "--no-log-model",
+        live="--live" if config["mlflow"]["live"] else "--no-live",
     shell:
         "seqpipe tracking-setup --uri={params.uri:q} --experiment {params.experiment:q}"
-        " {params.log_model:q} --out {output:q} > {log:q} 2>&1"
+        " {params.log_model:q} {params.live:q} --out {output:q} > {log:q} 2>&1"
+
+
+# After evaluation, one local job logs every run not yet in MLflow from its files (seqpipe.tracking.sync):
+# the training and evaluation jobs import no MLflow (unless mlflow.live), a run already logged is not
+# logged twice, and a tracking outage leaves the runs pending (the job still succeeds; common.smk then
+# removes its record at the next call's start, so that call tries again, as `seqpipe sync-mlflow` does).
+rule track_runs:
+    """Log every finished run to MLflow from its run folder (params, curves, test metrics, artifacts, model); an outage leaves them pending."""
+    input:
+        metrics=all_metrics(),
+        tracking=ancient(TRACKING),
+        code=code("seqpipe.tracking.sync"),
+    output:
+        plan.TRACKED,
+    log:
+        "logs/track_runs.log",
+    localrule: True
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        **job_resources("data"),
+    params:
+        runs=f"{plan.RESULTS}/runs",
+    shell:
+        "seqpipe sync-mlflow --runs {params.runs:q} --tracking {input.tracking:q}"
+        " --record {output:q} > {log:q} 2>&1"

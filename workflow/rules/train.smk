@@ -21,7 +21,7 @@ rule train:
         validation="results/validation/{task}.json",
         tracking=tracking_input,
         code=code("seqpipe.training.train"),
-        init=init_from,
+        init=init_from if ANY_INIT_FROM else [],  # no input function per job when no model starts from a checkpoint
     output:
         best="results/runs/{task}/{model}/{seed}/best.pt",
         last="results/runs/{task}/{model}/{seed}/last.pt",
@@ -48,10 +48,8 @@ rule train:
         **job_resources("train", gpu=1),
     params:
         job=train_params,
-        out_dir=lambda wildcards, output: Path(output.best).parent.as_posix(),
-        events=lambda wildcards, output: Path(output.best)
-        .with_name("events.jsonl")
-        .as_posix(),
+        out_dir="results/runs/{task}/{model}/{seed}",
+        events="results/runs/{task}/{model}/{seed}/events.jsonl",
         resume_dir=resume_dir,  # on the storage mount without a shared file system
     shell:
         "seqpipe run-cache --kind train --params {params.job:q}"

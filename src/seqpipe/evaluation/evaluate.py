@@ -31,7 +31,7 @@ from seqpipe.evaluation.per_song import song_scores
 from seqpipe.io import read_json, write_json
 from seqpipe.models import Normalised
 from seqpipe.models.loading import load_trained
-from seqpipe.tracking.run import Tracker
+from seqpipe.tracking.run import Tracker, live_tracking
 
 log = logging.getLogger("seqpipe.evaluate")
 EVAL_BATCH = 256  # samples per prediction batch (fewer when the memory budget is small)
@@ -310,15 +310,21 @@ def scored_record(
 
 
 def log_test_metrics(run: dict, tracking: dict | None, result: dict, run_dir: str | Path | None = None) -> bool:
-    """Add `test_<metric>` values, the metrics file and (classification) the confusion matrix and per-class table
-    to the training job's MLflow run. When tracking fails, or the run is not logged yet, a marker in `run_dir`
-    keeps the test metrics for `seqpipe sync-mlflow`; returns whether they reached MLflow."""
+    """With `mlflow.live`, add `test_<metric>` values, the metrics file and (classification) the confusion matrix
+    and per-class table to the training job's MLflow run. Otherwise (the default) nothing is logged here: the
+    `track_runs` rule logs the run with its test metrics from the files, and a run already in MLflow gets a
+    marker in `run_dir` for it. When tracking fails, the marker keeps the test metrics for `seqpipe sync-mlflow`;
+    returns whether they reached MLflow."""
     from seqpipe.tracking.sync import mark_evaluation_pending, log_evaluation
 
     if not tracking:
         return False
     if not run.get("mlflow_run_id") or run.get("mlflow_error"):
-        log.warning("training run is not in MLflow yet (tracking was unavailable); `seqpipe sync-mlflow` logs it with its test metrics")
+        log.info("training run is not in MLflow yet: the track_runs rule (or `seqpipe sync-mlflow`) logs it with its test metrics")
+        return False
+    if live_tracking(tracking) is None:
+        if run_dir is not None:
+            mark_evaluation_pending(run_dir, "logged after evaluation by the track_runs rule (mlflow.live is off)")
         return False
     tracker = Tracker(tracking, run_id=run["mlflow_run_id"])
     if tracker.active:

@@ -48,6 +48,12 @@ def git_commit(cwd: str | Path | None = None) -> str:
         return "unknown"
 
 
+def live_tracking(tracking: dict | None) -> dict | None:
+    """What a job logs to while it runs: the tracking settings with `mlflow.live` (tracking.json's `live`), else
+    None: the job then imports no MLflow, and the `track_runs` rule logs its run from its files afterwards."""
+    return tracking if tracking and tracking.get("live") else None
+
+
 def metric_name(task_type: str) -> str:
     """What a task's per-epoch `metric` measures, as named in MLflow (`val_accuracy`, `val_rmse`, ...)."""
     return {"classification": "accuracy"}.get(task_type, "rmse")

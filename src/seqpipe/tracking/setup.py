@@ -49,10 +49,13 @@ def ensure_experiment(uri: str, experiment: str, artifacts: str | None = None) -
     return experiment_id
 
 
-def setup(uri: str | None, experiment: str, out: str | Path, log_model: bool = True) -> dict:
+def setup(uri: str | None, experiment: str, out: str | Path, log_model: bool = True, live: bool = False) -> dict:
     """Create (or open) the store and the experiment; write what jobs need to log into it.
 
-    `log_model`: whether training jobs also log an MLflow model (a pyfunc model that labels files by path: seqpipe.tracking.model).
+    `log_model`: whether a run's MLflow model is logged with it (a pyfunc model that labels files by path:
+    seqpipe.tracking.model). `live`: whether training jobs log every epoch to the store themselves
+    (`mlflow.live`); otherwise they import no MLflow and the `track_runs` rule logs each run from its files
+    after evaluation (`seqpipe sync-mlflow`).
     A server that does not answer is recorded (`available: false`), not raised: training goes on.
     """
     import mlflow
@@ -60,7 +63,8 @@ def setup(uri: str | None, experiment: str, out: str | Path, log_model: bool = T
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     uri = uri or default_uri(out)
-    info = {"tracking_uri": uri, "experiment": experiment, "mlflow_version": mlflow.__version__, "log_model": log_model}
+    info = {"tracking_uri": uri, "experiment": experiment, "mlflow_version": mlflow.__version__, "log_model": log_model,
+            "live": live}
     try:
         if uri.startswith(("http://", "https://")):
             check_server(uri)
@@ -90,5 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="tracking file to write (results/mlflow/tracking.json)")
     parser.add_argument("--log-model", action=argparse.BooleanOptionalAction, default=True,
                         help="also log each trained model as an MLflow model (default: yes)")
+    parser.add_argument("--live", action=argparse.BooleanOptionalAction, default=False,
+                        help="training jobs log every epoch to MLflow while they run (default: no; runs are logged from "
+                        "their files after evaluation)")
     args = parser.parse_args(argv)
-    setup(args.uri or None, args.experiment, args.out, args.log_model)
+    setup(args.uri or None, args.experiment, args.out, args.log_model, args.live)

@@ -22,8 +22,6 @@ import logging
 import os
 from pathlib import Path
 
-import torch
-
 from seqpipe.io import config_hash, read_json, sha256_file, write_json
 from seqpipe.tracking.run import CHECKPOINT, Tracker
 
@@ -105,6 +103,8 @@ def log_evaluation(tracker: Tracker, result: dict) -> None:
 
 def read_checkpoint(run_dir: Path) -> dict:
     """The last (else best) checkpoint's state: the job's resolved settings and the whole training history."""
+    import torch  # here, not at the top: `sync-mlflow` with nothing pending does not pay for torch
+
     for name in ("last.pt", CHECKPOINT):
         if (run_dir / name).exists():
             return torch.load(run_dir / name, map_location="cpu", weights_only=True)
@@ -242,14 +242,30 @@ def sync(runs_dir: str | Path, tracking: dict) -> tuple[list[str], list[str]]:
     return synced, errors
 
 
+def write_record(path: str | Path, runs_dir: str | Path, synced: list[str], errors: list[str]) -> None:
+    """What a sync logged and what is still pending (the track_runs rule's output; a later call logs the rest)."""
+    try:
+        left = [Path(d).as_posix() for d in pending(runs_dir)]
+    except SyncError:
+        left = []
+    write_json(path, {"logged": len(synced), "pending": left, "errors": errors})
+    if left:
+        log.warning("%d run(s) not logged to MLflow yet (%s); the next snakemake call or `seqpipe sync-mlflow` logs them",
+                    len(left), "; ".join(errors) or "see above")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`seqpipe sync-mlflow --runs results/runs --tracking results/mlflow/tracking.json [--dry-run]`"""
-    parser = argparse.ArgumentParser(prog="seqpipe sync-mlflow", description="Log to MLflow the runs (and test metrics) that were "
-                                     "trained while the tracking server was unreachable, from the files they wrote.")
+    """`seqpipe sync-mlflow --runs results/runs --tracking results/mlflow/tracking.json [--dry-run] [--record JSON]`"""
+    parser = argparse.ArgumentParser(prog="seqpipe sync-mlflow", description="Log to MLflow the runs (and test metrics) that are "
+                                     "not logged yet, from the files they wrote: after evaluation (the track_runs rule), or "
+                                     "those trained while the tracking server was unreachable.")
     parser.add_argument("--runs", default="results/runs", help="folder of training runs (searched for run.json)")
     parser.add_argument("--tracking", default="results/mlflow/tracking.json", help="tracking.json written by `seqpipe tracking-setup`")
     parser.add_argument("--dry-run", action="store_true", help="only list the run folders that need syncing")
+    parser.add_argument("--record", help="write what was logged and what is still pending to this JSON file, and exit 0 when "
+                        "tracking is down or a folder fails (they stay pending for the next call): the track_runs rule")
     args = parser.parse_args(argv)
+    synced, errors = [], []
     try:
         if args.dry_run:
             for run_dir in pending(args.runs):
@@ -257,9 +273,15 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not Path(args.tracking).exists():
             raise SyncError(f"{args.tracking}: no tracking file; run `seqpipe tracking-setup` (or the tracking_setup rule) first")
-        synced, errors = sync(args.runs, read_json(args.tracking))
+        if not args.record or Path(args.runs).is_dir():
+            synced, errors = sync(args.runs, read_json(args.tracking))
     except SyncError as err:
         log.error("%s", err)
-        return 1
+        if not args.record:
+            return 1
+        errors.append(str(err))
     log.info("synced %d run(s) to MLflow, %d failed", len(synced), len(errors))
+    if args.record:
+        write_record(args.record, args.runs, synced, errors)
+        return 0
     return 1 if errors else 0

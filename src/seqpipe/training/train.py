@@ -39,7 +39,7 @@ from seqpipe.data.reader import TrainingData, epoch_order, training_data
 from seqpipe.io import atomic_path, config_hash, read_json, write_json, write_text
 from seqpipe.models import Normalised, build_model
 from seqpipe.tracking.invocation import with_invocation
-from seqpipe.tracking.run import Tracker, git_commit
+from seqpipe.tracking.run import Tracker, git_commit, live_tracking
 from seqpipe.training import backends, checkpoint, gpus, losses
 from seqpipe.training.figures import plot_history
 from seqpipe.training.losses import check_losses, total_loss
@@ -581,7 +581,7 @@ def train(job: dict, data_path: str | Path, out_dir: str | Path, tracking: dict 
         log.info("starting from scratch: %s", why)
     provenance = read_attrs(data_path).get("provenance", "{}")
     raw_sha = json.loads(provenance).get("raw_sha256", "unknown") if isinstance(provenance, str) else "unknown"
-    tracker = Tracker(tracking)
+    tracker = Tracker(live_tracking(tracking))  # without mlflow.live: no MLflow here, the track_runs rule logs the files
     name = f"{job['task']['name']}/{job['model']['name']}/seed{job['seed']}"
     tags = {"task": job["task"]["name"], "model": job["model"]["name"], "seed": str(job["seed"]), "git_commit": git_commit(),
             "config_hash": config_hash(job), "dataset_sha256": raw_sha, "seqpipe_version": __version__}
