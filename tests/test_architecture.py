@@ -20,10 +20,10 @@ PACKAGE = SRC / "seqpipe"
 
 # Lowest first. A module may import modules of its own stage or of a lower one. Names are module prefixes.
 STAGES: list[tuple[str, ...]] = [
-    ("seqpipe", "seqpipe.io", "seqpipe.progress", "seqpipe.signatures", "seqpipe.codedeps", "seqpipe.runcache"),
+    ("seqpipe", "seqpipe.io", "seqpipe.progress", "seqpipe.signatures", "seqpipe.codedeps"),
+    ("seqpipe.datasets",),
     ("seqpipe.config_base", "seqpipe.overrides", "seqpipe.sweep", "seqpipe.config_checks", "seqpipe.config",
      "seqpipe.plan"),
-    ("seqpipe.datasets",),
     ("seqpipe.data",),
     ("seqpipe.features",),
     ("seqpipe.models",),
@@ -31,7 +31,7 @@ STAGES: list[tuple[str, ...]] = [
     ("seqpipe.training",),
     ("seqpipe.evaluation",),
     ("seqpipe.predict",),
-    ("seqpipe.launch", "seqpipe.cli", "seqpipe.__main__"),
+    ("seqpipe.runcache", "seqpipe.launch", "seqpipe.cli", "seqpipe.__main__"),
 ]
 
 

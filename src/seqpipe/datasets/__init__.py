@@ -92,6 +92,11 @@ def where_not_found(path: str | Path) -> str:
     return f" ({path} {'is a file, not a folder' if path.exists() else 'does not exist'})"
 
 
+def as_root(path: str | Path) -> Path:
+    """A user-given root as an absolute path, symbolic links kept (never resolved)."""
+    return Path(os.path.abspath(Path(path).expanduser()))
+
+
 def relative_path(path: str | Path, root: str | Path) -> str:
     """`path` relative to `root` as a POSIX string, computed on the unresolved paths."""
     return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root))).as_posix()
