@@ -288,6 +288,13 @@ def all_metrics():
     return [f"{c.run_dir}/metrics.json" for c in plan.cells(config)]
 
 
+def runs_folder(wildcards, input):
+    """The folder holding every run (results/runs, or where storage put the metrics inputs)."""
+    if not input.metrics:
+        return f"{plan.RESULTS}/runs"
+    return Path(input.metrics[0]).parents[3].as_posix()
+
+
 def report_templates():
     """The leaderboard's Jinja2 templates, relative to the project (a moved copy plans nothing)."""
     return [

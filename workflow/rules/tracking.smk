@@ -46,7 +46,7 @@ rule track_runs:
     resources:
         **job_resources("data"),
     params:
-        runs=f"{plan.RESULTS}/runs",
+        runs=runs_folder,
     shell:
         "seqpipe sync-mlflow --runs {params.runs:q} --tracking {input.tracking:q}"
         " --record {output:q} > {log:q} 2>&1"
