@@ -15,6 +15,7 @@ import yaml
 
 from seqpipe import runcache
 from seqpipe.forced import ENV_VAR, forced_setting, is_forced
+from projects import copy_workflow
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -72,15 +73,6 @@ def test_raw_files_reach_the_key(tmp_path):
     write(raw / "take0.mid", "changed, and longer")
     assert runcache.cache_key("features", "{}", [manifest], trees=[raw]) not in (key, removed)
     assert runcache.cache_key("features", "{}", [manifest]) != key  # no tree: the key of a job without raw files
-
-
-def copy_workflow(dst: Path) -> Path:
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    shutil.copy2(REPO / "Snakefile", dst / "Snakefile")
-    shutil.copy2(REPO / "config.yaml", dst / "config.yaml")
-    for folder in ("workflow", "src", "profiles", "envs"):
-        shutil.copytree(REPO / folder, dst / folder, ignore=ignore)
-    return dst
 
 
 def snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:

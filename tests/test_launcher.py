@@ -14,18 +14,10 @@ import pytest
 import yaml
 
 from seqpipe.launcher import environment_bin, shell_prefix
+from projects import copy_workflow
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def copy_workflow(dst: Path) -> Path:
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    shutil.copy2(REPO / "Snakefile", dst / "Snakefile")
-    shutil.copy2(REPO / "config.yaml", dst / "config.yaml")
-    for folder in ("workflow", "src", "profiles", "envs"):
-        shutil.copytree(REPO / folder, dst / folder, ignore=ignore)
-    return dst
 
 
 def without_environment() -> dict[str, str]:

@@ -10,7 +10,6 @@ import csv
 import hashlib
 import os
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -18,19 +17,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from projects import copy_workflow
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def copy_workflow(dst: Path) -> Path:
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    shutil.copy2(REPO / "Snakefile", dst / "Snakefile")
-    shutil.copy2(REPO / "config.yaml", dst / "config.yaml")
-    for folder in ("workflow", "src", "profiles", "envs"):
-        shutil.copytree(REPO / folder, dst / folder, ignore=ignore)
-    return dst
 
 
 def snakemake(workdir: Path, *args: str, timeout: int = 1200) -> str:
