@@ -64,7 +64,7 @@ def test_a_new_experiment_plans_every_cell_on_the_first_call(after_a_run):
     jobs = planned(snakemake(after_a_run, "-n", "--configfile", "experiments/groove_rnns.yaml"))
     assert jobs["tracking_setup"] == 1 and jobs["train"] == jobs["evaluate"] == EXPERIMENT_CELLS, jobs
     assert jobs["report"] == 1, jobs
-    jobs = planned(snakemake(after_a_run, "-n", "--config", "mlflow.experiment=foo", "models.gru.hidden_size=32"))
+    jobs = planned(snakemake(after_a_run, "-n", "--config", "set=mlflow.experiment=foo models.gru.hidden_size=32"))
     default_cells = len(plan.cells(plan_config()))
     assert jobs["tracking_setup"] == 1 and jobs["train"] == jobs["evaluate"] == default_cells, jobs
 

@@ -103,7 +103,7 @@ def test_hyperparameter_change_reruns_only_that_model(demo_run):
         jobs = planned_jobs(demo_run)
     finally:
         path.write_text(original)
-    assert {rule for rule, _ in jobs} == {"train", "evaluate", "report", "all"}
+    assert {rule for rule, _ in jobs} == {"train", "evaluate", "report", "track_runs", "all"}
     trained = sorted(wc["task"] for rule, wc in jobs if rule == "train")
     assert trained == sorted(t for t, spec in config["tasks"].items() if "gru" in spec.get("models", config["models"]))
     assert all(wc["model"] == "gru" for rule, wc in jobs if rule in {"train", "evaluate"})
@@ -118,7 +118,8 @@ def test_feature_code_edit_reruns_features_and_downstream_only(demo_run):
     finally:
         module.write_text(original)
     rules = {rule for rule, _ in jobs}
-    assert rules == {"code_stamp", "features", "assemble_task", "validate", "baseline", "train", "evaluate", "report", "all"}
+    assert rules == {"code_stamp", "features", "assemble_task", "validate", "baseline", "train", "evaluate", "report",
+                     "track_runs", "all"}
     stamps = sorted(wc["modules"] for rule, wc in jobs if rule == "code_stamp")
     kinds = ("kinds.drum_grid", "kinds.piano_roll", "kinds.midi_summary")
     assert len(stamps) == 4 and all(any(kind in m for kind in kinds) for m in stamps), stamps

@@ -28,6 +28,7 @@ from tests.test_pipeline import copy_workflow, snakemake
 BIN = Path(sys.executable).parent
 TASKS = {"groove_style": "groove", "deam_emotion": "deam"}  # task -> dataset of its raw files
 BUILD_TARGETS = [f"results/runs/{t}/{m}/0/predictions.h5" for t, m in [("groove_style", "mlp"), ("groove_style", "gru"), ("deam_emotion", "mlp")]]
+BUILD_TARGETS.append("results/mlflow/logged.json")  # the runs logged to MLflow (the track_runs rule), their models with them
 
 
 def seqpipe(workdir: Path, *args: str) -> subprocess.CompletedProcess:

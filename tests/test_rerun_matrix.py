@@ -175,15 +175,15 @@ def test_result_neutral_settings_plan_nothing(project):
 
 @pytest.mark.slow
 def test_command_line_overrides_plan_what_the_same_edit_of_config_yaml_plans(project):
-    """The Hydra-style form `--config models.mlp.hidden=[12]`, the nested form and the edited file plan the same jobs;
-    result-neutral settings given on the command line plan nothing."""
+    """The dotted form (`--config set='models.mlp.hidden=[12]'`, what `seqpipe run models.mlp.hidden=[12]` hands
+    Snakemake), the nested form and the edited file plan the same jobs; result-neutral settings given on the command
+    line plan nothing."""
     edited = project.plan_with(lambda c: c["models"]["mlp"].update(hidden=[12]))
     assert edited and set(edited) == {"train", "evaluate", "report", "track_runs", "all"}, edited
-    assert planned(project.workdir, "--config", "models.mlp.hidden=[12]") == edited
     assert planned(project.workdir, "--config", "models={mlp: {hidden: [12]}}") == edited
     assert planned(project.workdir, "--config", "set=models.mlp.hidden=[12]") == edited
-    assert planned(project.workdir, "--config", "training.checkpoint_every=3", "training.progress=false",
-                   "training.memory_budget_mb=1", "models.mlp.hidden=[16]") == Counter()  # [16]: its value in config.yaml
+    assert planned(project.workdir, "--config", "set=training.checkpoint_every=3 training.progress=false"
+                   " training.memory_budget_mb=1 models.mlp.hidden=[16]") == Counter()  # [16]: its value in config.yaml
 
 
 @pytest.mark.slow

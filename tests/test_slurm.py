@@ -97,9 +97,10 @@ def test_pipeline_through_slurm(slurm_cluster, tmp_path):
     # The plugin checks job states 40 s after each wave of jobs by default (gentle on a busy
     # controller); 2 s keeps this 7-level DAG short. MinJobAge=300 stays above 3x that, so the
     # plugin keeps to squeue.
-    # A Hydra-style dotted override (config.yaml says 3 epochs) must reach the jobs SLURM runs.
+    # A dotted override (config.yaml says 3 epochs; the form `seqpipe run training.epochs=2` hands Snakemake) must
+    # reach the jobs SLURM runs.
     proc = snakemake(workdir, "--profile", "profiles/slurm", "--slurm-init-seconds-before-status-checks", "2",
-                     "--config", "training.epochs=2")
+                     "--config", "set=training.epochs=2")
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-6000:]
     print(f"pipeline through SLURM in {time.monotonic() - started:.1f} s")
