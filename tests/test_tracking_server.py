@@ -120,5 +120,6 @@ def test_train_and_evaluate_against_a_tracking_server(tmp_path, monkeypatch):
         assert logged["experiment_id"] == info["experiment_id"]
         model_files = requests.get(f"{url}/api/2.0/mlflow-artifacts/artifacts", timeout=10,
                                    params={"path": logged["artifact_uri"].removeprefix("mlflow-artifacts:/")}).json()
-        assert {"MLmodel", "data", "requirements.txt"} <= {f["path"] for f in model_files["files"]}
+        # the pyfunc model (seqpipe.tracking.model): weights and settings under artifacts/, no pickled data/
+        assert {"MLmodel", "artifacts", "requirements.txt"} <= {f["path"] for f in model_files["files"]}
     assert not (tmp_path / "mlruns").exists()  # artifacts went through the server, not into a local ./mlruns

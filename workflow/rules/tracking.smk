@@ -33,7 +33,7 @@ rule track_runs:
     """Log every finished run to MLflow from its run folder (params, curves, test metrics, artifacts, model); an outage leaves them pending."""
     input:
         metrics=all_metrics(),
-        tracking=ancient(TRACKING),
+        tracking=TRACKING,  # not ancient: a new store or experiment logs the pending runs into it (an ancient edge hid this job)
         code=code("seqpipe.tracking.sync"),
     output:
         plan.TRACKED,
