@@ -285,7 +285,12 @@ def init_from(wildcards):
 
 
 def all_metrics():
-    return [f"{c.run_dir}/metrics.json" for c in plan.cells(config)]
+    return run_files("metrics.json")
+
+
+def run_files(name):
+    """One file of every run folder (a training or evaluation output)."""
+    return [f"{c.run_dir}/{name}" for c in plan.cells(config)]
 
 
 def runs_folder(wildcards, input):

@@ -33,6 +33,11 @@ rule track_runs:
     """Log every finished run to MLflow from its run folder (params, curves, test metrics, artifacts, model); an outage leaves them pending."""
     input:
         metrics=all_metrics(),
+        # what it logs of each run, declared so that it is staged where there is no shared file system
+        runs=run_files("run.json"),
+        scalars=run_files("scalars.csv"),
+        best=run_files("best.pt"),
+        models=run_files("model.pt"),
         tracking=TRACKING,  # not ancient: a new store or experiment logs the pending runs into it (an ancient edge hid this job)
         code=code("seqpipe.tracking.sync"),
     output:
