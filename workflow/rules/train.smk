@@ -48,8 +48,11 @@ rule train:
         **job_resources("train", gpu=1),
     params:
         job=train_params,
-        out_dir="results/runs/{task}/{model}/{seed}",
-        events="results/runs/{task}/{model}/{seed}/events.jsonl",
+        # from the outputs: where storage puts them without a shared file system
+        out_dir=lambda wildcards, output: Path(output.best).parent.as_posix(),
+        events=lambda wildcards, output: Path(output.best)
+        .with_name("events.jsonl")
+        .as_posix(),
         resume_dir=resume_dir,  # on the storage mount without a shared file system
     shell:
         "seqpipe run-cache --kind train --params {params.job:q}"
