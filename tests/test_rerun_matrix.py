@@ -430,5 +430,7 @@ def test_a_new_mlflow_experiment_plans_the_changed_cells_on_the_first_call(proje
         c["mlflow"] = {"experiment": "another", "log_model": False}
         c["models"]["mlp"]["hidden"] = [12]
 
-    assert project.plan_with(lambda c: c["mlflow"].update(experiment="another")) == Counter({"tracking_setup": 1})
+    # the new experiment's store is set up and the runs not yet logged go there; nothing retrains
+    assert project.plan_with(lambda c: c["mlflow"].update(experiment="another")) == Counter(
+        {"tracking_setup": 1, "track_runs": 1, "all": 1})
     assert project.plan_with(both) == edited + Counter({"tracking_setup": 1}), edited
