@@ -39,8 +39,10 @@ envvars:
 shell.prefix(shell_prefix(workflow.deployment_settings.deployment_method))
 TRACKING = plan.TRACKING
 # A tracking outage left runs unlogged (the track_runs record lists them): without its record, this call's
-# track_runs job runs again and logs them.
-if plan.tracking_pending(plan.TRACKED):
+# track_runs job runs again and logs them. Only the main process of a real run drops it: a dry run changes
+# nothing, and the jobs (which read this file again) leave it alone.
+DRY_RUN = any(a in ("-n", "--dry-run", "--dryrun") for a in sys.argv)
+if workflow.is_main_process and not DRY_RUN and plan.tracking_pending(plan.TRACKED):
     os.remove(plan.TRACKED)
 REPORT = plan.report_files(config)  # results/report[/<experiment>]
 # The source folder as the rules see it: relative to the project, so a moved copy plans nothing.
