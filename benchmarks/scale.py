@@ -8,14 +8,15 @@ Builds, in a scratch folder:
   labels of 4 classes) at 1x and 10x N, written block by block.
 Then runs each stage through the `seqpipe` command in a subprocess, exactly as a Snakemake job
 would (so it measures whatever code is installed): `features` on the corpus; `validate`,
-`baseline`, `train` (one epoch, `memory_budget_mb: 64`) and `evaluate` on the data file. For each
+`baseline`, `train` (one epoch, `memory_budget_mb: 64`), `evaluate` and `predict` (the trained run on the
+whole data file, streamed in batches) on the data file. For each
 it prints the wall time, the peak RSS of the stage's largest process (`ru_maxrss` from `wait4`:
 the largest of the process and its waited-for children, e.g. feature workers) at both sizes,
 their ratio and the 10x throughput; then the speed-up of N feature shards (N = the cores here,
 one job each, run side by side as a cluster would) over one job, with a check that both give the
 same bytes. The last line reads:
 
-    scale: peak RSS 10x/1x: features R, validate R, baseline R, train R, evaluate R (goal <= 1.3)
+    scale: peak RSS 10x/1x: features R, validate R, baseline R, train R, evaluate R, predict R (goal <= 1.3)
 
     .venv/bin/python benchmarks/scale.py                         # everything (several minutes)
     .venv/bin/python benchmarks/scale.py --stages features       # the feature stage only
@@ -39,7 +40,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-STAGES = ("features", "validate", "baseline", "train", "evaluate")
+STAGES = ("features", "validate", "baseline", "train", "evaluate", "predict")
 COMPOSERS = ("bach", "mozart", "chopin", "debussy")
 
 
@@ -193,7 +194,7 @@ def data_stages(work: Path, size: str, n: int, stages: list[str]) -> dict[str, d
     _, task, job = task_and_job(data)
     results: dict[str, dict] = {}
     tracking = work / "mlflow" / "tracking.json"
-    if not tracking.exists() and {"train", "evaluate"} & set(stages):
+    if not tracking.exists() and {"train", "evaluate", "predict"} & set(stages):
         subprocess.run(seqpipe("tracking-setup", "--out", str(tracking), "--no-log-model"), check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     run_dir = work / "runs" / size
@@ -209,6 +210,7 @@ def data_stages(work: Path, size: str, n: int, stages: list[str]) -> dict[str, d
         "evaluate": seqpipe("evaluate", "--data", str(data), "--task", json.dumps(task), "--checkpoint", str(run_dir / "best.pt"),
                             "--run", str(run_dir / "run.json"), "--tracking", str(tracking), "--seed", "0",
                             "--out", str(work / f"evaluate_{size}.json"), *flags["evaluate"]),
+        "predict": seqpipe("predict", "--run", str(run_dir), "--out", str(work / f"predict_{size}.csv"), str(data)),
     }
     for stage in (s for s in STAGES if s in stages and s in commands):
         seconds_, peak, rc = run(commands[stage], work / f"{stage}_{size}.log")

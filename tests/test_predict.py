@@ -283,3 +283,41 @@ def test_the_predict_rule_uses_the_best_run_and_reruns_when_the_folder_changes(b
     shutil.copy(mixed_folder / "take_0.mid", folder / "take_2.mid")  # a new file in the folder: predict again
     plan = snakemake(built, "-n", "--cores", "2", "--config", block, "--", "results/predictions/incoming/groove_style.csv")
     assert "rule predict:" in plan
+
+
+def test_hdf5_inputs_are_predicted_in_batches_across_items_and_read_in_bounded_blocks(tmp_path):
+    """A task file whose every row is its own item (no item_ids) takes one forward pass per batch of rows,
+    not one per item, and gives the same tables whatever the read block (a block smaller than an item's run)."""
+    import h5py
+    import torch
+
+    from seqpipe.models import build_model
+    from seqpipe.predict.command import write_tables
+    from seqpipe.predict.run import Predictor
+    from tests.test_training import MODEL_DEFAULTS
+
+    torch.manual_seed(0)
+    dims = {"in_dim": 3, "seq_len": 12, "out_dim": 4, "mapping": "seq2static", "out_len": None, "target_dim": 4}
+    model = build_model({"name": "mlp", "arch": "mlp", **MODEL_DEFAULTS}, **dims).eval()
+    calls = []
+    model.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
+    p = Predictor(model, {"name": "t", "type": "classification", "mapping": "seq2static"},
+                  {"class_names": ["a", "b", "c", "d"]}, dims, [], "t/mlp/0")
+    rng = np.random.default_rng(0)
+    with h5py.File(tmp_path / "rows.h5", "w") as fh:
+        fh["data"] = rng.normal(size=(50, 12, 3)).astype(np.float32)
+    with h5py.File(tmp_path / "runs.h5", "w") as fh:  # items of 7 consecutive windows each
+        fh["data"] = rng.normal(size=(50, 12, 3)).astype(np.float32)
+        fh["item_ids"] = np.array([f"piece{i // 7}" for i in range(50)], dtype=object).astype("S")
+    counts = write_tables(p, expand([tmp_path / "rows.h5"]), tmp_path / "big.csv", batch=16)
+    assert counts == {"items": 50, "skipped": 0, "windows": 50}
+    assert calls == [16, 16, 16, 2], calls  # today: 50 passes of one window each
+    for name in ("rows.h5", "runs.h5"):
+        write_tables(p, expand([tmp_path / name]), tmp_path / f"{name}.big.csv", batch=16)
+        five_rows = 5 * 12 * 3 * 4  # one batch (16 rows) a block: items straddle blocks
+        write_tables(p, expand([tmp_path / name]), tmp_path / f"{name}.small.csv", batch=16, block_bytes=five_rows)
+        for table in ("", ".items"):
+            big = (tmp_path / f"{name}.big{table}.csv").read_text()
+            assert big == (tmp_path / f"{name}.small{table}.csv").read_text()
+    items = read_table(tmp_path / "runs.h5.big.items.csv")
+    assert items["item_id"].tolist() == [f"piece{i}" for i in range(8)] and items["n_windows"].tolist() == [7] * 7 + [1]

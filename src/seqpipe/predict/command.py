@@ -20,6 +20,7 @@ from seqpipe.predict import tables
 from seqpipe.predict.choose import best_run
 from seqpipe.predict.inputs import Source, expand
 from seqpipe.predict.run import Predictor, load_run
+from seqpipe.predict.featurise import BLOCK_BYTES
 from seqpipe.predict.stream import BATCH, predict_rows
 
 log = logging.getLogger("seqpipe.predict")
@@ -31,15 +32,17 @@ def items_path(out: str | Path) -> Path:
     return out.with_name(f"{out.stem}.items.csv" if out.suffix == ".csv" else f"{out.name}.items.csv")
 
 
-def write_tables(p: Predictor, sources: Iterable[Source], out: str | Path, workers: int = 1, batch: int = BATCH) -> dict:
-    """Write both tables (rows streamed to temporary files, renamed when complete); returns counts."""
+def write_tables(p: Predictor, sources: Iterable[Source], out: str | Path, workers: int = 1, batch: int = BATCH,
+                 block_bytes: int = BLOCK_BYTES) -> dict:
+    """Write both tables (rows streamed to temporary files, renamed when complete); returns counts.
+    HDF5 inputs are read `block_bytes` of inputs at a time."""
     counts = {"items": 0, "skipped": 0, "windows": 0}
     with atomic_path(out) as tmp_windows, atomic_path(items_path(out)) as tmp_items:
         with open(tmp_windows, "w", newline="", encoding="utf-8") as fw, open(tmp_items, "w", newline="", encoding="utf-8") as fi:
             windows, items = csv.writer(fw, lineterminator="\n"), csv.writer(fi, lineterminator="\n")
             windows.writerow(tables.window_columns(p))
             items.writerow(tables.item_columns(p))
-            for table, row in predict_rows(p, sources, workers, batch):
+            for table, row in predict_rows(p, sources, workers, batch, block_bytes):
                 (windows if table == "window" else items).writerow([tables.fmt(v) for v in row])
                 counts["windows" if table == "window" else "items"] += 1
                 counts["skipped"] += table == "item" and row[2] == "skipped"

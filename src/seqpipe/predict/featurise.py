@@ -19,6 +19,8 @@ from seqpipe.features.extract import extract_stream, kind_module
 from seqpipe.features.windows import item_windows, step_target_names
 from seqpipe.predict.inputs import Source
 
+BLOCK_BYTES = 64 * 2**20  # the float32 inputs read from an HDF5 input at a time
+
 
 @dataclass
 class Windows:
@@ -28,6 +30,20 @@ class Windows:
     data: np.ndarray | None
     start_s: np.ndarray | None
     reason: str | None = None
+
+
+@dataclass
+class Block:
+    """Consecutive samples of an HDF5 input: their item ids, model inputs [n, T, D] and start times in seconds."""
+
+    item_ids: np.ndarray
+    data: np.ndarray
+    start_s: np.ndarray
+
+    def runs(self) -> Iterator[tuple[int, int]]:
+        """(lo, hi) of each run of consecutive rows of one item."""
+        cut = np.flatnonzero(self.item_ids[1:] != self.item_ids[:-1]) + 1
+        yield from zip(np.r_[0, cut].tolist(), np.r_[cut, len(self.item_ids)].tolist())
 
 
 def check_spec(spec: dict) -> None:
@@ -74,9 +90,11 @@ def file_windows(sources: Iterable[Source], spec: dict, workers: int = 1) -> Ite
         yield Windows(source, data, np.where(starts == 0, 0.0, starts.astype(np.float64) * seconds))
 
 
-def hdf5_windows(source: Source, dims: dict, block: int = 4096) -> Iterator[Windows]:
+def hdf5_blocks(source: Source, dims: dict, block_bytes: int = BLOCK_BYTES, multiple: int = 1) -> Iterator[Block]:
     """The samples of an HDF5 file in the task's layout (root-level `data`, or `train`/`val`/`test` groups),
-    as runs of consecutive windows of one item, read `block` rows at a time."""
+    read a block of about `block_bytes` of float32 inputs at a time (memory flat in the file's size). A
+    block's rows are a multiple of `multiple` (the forward batch: the same batches whatever the block, so
+    the same numbers)."""
     import h5py
 
     from seqpipe.datasets import SPLITS
@@ -87,21 +105,19 @@ def hdf5_windows(source: Source, dims: dict, block: int = 4096) -> Iterator[Wind
             raise ValueError("no `data` dataset at the root or in train/val/test groups; expected an HDF5 file in the task's layout")
         rate = float(fh.attrs.get("frame_rate", 0) or 0)
         for group in groups:
-            yield from _group_windows(source, group, dims, rate, block)
+            yield from _group_blocks(source, group, dims, rate, block_bytes, multiple)
 
 
-def _group_windows(source: Source, group, dims: dict, rate: float, block: int) -> Iterator[Windows]:
+def _group_blocks(source: Source, group, dims: dict, rate: float, block_bytes: int, multiple: int) -> Iterator[Block]:
     data = group["data"]
     want = (int(dims["seq_len"]), int(dims["in_dim"]))
     if tuple(data.shape[1:]) != want:
         raise ValueError(f"{group.name}/data holds samples of shape {tuple(data.shape[1:])}, the run's model takes {want} "
                          "(window, features); expected a file of the run's feature set")
-    for lo in range(0, data.shape[0], block):
-        hi = min(lo + block, data.shape[0])
-        x = data[lo:hi].astype(np.float32)
+    rows = max(1, block_bytes // (4 * want[0] * want[1]) // multiple) * multiple
+    for lo in range(0, data.shape[0], rows):
+        hi = min(lo + rows, data.shape[0])
         ids = (group["item_ids"].asstr()[lo:hi] if "item_ids" in group
                else np.array([f"{source.item_id}:{group.name.strip('/') or 'data'}:{i}" for i in range(lo, hi)]))
         starts = group["window_start"][lo:hi].astype(np.float64) / rate if "window_start" in group and rate > 0 else np.full(hi - lo, np.nan)
-        cut = np.flatnonzero(ids[1:] != ids[:-1]) + 1
-        for a, b in zip(np.r_[0, cut], np.r_[cut, hi - lo]):
-            yield Windows(Source(source.path, str(ids[a]), "hdf5"), x[a:b], starts[a:b])
+        yield Block(ids, data[lo:hi].astype(np.float32, copy=False), starts)
