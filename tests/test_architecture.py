@@ -24,7 +24,8 @@ STAGES: list[tuple[str, ...]] = [
     ("seqpipe.datasets",),
     ("seqpipe.config_base", "seqpipe.overrides", "seqpipe.sweep", "seqpipe.config_checks", "seqpipe.config",
      "seqpipe.plan"),
-    ("seqpipe.data",),
+    ("seqpipe.raw",),
+    ("seqpipe.taskfile",),
     ("seqpipe.features",),
     ("seqpipe.models",),
     ("seqpipe.tracking",),
@@ -184,7 +185,7 @@ def test_the_schema_feature_kinds_are_the_kind_modules():
 
 def test_the_schema_dataset_lists_are_the_dataset_modules():
     """The datasets the schema accepts, the dataset modules and the demo generators name the same datasets."""
-    from seqpipe.data.demo import DATASETS as DEMOS
+    from seqpipe.raw.demo import DATASETS as DEMOS
     from seqpipe.datasets import dataset_names
 
     section = schema()["properties"]["datasets"]["properties"]

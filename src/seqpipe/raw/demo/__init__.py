@@ -4,7 +4,7 @@
 exactly as the real archives extract, quirks included (Groove's empty `audio_filename`, MAESTRO's
 `.midi` files and column-oriented JSON, DEAM's header spaces, extra columns, 48 kHz and mono clips),
 so every later stage reads demo and real data through the same code. Each dataset's generator is a
-module of its own (`seqpipe.data.demo.<dataset>`, with a `generate(out_dir, n_items, seed, duration_s)`
+module of its own (`seqpipe.raw.demo.<dataset>`, with a `generate(out_dir, n_items, seed, duration_s)`
 function), loaded only when that dataset is asked for; `common` holds what they share. The labels
 follow from the musical content, so models can learn them (see each module's docstring).
 
@@ -36,7 +36,7 @@ def generator_module(dataset: str) -> str:
 def _readme(dataset: str, n_items: int, seed: int, duration_s: float) -> str:
     """The README.txt written beside the demo data."""
     return (
-        f"Synthetic demo data for the '{dataset}' dataset, generated offline by seqpipe (seqpipe.data.demo)\n"
+        f"Synthetic demo data for the '{dataset}' dataset, generated offline by seqpipe (seqpipe.raw.demo)\n"
         f"with seed {seed}, {n_items} items, duration_s {duration_s:g} (used by deam only).\n\n"
         "The files mirror the layout of the real archive so the pipeline reads them unchanged, but every\n"
         "file is synthetic: this is NOT the real dataset, and results on it say nothing about real data.\n"
@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     root = generate(args.dataset, args.out, n_items=args.n_items, seed=args.seed, duration_s=args.duration, workers=args.workers)
     if args.manifest is not None:
-        from seqpipe.data.manifest import build_manifest, write_manifest
+        from seqpipe.raw.manifest import build_manifest, write_manifest
 
         write_manifest(build_manifest(args.dataset, root, "demo"), args.manifest)
 
