@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,8 +25,11 @@ from seqpipe.io import write_text
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("groove", "maestro", "deam", "lakh", "folder")
-PARALLEL = ("deam",)  # generators whose items are slow enough to spread over worker processes
+def demo_datasets() -> list[str]:
+    """The datasets with a demo: every registered dataset (each has its generator `seqpipe.raw.demo.<name>`)."""
+    from seqpipe.datasets import dataset_names
+
+    return dataset_names()
 
 
 def generator_module(dataset: str) -> str:
@@ -54,8 +58,8 @@ def generate(dataset: str, out_dir: Path, *, n_items: int, seed: int, duration_s
     """
     from seqpipe.datasets import get_dataset
 
-    if dataset not in DATASETS:
-        raise ValueError(f"demo: unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if dataset not in demo_datasets():
+        raise ValueError(f"demo: unknown dataset {dataset!r}; choose one of {', '.join(demo_datasets())}")
     if n_items < 1:
         raise ValueError(f"demo: n_items must be at least 1, got {n_items}")
     if seed < 0:
@@ -64,8 +68,9 @@ def generate(dataset: str, out_dir: Path, *, n_items: int, seed: int, duration_s
         raise ValueError(f"demo: duration_s must be positive, got {duration_s}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    extra = {"workers": workers} if dataset in PARALLEL else {}
     module = importlib.import_module(generator_module(dataset))
+    # generators whose items are slow enough to spread over worker processes take `workers`
+    extra = {"workers": workers} if "workers" in inspect.signature(module.generate).parameters else {}
     root = module.generate(out_dir, n_items, seed, float(duration_s), **extra)
     write_text(out_dir / "README.txt", _readme(dataset, n_items, seed, float(duration_s)))
     found = get_dataset(dataset).find_root(out_dir)
@@ -79,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """`seqpipe demo --dataset NAME --out DIR --n-items N --seed S [--duration D] [--manifest FILE]`."""
     parser = argparse.ArgumentParser(prog="seqpipe demo", description="Generate small offline copies of Groove, MAESTRO, DEAM, Lakh or a "
                                      "labelled MIDI folder in their real layouts (byte-identical for the same arguments).")
-    parser.add_argument("--dataset", required=True, choices=DATASETS, help="which dataset to generate")
+    parser.add_argument("--dataset", required=True, choices=demo_datasets(), help="which dataset to generate")
     parser.add_argument("--out", required=True, type=Path, help="folder to write into (created)")
     parser.add_argument("--n-items", required=True, type=int, help="number of items (performances, songs, files) to write")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the generator (default: 0)")
