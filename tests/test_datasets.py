@@ -535,3 +535,16 @@ def test_deam_a_readable_file_wins_over_an_unusable_one_and_duplicates_are_repor
     reasons = {e["path"]: e["reason"] for e in index.skipped}
     assert set(reasons) == {"MEMD_audio/2.mp3", "MEMD_audio/3.flac"}
     assert "another audio file (3.mp3)" in reasons["MEMD_audio/3.flac"]
+
+
+@pytest.mark.parametrize("name", ["groove", "deam", "folder"])
+def test_a_dataset_modules_code_stamp_holds_no_other_dataset(name: str) -> None:
+    """The registry loads a dataset module by name when it is asked for, so the code a job runs (its code stamp:
+    the module's import closure) holds that dataset's module only, and editing one dataset reruns only its stages."""
+    from seqpipe.codedeps import source_files
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    files = {Path(f).relative_to(src).as_posix() for f in source_files((f"seqpipe.datasets.{name}",), str(src))}
+    datasets = {f for f in files if f.startswith("seqpipe/datasets/")}
+    assert datasets == {"seqpipe/datasets/__init__.py", "seqpipe/datasets/base.py", "seqpipe/datasets/registry.py",
+                        f"seqpipe/datasets/{name}.py"}

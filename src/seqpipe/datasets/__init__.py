@@ -12,8 +12,9 @@ Every dataset module exposes the same small surface:
 - `load_items(root) -> list[Item]`: `index(root).items`, warning once about the skipped ones.
 
 A dataset module imports what it shares with the others from `seqpipe.datasets.base` (and the
-decorator from `seqpipe.datasets.registry`), never from this package, which imports every dataset
-module below to fill the registry. Adding a dataset: docs/architecture.md ("To add ...").
+decorator from `seqpipe.datasets.registry`), never from this package. The registry imports a
+dataset module when it is first asked for (`get_dataset`, `dataset_names`), so a job loads only
+the dataset it reads. Adding a dataset: docs/architecture.md ("To add ...").
 
 Paths are never resolved: a root that is a symbolic link, or a tree of links (git-annex, DVC),
 is read through its links, and relative paths are computed on the paths as given.
@@ -21,7 +22,6 @@ is read through its links, and relative paths are computed on the paths as given
 
 from __future__ import annotations
 
-from seqpipe.datasets import deam, folder, groove, lakh, maestro  # noqa: F401 - fill the registry
 from seqpipe.datasets.base import (
     SPLITS,
     DatasetLayoutError,
