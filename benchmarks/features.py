@@ -136,7 +136,7 @@ def maestro_sized_midi(folder: Path, n: int) -> list[Path]:
 
 
 def demo_files(folder: Path, n_midi: int, n_audio: int) -> tuple[list[Path], list[Path]]:
-    from seqpipe.data.demo import generate
+    from seqpipe.raw.demo import generate
 
     deam = generate("deam", folder / "deam", n_items=n_audio, seed=0, duration_s=45.0)
     return maestro_sized_midi(folder / "midi", n_midi), sorted((deam / "MEMD_audio").glob("*.mp3"))

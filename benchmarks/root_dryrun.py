@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO / "src"))
 
-from seqpipe.data.demo import generate  # noqa: E402
+from seqpipe.raw.demo import generate  # noqa: E402
 
 
 def study(lakh: dict) -> dict:

@@ -48,7 +48,7 @@ def lakh_corpus(out: Path, pieces: int, seconds: float, seed: int = 0) -> Path:
     """`pieces` piano pieces of `seconds` each, in Lakh's layout (named by the MD5 of their bytes)."""
     import pretty_midi
 
-    from seqpipe.data.demo.maestro import piano_notes
+    from seqpipe.raw.demo.maestro import piano_notes
 
     root = out / "lmd_full"
     root.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,7 @@ from torch.nn import functional as F
 
 from seqpipe.config import section_with_defaults
 from seqpipe.models import build_model
-from seqpipe.data.reader import MemorySplit
+from seqpipe.taskfile.reader import MemorySplit
 from seqpipe.training import backends
 from seqpipe.training.precision import choose_precision
 from seqpipe.training.schedule import make_optimizer
@@ -250,8 +250,8 @@ def stream_bench(name: str, args) -> None:
 
     import numpy as np
 
-    from seqpipe.data.hdf5 import write_splits
-    from seqpipe.data.reader import training_data
+    from seqpipe.taskfile.hdf5 import write_splits
+    from seqpipe.taskfile.reader import training_data
 
     x, y = synthetic(args.n, args.steps, args.dim, args.classes)
     task = {"name": "bench", "type": "classification", "mapping": "seq2static", "paradigm": "supervised",

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqpipe.data.hdf5 import DEFAULT_FRACTIONS, Split
-from seqpipe.data.reader import TaskFile, TrainingData, open_task, training_data
+from seqpipe.taskfile.hdf5 import DEFAULT_FRACTIONS, Split
+from seqpipe.taskfile.reader import TaskFile, TrainingData, open_task, training_data
 from seqpipe.datasets import SPLITS
 
 
@@ -49,7 +49,7 @@ def load_splits(
 ) -> dict[str, Split]:
     """Read all three splits into memory, auto-splitting a root-level file by `fractions` and `seed`.
 
-    A convenience for small files and tests; stages read through `seqpipe.data.reader`. `task`
+    A convenience for small files and tests; stages read through `seqpipe.taskfile.reader`. `task`
     (optional) selects how the file is read (`format: rollout`, stratified classes); its
     `split_fractions` and `split_seed` are replaced by `fractions` and `seed`.
     """

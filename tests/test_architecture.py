@@ -24,7 +24,8 @@ STAGES: list[tuple[str, ...]] = [
     ("seqpipe.datasets",),
     ("seqpipe.config_base", "seqpipe.overrides", "seqpipe.sweep", "seqpipe.config_checks", "seqpipe.config",
      "seqpipe.plan"),
-    ("seqpipe.data",),
+    ("seqpipe.raw",),
+    ("seqpipe.taskfile",),
     ("seqpipe.features",),
     ("seqpipe.models",),
     ("seqpipe.tracking",),
@@ -182,15 +183,129 @@ def test_the_schema_feature_kinds_are_the_kind_modules():
     assert set(schema()["$defs"]["feature_set"]["properties"]["kind"]["enum"]) == kinds
 
 
+DATASET_PACKAGE = PACKAGE / "datasets"
+DATASET_SHARED = {"__init__", "base", "registry"}  # the registry and the helpers every dataset module uses
+
+
 def test_the_schema_dataset_lists_are_the_dataset_modules():
-    """The datasets the schema accepts, the dataset modules and the demo generators name the same datasets."""
-    from seqpipe.data.demo import DATASETS as DEMOS
+    """The datasets the schema accepts (`datasets:`, `demo:`, a feature set's `dataset`), the registered dataset
+    modules and the demo generators name the same datasets."""
     from seqpipe.datasets import dataset_names
+    from seqpipe.raw.demo import demo_datasets
 
     section = schema()["properties"]["datasets"]["properties"]
+    demo = schema()["properties"]["demo"]["properties"]
     pattern = schema()["$defs"]["feature_set"]["properties"]["dataset"]["pattern"]
-    assert set(section) == set(dataset_names()) == set(DEMOS)
+    assert set(section) == set(demo) == set(dataset_names()) == set(demo_datasets())
     assert set(pattern.strip("^$()").split("|")) - {"folder_[A-Za-z0-9_]+"} == set(dataset_names())
+
+
+def test_every_dataset_module_registers_itself_and_has_a_demo_generator():
+    """The registry is filled by the modules' own `@register_dataset` (no list of names anywhere): every module of
+    seqpipe/datasets/ is registered under its file name, imports the shared helpers from `datasets.base` (never the
+    package that imports it), and has its generator in seqpipe/raw/demo/<name>.py."""
+    from seqpipe.datasets import DATASETS, dataset_names, get_dataset
+
+    modules = {p.stem for p in DATASET_PACKAGE.glob("*.py")} - DATASET_SHARED
+    assert set(dataset_names()) == set(DATASETS) == modules
+    for name in modules:
+        assert get_dataset(name).__name__ == f"seqpipe.datasets.{name}" and get_dataset(name).NAME == name
+        assert "seqpipe.datasets" not in GRAPH[f"seqpipe.datasets.{name}"], f"datasets/{name}.py imports the package"
+        assert (PACKAGE / "raw" / "demo" / f"{name}.py").is_file(), f"no demo generator raw/demo/{name}.py"
+    init = (DATASET_PACKAGE / "__init__.py").read_text()
+    assert "_MODULES" not in init and not any(f'"{n}"' in init for n in modules), "a list of dataset names in datasets/"
+
+
+TINY_DATASET = '''"""A test dataset: every `*.tiny` file below the root is one item, all in train."""
+from pathlib import Path
+
+from seqpipe.datasets.base import DatasetLayoutError, Index, Item, walk_files
+from seqpipe.datasets.registry import register_dataset
+
+NAME, HOME, LICENSE_INFO, REMOTES = "tiny", "https://example.org/tiny", "CC0", {}
+
+
+def find_root(path):
+    for candidate in (Path(path), Path(path) / "tiny"):
+        if any(candidate.glob("*.tiny")):
+            return candidate
+    raise DatasetLayoutError(f"tiny: no *.tiny file in {path}; point datasets.tiny.root at the folder holding them")
+
+
+@register_dataset(NAME)
+def index(root):
+    return Index([Item(p.stem, p, "train") for p in walk_files(root) if p.suffix == ".tiny"], [])
+
+
+def load_items(root):
+    return index(root).items
+'''
+
+TINY_GENERATOR = '''from pathlib import Path
+
+
+def generate(out_dir, n_items, seed, duration_s):
+    root = Path(out_dir) / "tiny"
+    root.mkdir(exist_ok=True)
+    for i in range(n_items):
+        (root / f"{seed}_{i}.tiny").write_text(str(i))
+    return root
+'''
+
+
+def load_module(name: str, path: Path, source: str, monkeypatch):
+    """Import `source`, written to `path`, as module `name`, as an import of it would (gone again after the test)."""
+    import importlib.util
+    import sys
+
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_adding_a_dataset_is_its_module_its_demo_generator_and_its_schema_entries(tmp_path, monkeypatch):
+    """A new dataset needs its module (registered by `@register_dataset`), its generator in raw/demo/<name>.py and
+    its entries in the schema (`datasets:`, `demo:`, the feature set's pattern), no other list anywhere: the demo
+    command generates it and writes its manifest, and the config check reads a `root` through its module."""
+    import h5py
+
+    from seqpipe import config
+    from seqpipe.datasets import DATASETS, dataset_names, get_dataset
+    from seqpipe.raw import demo, manifest
+
+    monkeypatch.setitem(DATASETS, "tiny", None)  # the registry loses "tiny" again after the test
+    DATASETS.pop("tiny")
+    module = load_module("seqpipe.datasets.tiny", tmp_path / "tiny.py", TINY_DATASET, monkeypatch)
+    load_module("seqpipe.raw.demo.tiny", tmp_path / "tiny_demo.py", TINY_GENERATOR, monkeypatch)
+    assert "tiny" in dataset_names() and get_dataset("tiny") is module
+
+    out = tmp_path / "raw"
+    demo.main(["--dataset", "tiny", "--out", str(out), "--n-items", "3", "--manifest", str(tmp_path / "m.json")])
+    assert sorted(manifest.read_manifest(tmp_path / "m.json")["files"]) == ["0_0.tiny", "0_1.tiny", "0_2.tiny"]
+
+    block = schema()
+    block["properties"]["datasets"]["properties"]["tiny"] = {"$ref": "#/$defs/dataset", "default": {}}
+    block["properties"]["demo"]["properties"]["tiny"] = {"type": "object", "default": {}}
+    dataset = block["$defs"]["feature_set"]["properties"]["dataset"]
+    dataset["pattern"] = dataset["pattern"].replace("(", "(tiny|", 1)
+    raw = {"datasets": {"tiny": {"source": "root", "root": str(out)}},
+           "features": {"tiny_summary": {"dataset": "tiny", "kind": "midi_summary"}},
+           "tasks": {"t": {"data_path": str(tmp_path / "t.h5"), "paradigm": "self_supervised", "mapping": "seq2seq",
+                           "type": "reconstruction"}},
+           "models": {"mlp": {"arch": "mlp"}}}
+    h5py.File(tmp_path / "t.h5", "w").close()
+    checked = config.validate_config(raw, block, files=True)
+    assert checked["datasets"]["tiny"]["root"] == str(out) and checked["features"]["tiny_summary"]["dataset"] == "tiny"
+    raw["datasets"]["tiny"]["root"] = str(tmp_path)
+    try:
+        config.validate_config(raw, block, files=True)
+    except config.ConfigError as err:
+        assert "datasets.tiny.root: tiny: no *.tiny file" in str(err)
+    else:
+        raise AssertionError("a root without the new dataset's layout was accepted")
 
 
 def test_adding_a_model_is_one_decorated_builder_and_its_schema_block(monkeypatch):

@@ -15,10 +15,10 @@ import h5py
 import numpy as np
 import pytest
 
-from seqpipe.data import reader
-from seqpipe.data.reader import SplitReader, open_task
-from seqpipe.data.validate import main as validate_main
-from seqpipe.data.validate import validate
+from seqpipe.taskfile import reader
+from seqpipe.taskfile.reader import SplitReader, open_task
+from seqpipe.taskfile.validate import main as validate_main
+from seqpipe.taskfile.validate import validate
 from seqpipe.evaluation.baseline import main as baseline_main
 from seqpipe.evaluation.baseline import run_baseline
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from seqpipe.config import ConfigError, DEFAULT_LOSS, load_config, task_config, train_job, validate_config
-from seqpipe.data.validate import validate
+from seqpipe.taskfile.validate import validate
 from seqpipe.evaluation.baseline import run_baseline
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint, predict
-from seqpipe.data.reader import standardisation
+from seqpipe.taskfile.reader import standardisation
 from seqpipe.training.train import train
 from taskfiles import load_splits, load_task_data
 

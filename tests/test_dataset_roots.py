@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from seqpipe.data.demo import generate
+from seqpipe.raw.demo import generate
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

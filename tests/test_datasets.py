@@ -227,7 +227,7 @@ def test_groove_every_unusable_listed_file_is_in_the_skipped_list(tmp_path: Path
 
 
 def test_manifest_lists_the_skipped_items(tmp_path: Path) -> None:
-    from seqpipe.data.manifest import build_manifest
+    from seqpipe.raw.manifest import build_manifest
 
     root = write_groove(tmp_path, GROOVE_ROWS)
     (root / "drummer10/session1/2_rock_120_fill_4-4.mid").unlink()
@@ -455,7 +455,7 @@ def _lakh_annex(tmp_path: Path) -> tuple[Path, Path]:
     hex folder itself a link (DVC), the root reached through a link; plus a dangling link and an odd name."""
     import hashlib
 
-    from seqpipe.data import demo
+    from seqpipe.raw import demo
 
     real = demo.generate("lakh", tmp_path / "real", n_items=12, seed=0)
     store, tree = tmp_path / "annex" / "objects", tmp_path / "checkout" / "lmd_full"
@@ -480,7 +480,7 @@ def _lakh_annex(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_lakh_symlinked_tree_is_read_through_its_links(tmp_path: Path) -> None:
-    from seqpipe.data.manifest import build_manifest
+    from seqpipe.raw.manifest import build_manifest
     from seqpipe.datasets import lakh
 
     link_root, real = _lakh_annex(tmp_path)
@@ -498,7 +498,7 @@ def test_lakh_symlinked_tree_is_read_through_its_links(tmp_path: Path) -> None:
 
 
 def test_features_build_on_a_symlinked_lakh_tree(tmp_path: Path) -> None:
-    from seqpipe.data.manifest import build_manifest, write_manifest
+    from seqpipe.raw.manifest import build_manifest, write_manifest
     from seqpipe.features.build import build
 
     link_root, _ = _lakh_annex(tmp_path)
@@ -535,3 +535,16 @@ def test_deam_a_readable_file_wins_over_an_unusable_one_and_duplicates_are_repor
     reasons = {e["path"]: e["reason"] for e in index.skipped}
     assert set(reasons) == {"MEMD_audio/2.mp3", "MEMD_audio/3.flac"}
     assert "another audio file (3.mp3)" in reasons["MEMD_audio/3.flac"]
+
+
+@pytest.mark.parametrize("name", ["groove", "deam", "folder"])
+def test_a_dataset_modules_code_stamp_holds_no_other_dataset(name: str) -> None:
+    """The registry loads a dataset module by name when it is asked for, so the code a job runs (its code stamp:
+    the module's import closure) holds that dataset's module only, and editing one dataset reruns only its stages."""
+    from seqpipe.codedeps import source_files
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    files = {Path(f).relative_to(src).as_posix() for f in source_files((f"seqpipe.datasets.{name}",), str(src))}
+    datasets = {f for f in files if f.startswith("seqpipe/datasets/")}
+    assert datasets == {"seqpipe/datasets/__init__.py", "seqpipe/datasets/base.py", "seqpipe/datasets/registry.py",
+                        f"seqpipe/datasets/{name}.py"}

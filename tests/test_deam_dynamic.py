@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from seqpipe.config import validate_config
-from seqpipe.data import demo
-from seqpipe.data.manifest import build_manifest, write_manifest
+from seqpipe.raw import demo
+from seqpipe.raw.manifest import build_manifest, write_manifest
 from seqpipe.datasets import deam
 from seqpipe.evaluation.baseline import run_baseline
 from seqpipe.evaluation.per_song import per_song_metrics, song_frames

@@ -15,11 +15,11 @@ import pretty_midi
 import pytest
 import soundfile as sf
 
-from seqpipe.data import demo
-from seqpipe.data.demo import common as demo_common
-from seqpipe.data.demo import deam as deam_demo_gen
-from seqpipe.data.demo import groove as groove_demo_gen
-from seqpipe.data.demo import maestro as maestro_demo_gen
+from seqpipe.raw import demo
+from seqpipe.raw.demo import common as demo_common
+from seqpipe.raw.demo import deam as deam_demo_gen
+from seqpipe.raw.demo import groove as groove_demo_gen
+from seqpipe.raw.demo import maestro as maestro_demo_gen
 from seqpipe.datasets import deam, groove, maestro
 
 SEED = 7

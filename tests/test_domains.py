@@ -13,10 +13,10 @@ from sklearn.linear_model import LogisticRegression
 
 from seqpipe import plan
 from seqpipe.config import check_config, ConfigError
-from seqpipe.data import assemble
-from seqpipe.data.assemble import AssemblyError, assemble_task
-from seqpipe.data.hdf5 import read_attrs, write_splits
-from seqpipe.data.validate import ValidationError, validate
+from seqpipe.taskfile import assemble
+from seqpipe.taskfile.assemble import AssemblyError, assemble_task
+from seqpipe.taskfile.hdf5 import read_attrs, write_splits
+from seqpipe.taskfile.validate import ValidationError, validate
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint
 from seqpipe.features.build import assemble as assemble_windows
 from seqpipe.features.build import Extracted

@@ -1,4 +1,4 @@
-"""seqpipe.data.download against a real HTTP server on 127.0.0.1 serving archives built here."""
+"""seqpipe.raw.download against a real HTTP server on 127.0.0.1 serving archives built here."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ import pretty_midi
 import pytest
 import soundfile
 
-from seqpipe.data import download as dl
-from seqpipe.data.download import DownloadError, download, fetch_dataset, remote_url, safe_extract
+from seqpipe.raw import download as dl
+from seqpipe.raw.download import DownloadError, download, fetch_dataset, remote_url, safe_extract
 from seqpipe.datasets import deam, groove, maestro
 
 # ----------------------------------------------------------------------------- local HTTP server
@@ -568,7 +568,7 @@ def test_main_fetches_maestro_and_writes_manifest(server: Server, tmp_path: Path
              "--manifest", str(manifest), "--base-url", base])  # fmt: skip
     (item,) = maestro.load_items(out / "maestro-v3.0.0")
     assert item.item_id == "2004/x" and item.split == "val"
-    from seqpipe.data.manifest import read_manifest
+    from seqpipe.raw.manifest import read_manifest
 
     written = read_manifest(manifest)
     assert written["source"] == "download" and Path(written["root"]) == (out / "maestro-v3.0.0").resolve()

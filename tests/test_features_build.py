@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqpipe.data import demo
-from seqpipe.data.hdf5 import read_attrs
-from seqpipe.data.manifest import build_manifest, write_manifest
+from seqpipe.raw import demo
+from seqpipe.taskfile.hdf5 import read_attrs
+from seqpipe.raw.manifest import build_manifest, write_manifest
 from seqpipe.datasets import Item
 from seqpipe.features.build import build, encode_targets, extract_all, windows
 from seqpipe.io import read_json

@@ -17,9 +17,9 @@ import h5py
 import numpy as np
 import pytest
 
-from seqpipe.data import demo
-from seqpipe.data.hdf5 import read_attrs
-from seqpipe.data.manifest import build_manifest, read_manifest, write_manifest
+from seqpipe.raw import demo
+from seqpipe.taskfile.hdf5 import read_attrs
+from seqpipe.raw.manifest import build_manifest, read_manifest, write_manifest
 from seqpipe.datasets import Item
 from seqpipe.features.build import build, build_part
 from seqpipe.features.extract import extract_stream
@@ -242,7 +242,7 @@ def test_with_a_limit_dataset_wide_entries_are_listed_not_counted(groove, tmp_pa
 
 
 def test_shard_count_of_a_root_copy_counts_the_copy(config, tmp_path):
-    from seqpipe.data import demo
+    from seqpipe.raw import demo
 
     root = demo.generate("lakh", tmp_path / "lakh", n_items=30, seed=0)
     config["features"]["lakh_roll"] = {"dataset": "lakh", "kind": "piano_roll", "shards": "auto"}

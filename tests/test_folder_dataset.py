@@ -11,9 +11,9 @@ import pytest
 import soundfile as sf
 
 from seqpipe.config import validate_config
-from seqpipe.data import demo
-from seqpipe.data.demo.common import write_midi
-from seqpipe.data.manifest import build_manifest, write_manifest
+from seqpipe.raw import demo
+from seqpipe.raw.demo.common import write_midi
+from seqpipe.raw.manifest import build_manifest, write_manifest
 from seqpipe.datasets import folder, get_dataset
 from seqpipe.features.build import build
 from seqpipe.features.kinds import drum_grid

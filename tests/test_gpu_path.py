@@ -23,7 +23,7 @@ from seqpipe.models.diffusion_ae import build_diffusion_ae
 from seqpipe.models import heads
 from seqpipe.training import checkpoint
 from seqpipe.training import train as train_module
-from seqpipe.data.reader import MemorySplit
+from seqpipe.taskfile.reader import MemorySplit
 from seqpipe.training.losses import gradient_penalty
 from seqpipe.training.schedule import make_optimizer
 from seqpipe.training.train import run_epoch, select_device, training_settings

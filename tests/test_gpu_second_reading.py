@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from seqpipe.data.reader import MemorySplit
+from seqpipe.taskfile.reader import MemorySplit
 from seqpipe.models import Normalised, build_model
 from seqpipe.training import backends, checkpoint, gpus, precision
 from seqpipe.training import train as train_module

@@ -3,7 +3,7 @@ import hashlib
 import h5py
 import numpy as np
 
-from seqpipe.data.hdf5 import auto_split_indices, read_attrs, write_splits
+from seqpipe.taskfile.hdf5 import auto_split_indices, read_attrs, write_splits
 from taskfiles import load_splits
 
 

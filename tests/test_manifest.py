@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from seqpipe.data import demo, manifest
-from seqpipe.data.manifest import build_manifest, tree_state
+from seqpipe.raw import demo, manifest
+from seqpipe.raw.manifest import build_manifest, tree_state
 
 
 def test_tree_state_follows_content_additions_and_removals(tmp_path):

@@ -13,7 +13,7 @@ import torch
 from seqpipe.config import load_schema, train_job, validate_config
 from seqpipe.models import MODELS, autoencoder, build_model, diffusion_ae, gan_ae, tcn_vae, transformer, vae
 from seqpipe.models.grl import dann_alpha, grad_reverse
-from seqpipe.data.reader import standardisation
+from seqpipe.taskfile.reader import standardisation
 from seqpipe.training.losses import total_aux, total_loss, total_regularization
 from taskfiles import load_task_data
 from tests.test_training import MODEL_DEFAULTS, job, make_file

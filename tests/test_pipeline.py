@@ -152,7 +152,7 @@ def test_two_clean_runs_give_identical_bytes(demo_run, tmp_path_factory):
 
 def test_datasets_from_existing_copies(tmp_path_factory):
     """`datasets.<name>.root` pointing at a copy in each real layout: index, features, train, evaluate."""
-    from seqpipe.data.demo import generate
+    from seqpipe.raw.demo import generate
 
     copies = tmp_path_factory.mktemp("copies")
     sizes = {"groove": 60, "maestro": 16, "deam": 20, "lakh": 30}

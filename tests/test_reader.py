@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from seqpipe.data.hdf5 import auto_split_indices, open_h5, write_splits
-from seqpipe.data.reader import Batch, MemorySplit, epoch_order, open_task, standardisation, training_data
-from seqpipe.data.validate import ValidationError, validate
+from seqpipe.taskfile.hdf5 import auto_split_indices, open_h5, write_splits
+from seqpipe.taskfile.reader import Batch, MemorySplit, epoch_order, open_task, standardisation, training_data
+from seqpipe.taskfile.validate import ValidationError, validate
 from tests.test_training import job
 
 CLS = {"name": "t", "paradigm": "supervised", "mapping": "seq2static", "type": "classification"}
@@ -202,7 +202,7 @@ def test_streamed_split_pins_memory_for_cuda_and_prefetches(tmp_path):
 
 
 def test_evaluation_reads_only_the_test_split(tmp_path, monkeypatch):
-    from seqpipe.data import reader
+    from seqpipe.taskfile import reader
     from seqpipe.evaluation.evaluate import evaluate
     from seqpipe.models import build_model
 

@@ -292,7 +292,7 @@ def test_snakemake_report_groups_figures_by_task_without_code_stamps(tmp_path: P
     model/figure labels and their own captions, each run's loss figure, no code_stamp in the rule graph."""
     import yaml
 
-    from seqpipe.data.hdf5 import write_splits
+    from seqpipe.taskfile.hdf5 import write_splits
     from tests.test_pipeline import copy_workflow, snakemake
 
     rng = np.random.default_rng(0)

@@ -109,7 +109,7 @@ def cells(n: int) -> Counter:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Project:
-    from seqpipe.data.demo import generate
+    from seqpipe.raw.demo import generate
 
     copies = tmp_path_factory.mktemp("matrix_copies")
     roots = {"groove": generate("groove", copies / "groove", n_items=40, seed=3),
@@ -406,7 +406,7 @@ def test_input_hashes_are_remembered_until_the_file_changes(tmp_path, monkeypatc
 
 def test_a_manifest_keeps_a_root_outside_the_project_absolute(tmp_path):
     """A moved project must still find a dataset copy that lives elsewhere (and its own demo data)."""
-    from seqpipe.data.manifest import read_manifest, write_manifest
+    from seqpipe.raw.manifest import read_manifest, write_manifest
 
     outside, project = tmp_path / "copies/groove", tmp_path / "project"
     for root, out in ((outside, project / "resources/raw/groove.manifest.json"),

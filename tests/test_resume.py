@@ -24,7 +24,7 @@ import pytest
 import torch
 import yaml
 
-from seqpipe.data.hdf5 import write_splits
+from seqpipe.taskfile.hdf5 import write_splits
 from seqpipe.training import checkpoint, train as train_module
 from seqpipe.training.train import train
 from tests.test_training import job

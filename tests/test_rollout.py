@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from seqpipe.data.rollout import RolloutError, read_rollout, rollout_spec
-from seqpipe.data.validate import ValidationError, validate
+from seqpipe.taskfile.rollout import RolloutError, read_rollout, rollout_spec
+from seqpipe.taskfile.validate import ValidationError, validate
 from seqpipe.evaluation.baseline import run_baseline
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint
-from seqpipe.data.reader import standardisation
+from seqpipe.taskfile.reader import standardisation
 from seqpipe.training.train import train
 from taskfiles import load_splits, load_task_data
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from seqpipe.config import DEFAULT_LOSS
-from seqpipe.data.hdf5 import write_splits
+from seqpipe.taskfile.hdf5 import write_splits
 from seqpipe.evaluation.baseline import run_baseline
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint
 from seqpipe.training.train import train

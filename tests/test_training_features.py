@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch import nn
 
-from seqpipe.data import reader as loader
-from seqpipe.data import splits
-from seqpipe.data.hdf5 import write_splits
-from seqpipe.data.reader import MemorySplit, epoch_order
+from seqpipe.taskfile import reader as loader
+from seqpipe.taskfile import splits
+from seqpipe.taskfile.hdf5 import write_splits
+from seqpipe.taskfile.reader import MemorySplit, epoch_order
 from seqpipe.models import MODELS
 from seqpipe.training.checkpoint import load
 from seqpipe.training.schedule import make_scheduler, step_scheduler

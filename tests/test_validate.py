@@ -4,7 +4,7 @@ import h5py
 import numpy as np
 import pytest
 
-from seqpipe.data.validate import ValidationError, validate
+from seqpipe.taskfile.validate import ValidationError, validate
 
 CLS = {"name": "t", "paradigm": "supervised", "mapping": "seq2static", "type": "classification"}
 REG = {"name": "t", "paradigm": "supervised", "mapping": "seq2static", "type": "regression"}

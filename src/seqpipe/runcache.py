@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from seqpipe.data.manifest import tree_state
+from seqpipe.raw.manifest import tree_state
 from seqpipe.forced import is_forced
 
 log = logging.getLogger("seqpipe.runcache")
@@ -74,7 +74,7 @@ def cache_key(kind: str, params: str | dict, inputs: list[str | Path], memo_dir:
               trees: list[str | Path] = ()) -> str:
     """The key of a job: its kind, its parameters (canonical JSON) and its inputs' content, in order;
     with `trees`, also the state of those folders (every file's path, size and modification time,
-    `seqpipe.data.manifest.tree_state`): raw files changed or removed since the manifest change the key."""
+    `seqpipe.raw.manifest.tree_state`): raw files changed or removed since the manifest change the key."""
     params = json.loads(params) if isinstance(params, str) else params
     record = {"kind": kind, "params": params, "inputs": [input_sha256(path, memo_dir) for path in inputs]}
     if trees:

@@ -12,7 +12,7 @@ SRC = Path(workflow.basedir) / "src"
 
 from seqpipe import codedeps, plan
 from seqpipe.config import train_job, task_config
-from seqpipe.data.manifest import tree_state
+from seqpipe.raw.manifest import tree_state
 from seqpipe.features.shards import shard_count
 from seqpipe.io import config_hash
 from seqpipe.forced import ENV_VAR as FORCED_VAR, record_forced
@@ -164,9 +164,9 @@ def resume_dir(wildcards):
 def demo_code(wildcards):
     """The demo rule's code: the entry point, this dataset's generator and the manifest."""
     return code(
-        "seqpipe.data.demo",
-        f"seqpipe.data.demo.{wildcards.dataset}",
-        "seqpipe.data.manifest",
+        "seqpipe.raw.demo",
+        f"seqpipe.raw.demo.{wildcards.dataset}",
+        "seqpipe.raw.manifest",
     )
 
 

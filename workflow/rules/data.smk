@@ -33,7 +33,7 @@ rule demo:
 rule download:
     """Download a dataset's archives (resumable, size and SHA-256 checked), extract them safely and write the manifest."""
     input:
-        code=dataset_code("seqpipe.data.download", "seqpipe.data.manifest"),
+        code=dataset_code("seqpipe.raw.download", "seqpipe.raw.manifest"),
     output:
         raw=directory("resources/raw/{dataset}"),
         manifest="resources/raw/{dataset}.manifest.json",
@@ -59,7 +59,7 @@ rule download:
 rule index_root:
     """Index a dataset copy you already have (`datasets.<name>.root`): list its files, checksums and skipped items."""
     input:
-        code=dataset_code("seqpipe.data.manifest"),
+        code=dataset_code("seqpipe.raw.manifest"),
     output:
         # update(): a failing index keeps the last good manifest (Snakemake restores it), and an
         # unchanged one is not rewritten, so what was built from it stays up to date

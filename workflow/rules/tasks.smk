@@ -6,7 +6,7 @@ rule assemble_task:
     """Join a multi-dataset task's feature sets into results/tasks/<task>.h5 with a domain id per sample and domain_names."""
     input:
         unpack(task_sources),
-        code=code("seqpipe.data.assemble"),
+        code=code("seqpipe.taskfile.assemble"),
     output:
         h5="results/tasks/{task}.h5",
     log:

@@ -5,7 +5,7 @@ rule validate:
     """Check a task's HDF5 file against its task type (shapes, dtypes, labels, leakage, domains) before any training."""
     input:
         h5=task_h5,
-        code=code("seqpipe.data.validate"),
+        code=code("seqpipe.taskfile.validate"),
     output:
         report="results/validation/{task}.json",
     log:

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from seqpipe.datasets import DatasetLayoutError, Index, Item, as_root, file_problem, skipped_entry, walk_files, warn_skipped
+from seqpipe.datasets.base import DatasetLayoutError, Index, Item, as_root, file_problem, skipped_entry, walk_files, warn_skipped
+from seqpipe.datasets.registry import register_dataset
 
 NAME = "deam"
 HOME = "https://cvml.unige.ch/databases/DEAM/"
@@ -210,6 +211,7 @@ def audio_path(root: Path, song_id: str) -> Path | None:
     return next((p for p in present if file_problem(p) is None), present[0] if present else None)
 
 
+@register_dataset(NAME)
 def index(root: Path) -> Index:
     """One `Item` per labelled song with readable audio, sorted by id, and every song or file skipped.
 

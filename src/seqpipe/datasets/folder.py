@@ -27,7 +27,8 @@ import re
 import warnings
 from pathlib import Path
 
-from seqpipe.datasets import Index, Item, normalise_split, walk_files
+from seqpipe.datasets.base import Index, Item, normalise_split, walk_files
+from seqpipe.datasets.registry import register_dataset
 
 NAME = "folder"
 HOME = ""
@@ -179,6 +180,7 @@ def _index(root: Path) -> tuple[list[Item], list[dict]]:
     return items, skipped
 
 
+@register_dataset(NAME)
 def index(root: Path) -> Index:
     """The dataset interface: items sorted by id, and the files that cannot become items (`skipped`)."""
     items, skipped = _index(root)

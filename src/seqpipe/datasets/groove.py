@@ -17,9 +17,10 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from seqpipe.datasets import (
+from seqpipe.datasets.base import (
     DatasetLayoutError, Index, Item, index_items, normalise_split, warn_skipped, where_not_found,
 )
+from seqpipe.datasets.registry import register_dataset
 
 NAME = "groove"
 HOME = "https://magenta.tensorflow.org/datasets/groove"
@@ -105,6 +106,7 @@ def _item_from_row(root: Path, row: dict[str, str], where: str) -> Item:
     return Item(item_id=row["id"], path=Path(root) / row["midi_filename"], split=split, labels=labels)
 
 
+@register_dataset(NAME)
 def index(root: Path) -> Index:
     """One `Item` per readable MIDI file listed in `info.csv`, sorted by id, and the listed files skipped."""
     root = Path(root)

@@ -19,7 +19,8 @@ import os
 import re
 from pathlib import Path
 
-from seqpipe.datasets import DatasetLayoutError, Index, Item, file_problem, skipped_entry, warn_skipped
+from seqpipe.datasets.base import DatasetLayoutError, Index, Item, file_problem, skipped_entry, warn_skipped
+from seqpipe.datasets.registry import register_dataset
 
 NAME = "lakh"
 HOME = "https://colinraffel.com/projects/lmd/"
@@ -95,6 +96,7 @@ def split_of(md5: str) -> str:
     return "val" if position < SPLIT_FRACTIONS["train"] + SPLIT_FRACTIONS["val"] else "test"
 
 
+@register_dataset(NAME)
 def index(root: Path) -> Index:
     """One item per readable `<hex>/<md5>.mid` file, sorted by MD5; every other entry skipped with its reason.
 

@@ -22,9 +22,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from seqpipe.datasets import (
+from seqpipe.datasets.base import (
     DatasetLayoutError, Index, Item, index_items, normalise_split, warn_skipped, where_not_found,
 )
+from seqpipe.datasets.registry import register_dataset
 
 NAME = "maestro"
 HOME = "https://magenta.tensorflow.org/datasets/maestro"
@@ -179,6 +180,7 @@ def _item_from_record(root: Path, record: dict[str, str], where: str) -> Item:
     )
 
 
+@register_dataset(NAME)
 def index(root: Path) -> Index:
     """One `Item` per readable performance, sorted by id, and the listed files skipped with their reason."""
     root = find_root(Path(root))

@@ -1,6 +1,6 @@
 """Trivial baselines on the test split: the train split's majority class, or its mean target.
 
-The train statistics take one pass over the train split in blocks (`seqpipe.data.reader`), and the
+The train statistics take one pass over the train split in blocks (`seqpipe.taskfile.reader`), and the
 test split is scored batch by batch, so memory stays within `--memory-budget-mb` whatever the
 file's size.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqpipe.data.reader import TaskFile, add_budget_option, open_task, targets
+from seqpipe.taskfile.reader import TaskFile, add_budget_option, open_task, targets
 from seqpipe.evaluation.evaluate import record, score_split, scored_record
 from seqpipe.io import write_json
 

@@ -1,6 +1,6 @@
 """Evaluate a trained model's best checkpoint on the test split; add the metrics to its MLflow run.
 
-Only the test split is read (`seqpipe.data.reader`): in memory when it fits `--memory-budget-mb`,
+Only the test split is read (`seqpipe.taskfile.reader`): in memory when it fits `--memory-budget-mb`,
 else batch by batch from the file, predicting each batch as it comes.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqpipe.data.reader import StreamSplit, TaskFile, add_budget_option, open_task, targets
+from seqpipe.taskfile.reader import StreamSplit, TaskFile, add_budget_option, open_task, targets
 from seqpipe.evaluation import pieces, predictions, stats
 from seqpipe.evaluation.metrics import (
     check_finite,
@@ -26,7 +26,7 @@ from seqpipe.evaluation.metrics import (
     regression_metrics,
 )
 from seqpipe.evaluation.predictions import Predictions
-from seqpipe.data.domains import domain_accuracy
+from seqpipe.taskfile.domains import domain_accuracy
 from seqpipe.evaluation.per_song import song_scores
 from seqpipe.io import read_json, write_json
 from seqpipe.models import Normalised

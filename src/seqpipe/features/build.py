@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from seqpipe.data.manifest import read_manifest
+from seqpipe.raw.manifest import read_manifest
 from seqpipe.datasets import SPLITS, Item, get_dataset
 from seqpipe.features.extract import Extracted, extract_all, extract_stream, kind_module
 from seqpipe.features.merge import merge

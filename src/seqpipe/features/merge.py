@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 
 from seqpipe import __version__
-from seqpipe.data.hdf5 import attr_value
+from seqpipe.taskfile.hdf5 import attr_value
 from seqpipe.datasets import SPLITS
 from seqpipe.features.parts import STR, TABLES
 from seqpipe.io import atomic_path, canonical_json, config_hash, sha256_file

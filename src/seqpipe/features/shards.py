@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 from typing import TypeVar
 
-from seqpipe.data.manifest import tree_state
+from seqpipe.raw.manifest import tree_state
 from seqpipe.datasets import get_dataset
 
 T = TypeVar("T")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqpipe.data.hdf5 import read_attrs
+from seqpipe.taskfile.hdf5 import read_attrs
 from seqpipe.evaluation.evaluate import predict_batch
 from seqpipe.models import Normalised
 from seqpipe.tracking.model import feature_specs, load_model, model_file

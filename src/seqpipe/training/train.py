@@ -34,8 +34,8 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from seqpipe import __version__
-from seqpipe.data.hdf5 import read_attrs
-from seqpipe.data.reader import TrainingData, epoch_order, training_data
+from seqpipe.taskfile.hdf5 import read_attrs
+from seqpipe.taskfile.reader import TrainingData, epoch_order, training_data
 from seqpipe.io import atomic_path, config_hash, read_json, write_json, write_text
 from seqpipe.models import Normalised, build_model
 from seqpipe.tracking.invocation import with_invocation

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from seqpipe.data.reader import SplitReader
+    from seqpipe.taskfile.reader import SplitReader
 
 
 class Batch(NamedTuple):

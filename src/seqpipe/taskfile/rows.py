@@ -7,7 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from seqpipe.data.hdf5 import decode_strings, open_h5
+from seqpipe.taskfile.hdf5 import decode_strings, open_h5
 
 
 def _runs(positions: np.ndarray) -> list[np.ndarray]:

@@ -6,7 +6,7 @@ fixed seed (`auto_split_indices`: whole source items, classes stratified). Files
 also hold `item_ids` per sample (the source item of each window, for leakage checks), optionally
 `domains` (int64 domain id per sample, names in the root attribute `domain_names`), and root
 attributes: feature names, frame rate, class or target names, provenance. Files written by anyone
-else in this layout train unchanged. Stages read these files through `seqpipe.data.reader`.
+else in this layout train unchanged. Stages read these files through `seqpipe.taskfile.reader`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from seqpipe.data.rollout import looks_like_rollout
+from seqpipe.taskfile.rollout import looks_like_rollout
 from seqpipe.datasets import SPLITS
 from seqpipe.io import atomic_path
 

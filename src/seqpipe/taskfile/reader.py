@@ -17,14 +17,14 @@ same batches, so a streamed run trains exactly like an in-memory one. Memory of 
 bounded by the budget: blocks hold at most budget / BLOCK_SHARE bytes of one array, and only the
 small per-sample arrays (labels of classification tasks, item ids, domains) are read whole.
 
-Its parts, each a module of its own: `seqpipe.data.splits` (the file as three split sources read
-in blocks, no torch: what validation uses), `seqpipe.data.rows` (where a split's rows come from),
-`seqpipe.data.encoding` (inputs and targets as the model sees them), `seqpipe.data.stats` (one-pass
-moments, the negligible-spread rule) and `seqpipe.data.batches` (`Batch`, in-memory and streamed
+Its parts, each a module of its own: `seqpipe.taskfile.splits` (the file as three split sources read
+in blocks, no torch: what validation uses), `seqpipe.taskfile.rows` (where a split's rows come from),
+`seqpipe.taskfile.encoding` (inputs and targets as the model sees them), `seqpipe.taskfile.stats` (one-pass
+moments, the negligible-spread rule) and `seqpipe.taskfile.batches` (`Batch`, in-memory and streamed
 batch sources); import them from here.
 
 Root-level files of classification tasks are split stratified by class, keeping every source item
-in one split (`seqpipe.data.hdf5.auto_split_indices`). Streaming a root-level file reads the span
+in one split (`seqpipe.taskfile.hdf5.auto_split_indices`). Streaming a root-level file reads the span
 of each run of consecutive split rows and keeps the split's rows; write train/val/test groups for
 large files.
 """
@@ -39,12 +39,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqpipe.data.batches import Batch, MemorySplit, StreamSplit, epoch_order
-from seqpipe.data.encoding import encode_inputs, one_hot, targets
-from seqpipe.data.hdf5 import is_one_hot_task, is_presplit, open_h5, read_attrs
-from seqpipe.data.rollout import is_rollout_task, rollout_spec
-from seqpipe.data.rows import ArrayRows, H5Rows
-from seqpipe.data.splits import (
+from seqpipe.taskfile.batches import Batch, MemorySplit, StreamSplit, epoch_order
+from seqpipe.taskfile.encoding import encode_inputs, one_hot, targets
+from seqpipe.taskfile.hdf5 import is_one_hot_task, is_presplit, open_h5, read_attrs
+from seqpipe.taskfile.rollout import is_rollout_task, rollout_spec
+from seqpipe.taskfile.rows import ArrayRows, H5Rows
+from seqpipe.taskfile.splits import (
     BLOCK_SHARE,
     DEFAULT_BUDGET_MB,
     STATS_CHUNK_BYTES,
@@ -55,7 +55,7 @@ from seqpipe.data.splits import (
     open_splits,
     require_samples,
 )
-from seqpipe.data.stats import CONSTANT_REL_STD, Moments, finish_standardisation, is_one_hot, negligible_spread, standardisation
+from seqpipe.taskfile.stats import CONSTANT_REL_STD, Moments, finish_standardisation, is_one_hot, negligible_spread, standardisation
 from seqpipe.datasets import SPLITS
 
 __all__ = [  # the reader's interface; batches, encoding, rows and stats are its parts

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqpipe.data.demo.common import MAJOR, MINOR, Note, humanised_velocity, item_rng, scale_pitches, write_midi
+from seqpipe.raw.demo.common import MAJOR, MINOR, Note, humanised_velocity, item_rng, scale_pitches, write_midi
 from seqpipe.io import write_text
 
 LABELS_FILE = "emotion_labels.json"

@@ -12,7 +12,7 @@ A rollout file holds one group per simulated parameter set:
 A task picks inputs by parameter name (`in_lbl`) and targets by alias -> attribute path
 (`out_lbl`). Failed rollouts are dropped (a group without `success` counts as successful). The
 result is root-level `data` float32 [N, 1, D_in] and `labels` float32 [N, K] with the group names
-as item ids, which the reader (`seqpipe.data.reader.open_task`) auto-splits like any root-level file. A file
+as item ids, which the reader (`seqpipe.taskfile.reader.open_task`) auto-splits like any root-level file. A file
 with a single group gives N = 1.
 """
 

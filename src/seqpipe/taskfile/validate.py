@@ -8,10 +8,10 @@ Checks: the task type is one of the six of the contract; `data` (float32 [N, T, 
 ids in [0, vocab_size) for one-hot inputs); `labels` by task type (dtype, shape, N, T per step,
 T' = target_seq_len, finite values, class ids); the same per-sample shapes in every split; name
 attributes that match the arrays; items leaking across splits; for `format: rollout`, the
-rollout file itself (`seqpipe.data.rollout`); `domains` (int [N], ids >= 0 and below the number
+rollout file itself (`seqpipe.taskfile.rollout`); `domains` (int [N], ids >= 0 and below the number
 of `domain_names`). docs/datasets.md describes the layouts.
 
-Splits are read through `seqpipe.data.splits` (the reader's torch-free part) block by block (contiguous rows, each block at most
+Splits are read through `seqpipe.taskfile.splits` (the reader's torch-free part) block by block (contiguous rows, each block at most
 `--memory-budget-mb` / 8), so peak memory does not grow with the file; only per-sample ids (item
 ids, domains) are held whole.
 """
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from seqpipe.data.hdf5 import is_one_hot_task, is_presplit, open_h5, split_seed
-from seqpipe.data.splits import DEFAULT_BUDGET_MB, SplitFile, SplitSource, add_budget_option, open_splits
-from seqpipe.data.rollout import is_rollout_task, rollout_spec, scan_rollout, spec_problems
+from seqpipe.taskfile.hdf5 import is_one_hot_task, is_presplit, open_h5, split_seed
+from seqpipe.taskfile.splits import DEFAULT_BUDGET_MB, SplitFile, SplitSource, add_budget_option, open_splits
+from seqpipe.taskfile.rollout import is_rollout_task, rollout_spec, scan_rollout, spec_problems
 from seqpipe.datasets import SPLITS
 from seqpipe.io import write_json
 

@@ -25,8 +25,8 @@ import h5py
 import numpy as np
 
 from seqpipe import __version__
-from seqpipe.data.domains import ATTR, KEY
-from seqpipe.data.hdf5 import STR, is_presplit, read_attrs
+from seqpipe.taskfile.domains import ATTR, KEY
+from seqpipe.taskfile.hdf5 import STR, is_presplit, read_attrs
 from seqpipe.datasets import SPLITS
 from seqpipe.io import atomic_path
 

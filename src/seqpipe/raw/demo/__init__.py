@@ -4,7 +4,7 @@
 exactly as the real archives extract, quirks included (Groove's empty `audio_filename`, MAESTRO's
 `.midi` files and column-oriented JSON, DEAM's header spaces, extra columns, 48 kHz and mono clips),
 so every later stage reads demo and real data through the same code. Each dataset's generator is a
-module of its own (`seqpipe.data.demo.<dataset>`, with a `generate(out_dir, n_items, seed, duration_s)`
+module of its own (`seqpipe.raw.demo.<dataset>`, with a `generate(out_dir, n_items, seed, duration_s)`
 function), loaded only when that dataset is asked for; `common` holds what they share. The labels
 follow from the musical content, so models can learn them (see each module's docstring).
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,8 +25,11 @@ from seqpipe.io import write_text
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("groove", "maestro", "deam", "lakh", "folder")
-PARALLEL = ("deam",)  # generators whose items are slow enough to spread over worker processes
+def demo_datasets() -> list[str]:
+    """The datasets with a demo: every registered dataset (each has its generator `seqpipe.raw.demo.<name>`)."""
+    from seqpipe.datasets import dataset_names
+
+    return dataset_names()
 
 
 def generator_module(dataset: str) -> str:
@@ -36,7 +40,7 @@ def generator_module(dataset: str) -> str:
 def _readme(dataset: str, n_items: int, seed: int, duration_s: float) -> str:
     """The README.txt written beside the demo data."""
     return (
-        f"Synthetic demo data for the '{dataset}' dataset, generated offline by seqpipe (seqpipe.data.demo)\n"
+        f"Synthetic demo data for the '{dataset}' dataset, generated offline by seqpipe (seqpipe.raw.demo)\n"
         f"with seed {seed}, {n_items} items, duration_s {duration_s:g} (used by deam only).\n\n"
         "The files mirror the layout of the real archive so the pipeline reads them unchanged, but every\n"
         "file is synthetic: this is NOT the real dataset, and results on it say nothing about real data.\n"
@@ -54,8 +58,8 @@ def generate(dataset: str, out_dir: Path, *, n_items: int, seed: int, duration_s
     """
     from seqpipe.datasets import get_dataset
 
-    if dataset not in DATASETS:
-        raise ValueError(f"demo: unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if dataset not in demo_datasets():
+        raise ValueError(f"demo: unknown dataset {dataset!r}; choose one of {', '.join(demo_datasets())}")
     if n_items < 1:
         raise ValueError(f"demo: n_items must be at least 1, got {n_items}")
     if seed < 0:
@@ -64,8 +68,9 @@ def generate(dataset: str, out_dir: Path, *, n_items: int, seed: int, duration_s
         raise ValueError(f"demo: duration_s must be positive, got {duration_s}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    extra = {"workers": workers} if dataset in PARALLEL else {}
     module = importlib.import_module(generator_module(dataset))
+    # generators whose items are slow enough to spread over worker processes take `workers`
+    extra = {"workers": workers} if "workers" in inspect.signature(module.generate).parameters else {}
     root = module.generate(out_dir, n_items, seed, float(duration_s), **extra)
     write_text(out_dir / "README.txt", _readme(dataset, n_items, seed, float(duration_s)))
     found = get_dataset(dataset).find_root(out_dir)
@@ -79,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """`seqpipe demo --dataset NAME --out DIR --n-items N --seed S [--duration D] [--manifest FILE]`."""
     parser = argparse.ArgumentParser(prog="seqpipe demo", description="Generate small offline copies of Groove, MAESTRO, DEAM, Lakh or a "
                                      "labelled MIDI folder in their real layouts (byte-identical for the same arguments).")
-    parser.add_argument("--dataset", required=True, choices=DATASETS, help="which dataset to generate")
+    parser.add_argument("--dataset", required=True, choices=demo_datasets(), help="which dataset to generate")
     parser.add_argument("--out", required=True, type=Path, help="folder to write into (created)")
     parser.add_argument("--n-items", required=True, type=int, help="number of items (performances, songs, files) to write")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the generator (default: 0)")
@@ -89,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     root = generate(args.dataset, args.out, n_items=args.n_items, seed=args.seed, duration_s=args.duration, workers=args.workers)
     if args.manifest is not None:
-        from seqpipe.data.manifest import build_manifest, write_manifest
+        from seqpipe.raw.manifest import build_manifest, write_manifest
 
         write_manifest(build_manifest(args.dataset, root, "demo"), args.manifest)
 

@@ -2,10 +2,10 @@
 
 A domain is where a sample comes from (its dataset, recording setup, drummer, ...). Files get them
 from a feature set's `domain: <label column>` (one id per value of that column) or from task
-assembly (`seqpipe.data.assemble`: one id per source feature set). tcn_vae's domain adversary
+assembly (`seqpipe.taskfile.assemble`: one id per source feature set). tcn_vae's domain adversary
 trains on them; evaluation scores the adversary's domain accuracy on the test split. Feature files
-number them in `seqpipe.features.windows.encode_domains`; `seqpipe.data.validate.check_domains`
-checks them; `seqpipe.data.reader` yields them as `Batch.domain`.
+number them in `seqpipe.features.windows.encode_domains`; `seqpipe.taskfile.validate.check_domains`
+checks them; `seqpipe.taskfile.reader` yields them as `Batch.domain`.
 """
 
 from __future__ import annotations

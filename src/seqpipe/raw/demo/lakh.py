@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from seqpipe.data.demo.common import Note, item_rng, write_midi
-from seqpipe.data.demo.groove import DRUM_PITCH, GROOVE_STYLES
-from seqpipe.data.demo.maestro import COMPOSERS, piano_notes
+from seqpipe.raw.demo.common import Note, item_rng, write_midi
+from seqpipe.raw.demo.groove import DRUM_PITCH, GROOVE_STYLES
+from seqpipe.raw.demo.maestro import COMPOSERS, piano_notes
 from seqpipe.io import atomic_path
 
 TEMPO = 120.0

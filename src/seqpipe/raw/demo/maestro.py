@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqpipe.data.demo.common import (
+from seqpipe.raw.demo.common import (
     MAJOR, MINOR, PENTATONIC, SPLIT_NAMES, WHOLE_TONE, Note, assign_splits, balanced, csv_text, item_rng, move, nearest,
     scale_pitches, triad, humanised_velocity, walk, write_midi,
 )  # fmt: skip

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqpipe.data.demo.common import MAJOR, csv_text, item_rng, scale_pitches, triad
+from seqpipe.raw.demo.common import MAJOR, csv_text, item_rng, scale_pitches, triad
 from seqpipe.io import atomic_path, write_text
 
 DEAM_RATE = 44_100

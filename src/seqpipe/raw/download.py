@@ -1,7 +1,7 @@
 """Download dataset archives and unpack them safely: the `download` stage.
 
-The HTTP part (`download`: resumable, verified, retried) is seqpipe.data.http_download; the archive
-part (`safe_extract`: every member checked before anything is written) is seqpipe.data.archive.
+The HTTP part (`download`: resumable, verified, retried) is seqpipe.raw.http_download; the archive
+part (`safe_extract`: every member checked before anything is written) is seqpipe.raw.archive.
 
 `fetch_dataset(name, downloads, out)` does both for every archive of a dataset's `REMOTES` and
 returns the dataset root inside `out`. One process per `dest` at a time: two concurrent downloads
@@ -16,8 +16,8 @@ import posixpath
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from seqpipe.data.archive import safe_extract
-from seqpipe.data.http_download import DownloadError, download  # noqa: F401 - DownloadError: the stage's error
+from seqpipe.raw.archive import safe_extract
+from seqpipe.raw.http_download import DownloadError, download  # noqa: F401 - DownloadError: the stage's error
 from seqpipe.datasets import dataset_names, get_dataset
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     root = fetch_dataset(args.dataset, Path(args.downloads), Path(args.out), base_url=args.base_url)
     if args.manifest:
-        from seqpipe.data.manifest import build_manifest, write_manifest
+        from seqpipe.raw.manifest import build_manifest, write_manifest
 
         write_manifest(build_manifest(args.dataset, root, "download"), args.manifest)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from seqpipe.data.hdf5 import DOCS, is_one_hot_task
+from seqpipe.taskfile.hdf5 import DOCS, is_one_hot_task
 
 
 def one_hot(ids: np.ndarray, vocab_size: int, where: str = "data") -> np.ndarray:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqpipe.data.demo.common import SPLIT_NAMES, Note, assign_splits, balanced, csv_text, item_rng, humanised_velocity, write_midi
+from seqpipe.raw.demo.common import SPLIT_NAMES, Note, assign_splits, balanced, csv_text, item_rng, humanised_velocity, write_midi
 from seqpipe.io import write_text
 
 DRUM_PITCH = {

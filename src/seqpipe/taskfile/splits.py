@@ -4,7 +4,7 @@
 by fractions and seed, whole items, classes stratified; a rollout file) and gives a `SplitSource`
 per split: sizes, shapes, dtypes, item ids, domains, and contiguous blocks of at most
 budget / BLOCK_SHARE bytes. Validation reads files through it alone (no torch import);
-`seqpipe.data.reader` adds statistics and batches on top.
+`seqpipe.taskfile.reader` adds statistics and batches on top.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from seqpipe.data.encoding import encode_inputs, targets
-from seqpipe.data.hdf5 import (
+from seqpipe.taskfile.encoding import encode_inputs, targets
+from seqpipe.taskfile.hdf5 import (
     DOCS,
     auto_split_indices,
     is_one_hot_task,
@@ -30,8 +30,8 @@ from seqpipe.data.hdf5 import (
     split_fractions,
     split_seed,
 )
-from seqpipe.data.rollout import is_rollout_task, read_rollout, rollout_spec
-from seqpipe.data.rows import ArrayRows, H5Rows
+from seqpipe.taskfile.rollout import is_rollout_task, read_rollout, rollout_spec
+from seqpipe.taskfile.rows import ArrayRows, H5Rows
 from seqpipe.datasets import SPLITS
 
 DEFAULT_BUDGET_MB = 2048.0  # the schema's training.memory_budget_mb default

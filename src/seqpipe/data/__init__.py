@@ -1,1 +1,0 @@
-"""Data stage: demo generation, raw manifests, HDF5 reading and writing, validation."""
