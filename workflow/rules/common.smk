@@ -319,8 +319,18 @@ def all_predictions():
 
 
 def all_targets():
-    """The leaderboard and the MLflow record of every run (the track_runs rule)."""
-    return [*(REPORT[kind] for kind in ("csv", "md", "html")), plan.TRACKED]
+    """The leaderboard, the MLflow record of every run (the track_runs rule) and, when training is
+    packed, each pack's record (train_pack: what joins a pack's cells into one group job)."""
+    packed = [plan.PACK_RECORD.format(pack=k) for k in range(len(PACKS))]
+    return [*(REPORT[kind] for kind in ("csv", "md", "html")), plan.TRACKED, *packed]
+
+
+PACKS = plan.packs(config)  # resources.train.pack > 1: the cells in packs of that size
+
+
+def pack_runs(wildcards):
+    """The run.json of every cell of one pack."""
+    return [f"{cell.run_dir}/run.json" for cell in PACKS[int(wildcards.pack)]]
 
 
 def predict_runs(wildcards, name):
