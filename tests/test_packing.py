@@ -94,3 +94,16 @@ def test_each_pack_is_one_group_job_without_group_components(tmp_path):
     assert condor.returncode == 0, condor.stderr[-3000:]
     cell = "task=style, model=mlp, seed={}".format
     assert sorted(map(sorted, group_jobs(condor.stdout))) == [sorted([cell(0), cell(1), "pack=0"]), sorted([cell(2), "pack=1"])]
+
+
+def test_group_components_on_top_of_packs_is_refused(tmp_path):
+    """`--group-components train=N` would put N packs in one job, each cell still told it shares the GPU
+    with pack-1 others: refused in one paragraph that names the flag and the fix."""
+    workdir = copy_workflow(tmp_path)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(TINY))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run([str(BIN / "snakemake"), "--profile", "profiles/condor", "-n", "--group-components", "train=2"],
+                          cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "--group-components train=2" in output and "resources.train.pack" in output, output[-3000:]

@@ -7,6 +7,8 @@ import re
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+
 # The source files the code stamps hash (seqpipe itself is imported as installed: docs/architecture.md).
 SRC = Path(workflow.basedir) / "src"
 
@@ -329,7 +331,17 @@ PACKS = plan.packs(config)  # resources.train.pack > 1: the cells in packs of th
 
 
 def pack_runs(wildcards):
-    """The run.json of every cell of one pack."""
+    """The run.json of every cell of one pack (and a refusal of --group-components for train, which
+    Snakemake sets after the Snakefile is read)."""
+    components = workflow.group_settings.group_components.get("train", 1)
+    if components > 1:
+        raise WorkflowError(
+            f"--group-components train={components}: with resources.train.pack: {res('train', 'pack')} in the "
+            "config, each pack already goes to the cluster as one job (its train_pack record joins its cells), so "
+            "this flag would put several packs in one job while each cell still reckons with 1/pack of the GPU; "
+            "drop --group-components train=... (and any group-components entry for train in your profile) and set "
+            "the cells per job with resources.train.pack alone."
+        )
     return [f"{cell.run_dir}/run.json" for cell in PACKS[int(wildcards.pack)]]
 
 
