@@ -40,7 +40,7 @@ rule train:
     benchmark:
         "results/benchmarks/train/{task}/{model}/{seed}.tsv"
     group:
-        "train" if res("train", "pack") > 1 else None  # with --group-components train=N: N jobs per cluster job
+        "train" if res("train", "pack") > 1 else None  # packed: joined per pack by train_pack into one cluster job
     conda:
         "../../envs/train.yaml"
     threads: res("train", "threads")
