@@ -81,14 +81,15 @@ def group_jobs(dry_run: str) -> list[list[str]]:
 def test_each_pack_is_one_group_job_without_group_components(tmp_path):
     """Three cells with `pack: 2`: two pack records, each joining its own cells into one group job (the
     HTCondor profile's dry run lists group jobs; no --group-components), and the local profile's
-    `--resources gpu=4` still plans (ints against ints)."""
+    `--resources gpu=4` still plans (ints against ints), each cell told it shares its GPU."""
     workdir = copy_workflow(tmp_path)
     (workdir / "config.yaml").write_text(yaml.safe_dump(TINY))
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    local = subprocess.run([str(BIN / "snakemake"), "--profile", "profiles/local", "-n"], cwd=workdir, env=env,
-                           capture_output=True, text=True, timeout=600)
+    local = subprocess.run([str(BIN / "snakemake"), "--profile", "profiles/local", "-n", "--printshellcmds"], cwd=workdir,
+                           env=env, capture_output=True, text=True, timeout=600)
     assert local.returncode == 0, local.stderr[-3000:]
     assert local.stdout.count("rule train:") == 3 and local.stdout.count("rule train_pack:") == 2, local.stdout[-3000:]
+    assert local.stdout.count("--gpu-share 2") == 3, local.stdout[-3000:]  # each cell: 1/2 of its GPU's memory
     condor = subprocess.run([str(BIN / "snakemake"), "--profile", "profiles/condor", "-n"], cwd=workdir, env=env,
                             capture_output=True, text=True, timeout=600)
     assert condor.returncode == 0, condor.stderr[-3000:]
