@@ -108,3 +108,15 @@ def test_group_components_on_top_of_packs_is_refused(tmp_path):
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "--group-components train=2" in output and "resources.train.pack" in output, output[-3000:]
+
+
+def test_a_pack_that_does_not_exist_is_named(tmp_path):
+    """Asking for a pack record the config does not make (pack 1: no packs) says which and why, not an IndexError."""
+    workdir = copy_workflow(tmp_path)
+    (workdir / "config.yaml").write_text(yaml.safe_dump({**TINY, "resources": {"train": {"pack": 1}}}))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run([str(BIN / "snakemake"), "--cores", "1", "-n", "results/benchmarks/packs/0.json"], cwd=workdir,
+                          env=env, capture_output=True, text=True, timeout=600)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "no such pack" in output and "resources.train.pack is 1" in output, output[-3000:]
+    assert "IndexError" not in output

@@ -322,7 +322,8 @@ def all_predictions():
 
 def all_targets():
     """The leaderboard, the MLflow record of every run (the track_runs rule) and, when training is
-    packed, each pack's record (train_pack: what joins a pack's cells into one group job)."""
+    packed, each pack's record (train_pack: what joins a pack's cells into one group job).
+    """
     packed = [plan.PACK_RECORD.format(pack=k) for k in range(len(PACKS))]
     return [*(REPORT[kind] for kind in ("csv", "md", "html")), plan.TRACKED, *packed]
 
@@ -341,6 +342,12 @@ def pack_runs(wildcards):
             "this flag would put several packs in one job while each cell still reckons with 1/pack of the GPU; "
             "drop --group-components train=... (and any group-components entry for train in your profile) and set "
             "the cells per job with resources.train.pack alone."
+        )
+    if int(wildcards.pack) >= len(PACKS):
+        raise WorkflowError(
+            f"{plan.PACK_RECORD.format(pack=wildcards.pack)}: no such pack: resources.train.pack is "
+            f"{res('train', 'pack')}, which cuts the config's {len(plan.cells(config))} cells into {len(PACKS)} "
+            "packs (numbered from 0; none when pack is 1); ask for an existing pack's record, or set pack above 1."
         )
     return [f"{cell.run_dir}/run.json" for cell in PACKS[int(wildcards.pack)]]
 
