@@ -121,16 +121,18 @@ def test_packing_combines_with_the_local_profiles_gpu_cap(tmp_path):
 
 @pytest.mark.slow
 def test_condor_packed_group_asks_one_gpu(tmp_path):
-    """Two packed training jobs go to the pool as one job with one request_gpus and both cells' threads."""
+    """A pack of two training cells goes to the pool as one job (its pack record joins them; no
+    --group-components) with one request_gpus and both cells' threads and memory."""
     workdir = copy_workflow(tmp_path)
-    (workdir / "config.yaml").write_text(yaml.safe_dump({**PACKED, "resources": {"train": {"pack": 2, "threads": 1}}}))
+    settings = {"pack": 2, "threads": 1, "mem_mb": 700}
+    (workdir / "config.yaml").write_text(yaml.safe_dump({**PACKED, "resources": {"train": settings}}))
     local = snakemake(workdir, "--cores", "2", "--until", "validate", "tracking_setup")
     assert local.returncode == 0, local.stderr[-3000:]
-    submits = record_submits(workdir, tmp_path, ["results/runs/style/mlp/0/best.pt", "results/runs/style/mlp/1/best.pt",
-                                                 "--group-components", "train=2"])
+    submits = record_submits(workdir, tmp_path, ["results/benchmarks/packs/0.json"])
     (group,) = submits
     assert group["request_gpus"] == "1" and group["request_cpus"] == "2", group
-    assert "seed=0" in group["arguments"] and "seed=1" in group["arguments"]
+    assert group["request_memory"] == "1400MB", group
+    assert "seed=0" in group["arguments"] and "seed=1" in group["arguments"] and "pack=0" in group["arguments"]
 
 
 def record_submits(workdir: Path, tmp_path: Path, args: list[str], profile: str = "profiles/condor") -> list[dict]:

@@ -477,17 +477,19 @@ def test_packed_training_resources_ask_one_gpu_per_group_job():
 
 @pytest.mark.parametrize("profile", ["condor", "slurm"])
 def test_a_cluster_dry_run_packs_training_jobs_into_group_jobs(tmp_path, profile):
-    """The demo config's training jobs (8 today), packed by 4: group jobs of four (the last may hold fewer)."""
+    """The demo config's training jobs, packed by 4: group jobs of four cells and their pack record (the last
+    may hold fewer), with no --group-components (each pack's record joins its cells)."""
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     extra = tmp_path / "pack.yaml"
     extra.write_text(yaml.safe_dump({"resources": {"train": {"pack": 4, "mem_mb": 4000}}}))
     bin_dir = os.path.dirname(sys.executable)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.run([os.path.join(bin_dir, "snakemake"), "--profile", f"profiles/{profile}", "-n", "--forceall", "--configfile",
-                           str(extra), "--group-components", "train=4"], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+                           str(extra)], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
     total = out.count("rule train:")
     sizes = sorted((group.split("\n[")[0].count("rule train:") for group in out.split("Group job train")[1:]), reverse=True)
     assert total >= 5 and sum(sizes) == total, out[-3000:]
     assert len(sizes) == -(-total // 4) and sizes[0] == 4 and all(size == 4 for size in sizes[:-1])
+    assert out.count("rule train_pack:") == len(sizes)

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -195,28 +196,55 @@ def test_sbatch_call_without_gpu(validated, tmp_path):
     assert option(train, "-p") == "cpu"
 
 
+def log_span(log: Path) -> tuple[datetime, datetime]:
+    """The first and last timestamp of a training job's log (Python logging's asctime)."""
+    stamps = [datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f") for line in log.read_text().splitlines()
+              if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", line)]
+    assert stamps, log.read_text()[-2000:]
+    return stamps[0], stamps[-1]
+
+
 def test_packed_training_group_through_slurm(slurm_cluster, tmp_path):
-    """`pack: 2` with `--group-components train=2`: the two training jobs go to SLURM as one job asking one
-    GPU, twice the CPUs and memory; the job step inside starts (no `gpu must be an integer`) and both
-    cells write their run.json. (Inside the allocation the SLURM job-step plugin runs the group's jobs
-    one after another: snakemake-executor-plugin-slurm issue #469; see docs/clusters.md.)"""
+    """`pack: 2`: the two training cells and their pack record go to SLURM as one job asking one GPU, twice
+    the CPUs and memory (no --group-components needed); inside the allocation one job step runs the pack
+    and the two cells train side by side (their logs overlap in time), each told it shares the GPU
+    (--gpu-share 2), and each writes its run.json. (The job-step plugin runs each of a group's jobs
+    through a blocking srun when they are separate groups inside: snakemake-executor-plugin-slurm
+    issue #469; the pack record joins them into one; see docs/clusters.md.)"""
     workdir = tiny_workflow(tmp_path)
-    config = {**TINY_CONFIG, "training": {"epochs": 2, "seeds": [0, 1]}}
+    config = {**TINY_CONFIG, "training": {"epochs": 8, "seeds": [0, 1], "early_stopping": {"patience": 1000}}}
     config["resources"] = {**TINY_CONFIG["resources"], "train": {**SMALL, "pack": 2}}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     proc = snakemake(workdir, "--profile", "profiles/slurm", "--slurm-init-seconds-before-status-checks", "2",
-                     "--group-components", "train=2", "--retries", "0", "--verbose")
+                     "--retries", "0", "--verbose", "--printshellcmds", "--slurm-keep-successful-logs")
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-6000:]
     for seed in (0, 1):
-        assert json.loads((workdir / f"results/runs/style/mlp/{seed}/run.json").read_text())["epochs_run"] == 2
+        assert json.loads((workdir / f"results/runs/style/mlp/{seed}/run.json").read_text())["epochs_run"] == 8
     groups = [line for line in output.splitlines() if line.startswith("sbatch call:") and "rule_train_train" in line]
     assert len(groups) == 1, output[-6000:]
     flags = groups[0].split("--wrap")[0]
     assert "--cpus-per-task=2" in flags and "--mem 1000" in flags, flags
     if "gpu" in subprocess.run(["sinfo", "-h", "-o", "%G"], capture_output=True, text=True).stdout:
         assert "--gpus=1" in flags, flags  # one GPU for the group, not one per cell
-    assert "seed=0" in groups[0] and "seed=1" in groups[0]
+    assert "seed=0" in groups[0] and "seed=1" in groups[0] and "train_pack:pack=0" in groups[0]
+
+    # inside the allocation: one job step for the whole pack, its CPUs, no GPU request of its own (it
+    # shares the allocation's), and each cell's command told that two jobs share the GPU
+    (slurm_log,) = (workdir / ".snakemake/slurm_logs").glob("group_train*/*.log")
+    inside = slurm_log.read_text(errors="replace")
+    steps = [line for line in inside.splitlines() if line.startswith("The call for this job is: srun")]
+    assert len(steps) == 1, inside[-6000:]
+    assert "--cpus-per-task=2" in steps[0] and "--gpus" not in steps[0], steps[0]
+    assert "train:task=style,model=mlp,seed=0" in steps[0] and "train:task=style,model=mlp,seed=1" in steps[0]
+    assert inside.count("--gpu-share 2") >= 2, inside[-6000:]
+
+    # side by side: each cell's training began before the other's ended
+    (start0, end0), (start1, end1) = (log_span(workdir / f"logs/train/style/mlp/{seed}.log") for seed in (0, 1))
+    assert start0 < end1 and start1 < end0, (start0, end0, start1, end1)
+    record = json.loads((workdir / "results/benchmarks/packs/0.json").read_text())
+    assert sorted(cell["run"] for cell in record["cells"]) == ["results/runs/style/mlp/0", "results/runs/style/mlp/1"]
+    assert record["overlap_s"] > 0 and not record["skipped"], record
     assert (workdir / "results/report/leaderboard.csv").exists()
 
 

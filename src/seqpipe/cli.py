@@ -28,6 +28,7 @@ COMMANDS = {
     "run-cache": ("seqpipe.runcache", "restore a job's outputs from the run cache, or run it and store them"),
     "sync-mlflow": ("seqpipe.tracking.sync", "log runs trained while MLflow was unreachable"),
     "predict": ("seqpipe.predict.command", "label new audio, MIDI or HDF5 files with a trained run (window and item tables)"),
+    "pack-record": ("seqpipe.training.packing", "record when each training cell of a pack ran, and their overlap"),
     "relocate-mlflow": ("seqpipe.tracking.relocate", "point a moved SQLite MLflow store at its artifacts' new folder"),
 }
 

@@ -138,6 +138,22 @@ def job_resources(settings: dict, gpu: int = 0, place: str = "submit") -> dict:
     return resources
 
 
+# One file per pack of training cells (resources.train.pack > 1): the `train_pack` rule's record of
+# when each cell trained. Its job depends on the pack's cells, in the same group, which joins them into
+# one group job: one cluster job, one job step inside it, the cells side by side (docs/clusters.md).
+PACK_RECORD = f"{RESULTS}/benchmarks/packs/{{pack}}.json"
+
+
+def packs(config: dict) -> list[list[Cell]]:
+    """The cells in packs of `resources.train.pack`, in the stable order of `cells` (the last pack may be
+    smaller); no packs when `pack` <= 1."""
+    size = config["resources"]["train"].get("pack", 1)
+    if size <= 1:
+        return []
+    every = cells(config)
+    return [every[start:start + size] for start in range(0, len(every), size)]
+
+
 PLACES = ("local", "submit", "inside")
 
 

@@ -7,6 +7,8 @@ import re
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+
 # The source files the code stamps hash (seqpipe itself is imported as installed: docs/architecture.md).
 SRC = Path(workflow.basedir) / "src"
 
@@ -319,8 +321,35 @@ def all_predictions():
 
 
 def all_targets():
-    """The leaderboard and the MLflow record of every run (the track_runs rule)."""
-    return [*(REPORT[kind] for kind in ("csv", "md", "html")), plan.TRACKED]
+    """The leaderboard, the MLflow record of every run (the track_runs rule) and, when training is
+    packed, each pack's record (train_pack: what joins a pack's cells into one group job).
+    """
+    packed = [plan.PACK_RECORD.format(pack=k) for k in range(len(PACKS))]
+    return [*(REPORT[kind] for kind in ("csv", "md", "html")), plan.TRACKED, *packed]
+
+
+PACKS = plan.packs(config)  # resources.train.pack > 1: the cells in packs of that size
+
+
+def pack_runs(wildcards):
+    """The run.json of every cell of one pack (and a refusal of --group-components for train, which
+    Snakemake sets after the Snakefile is read)."""
+    components = workflow.group_settings.group_components.get("train", 1)
+    if components > 1:
+        raise WorkflowError(
+            f"--group-components train={components}: with resources.train.pack: {res('train', 'pack')} in the "
+            "config, each pack already goes to the cluster as one job (its train_pack record joins its cells), so "
+            "this flag would put several packs in one job while each cell still reckons with 1/pack of the GPU; "
+            "drop --group-components train=... (and any group-components entry for train in your profile) and set "
+            "the cells per job with resources.train.pack alone."
+        )
+    if int(wildcards.pack) >= len(PACKS):
+        raise WorkflowError(
+            f"{plan.PACK_RECORD.format(pack=wildcards.pack)}: no such pack: resources.train.pack is "
+            f"{res('train', 'pack')}, which cuts the config's {len(plan.cells(config))} cells into {len(PACKS)} "
+            "packs (numbered from 0; none when pack is 1); ask for an existing pack's record, or set pack above 1."
+        )
+    return [f"{cell.run_dir}/run.json" for cell in PACKS[int(wildcards.pack)]]
 
 
 def predict_runs(wildcards, name):

@@ -40,7 +40,7 @@ rule train:
     benchmark:
         "results/benchmarks/train/{task}/{model}/{seed}.tsv"
     group:
-        "train" if res("train", "pack") > 1 else None  # with --group-components train=N: N jobs per cluster job
+        "train" if res("train", "pack") > 1 else None  # packed: joined per pack by train_pack into one cluster job
     conda:
         "../../envs/train.yaml"
     threads: res("train", "threads")
@@ -60,3 +60,25 @@ rule train:
         " seqpipe train --data {input.h5:q} --job {params.job:q} --tracking {input.tracking:q}"
         " --threads {threads} --out-dir {params.out_dir:q} --resume-dir {params.resume_dir:q}"
         " --gpu-locks .snakemake/seqpipe-gpus --gpu-share {resources.gpu_share:q} > {log:q} 2>&1"
+
+
+rule train_pack:
+    """Record one pack's training spans (resources.train.pack > 1); in the train group, it joins the pack's cells into one cluster job whose job step runs them side by side."""
+    input:
+        runs=pack_runs,
+        code=code("seqpipe.training.packing"),
+    output:
+        plan.PACK_RECORD,
+    log:
+        "logs/train_pack/{pack}.log",
+    wildcard_constraints:
+        pack=r"\d+",
+    group:
+        "train"  # only in the DAG when packed; the same GPU request as the cells (a group's string resources must agree)
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        **(job_resources("train", gpu=1) | {"runtime": 1}),
+    shell:
+        "seqpipe pack-record --runs {input.runs:q} --out {output:q} > {log:q} 2>&1"
