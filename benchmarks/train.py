@@ -46,7 +46,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from seqpipe.config import section_with_defaults
+from seqpipe.config.load import section_with_defaults
 from seqpipe.models import build_model
 from seqpipe.data.reader import MemorySplit
 from seqpipe.training import backends

@@ -22,8 +22,8 @@ PACKAGE = SRC / "seqpipe"
 STAGES: list[tuple[str, ...]] = [
     ("seqpipe", "seqpipe.io", "seqpipe.progress", "seqpipe.signatures", "seqpipe.codedeps"),
     ("seqpipe.datasets",),
-    ("seqpipe.config_base", "seqpipe.overrides", "seqpipe.sweep", "seqpipe.config_checks", "seqpipe.config",
-     "seqpipe.plan"),
+    ("seqpipe.config", "seqpipe.config.base", "seqpipe.config.types", "seqpipe.config.overrides", "seqpipe.config.sweep", "seqpipe.config.checks", "seqpipe.config.load",
+     "seqpipe.config.plan"),
     ("seqpipe.data",),
     ("seqpipe.features",),
     ("seqpipe.models",),
@@ -135,7 +135,7 @@ def test_the_graph_is_read():
     """The check sees real imports (it would pass vacuously otherwise)."""
     assert len(MODULES) > 50
     assert "seqpipe.models" in GRAPH["seqpipe.training.train"]
-    assert "seqpipe.config_base" in GRAPH["seqpipe.sweep"]
+    assert "seqpipe.config.base" in GRAPH["seqpipe.config.sweep"]
 
 
 def test_the_cycle_finder_finds_cycles():
@@ -173,7 +173,7 @@ def test_no_pth_file_in_the_environment_but_the_installers_own():
 
 
 def schema() -> dict:
-    return yaml.safe_load((PACKAGE / "config.schema.yaml").read_text())
+    return yaml.safe_load((PACKAGE / "config" / "schema.yaml").read_text())
 
 
 def test_the_schema_feature_kinds_are_the_kind_modules():
@@ -199,7 +199,7 @@ def test_adding_a_model_is_one_decorated_builder_and_its_schema_block(monkeypatc
     import torch
     from torch import nn
 
-    from seqpipe import config
+    from seqpipe.config import load as config
     from seqpipe.models import MODELS, build_model
     from seqpipe.models.registry import register_model
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqpipe.config import ConfigError, DEFAULT_LOSS, load_config, task_config, train_job, validate_config
+from seqpipe.config.load import ConfigError, DEFAULT_LOSS, load_config, task_config, train_job, validate_config
 from seqpipe.data.validate import validate
 from seqpipe.evaluation.baseline import run_baseline
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint, predict

@@ -17,7 +17,7 @@ import torch
 import yaml
 from torch import nn
 
-from seqpipe.config import ConfigError, section_with_defaults
+from seqpipe.config.load import ConfigError, section_with_defaults
 from seqpipe.models import Normalised, build_model
 from seqpipe.models.diffusion_ae import build_diffusion_ae
 from seqpipe.models import heads
@@ -457,7 +457,7 @@ def test_packed_training_resources_ask_one_gpu_per_group_job():
     """Snakemake's own group arithmetic over `pack` training jobs: one GPU, pack x memory and threads."""
     from snakemake.resources import GroupResources, Resources
 
-    from seqpipe.plan import job_resources
+    from seqpipe.config.plan import job_resources
 
     settings = {"threads": 2, "mem_mb": 3000, "disk_mb": 1000, "runtime": 30, "pack": 4}
     resources = job_resources(settings, gpu=1)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqpipe.config import DEFAULT_LOSS
+from seqpipe.config.load import DEFAULT_LOSS
 from seqpipe.data.hdf5 import write_splits
 from seqpipe.evaluation.baseline import run_baseline
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint
@@ -127,7 +127,7 @@ def test_seq2seq_metrics_per_step_and_aggregated(tmp_path):
 )
 def test_every_model_trains_through_the_training_stage(tmp_path, arch, task_type):
     """The real loop (aux losses, set_progress) trains each model; evaluation reloads it from best.pt."""
-    from seqpipe.config import load_schema
+    from seqpipe.config.load import load_schema
 
     defaults = {k: v["default"] for k, v in load_schema()["$defs"]["model"]["properties"].items() if "default" in v}
     h5 = make_file(tmp_path / "d.h5", "classification")

@@ -10,17 +10,18 @@ from pathlib import Path
 # The source files the code stamps hash (seqpipe itself is imported as installed: docs/architecture.md).
 SRC = Path(workflow.basedir) / "src"
 
-from seqpipe import codedeps, plan
-from seqpipe.config import train_job, task_config
+from seqpipe import codedeps
+from seqpipe.config import plan
+from seqpipe.config.load import train_job, task_config
 from seqpipe.data.manifest import tree_state
 from seqpipe.features.shards import shard_count
 from seqpipe.io import config_hash
 from seqpipe.forced import ENV_VAR as FORCED_VAR, record_forced
 from seqpipe.launcher import shell_prefix
-from seqpipe.sweep import apply_sweep
+from seqpipe.config.sweep import apply_sweep
 from seqpipe.tracking.invocation import ensure_invocation
 
-# the config was checked as a whole in the Snakefile (seqpipe.config.checked_config)
+# the config was checked as a whole in the Snakefile (seqpipe.config.load.checked_config)
 config.update(
     apply_sweep(config)
 )  # a sweep grid becomes one model per cell, before any rule

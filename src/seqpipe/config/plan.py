@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from seqpipe.config import Cell, cells, model_seeds, model_training, task_config, train_job  # noqa: F401 - plan.cells
+from seqpipe.config.load import Cell, cells, model_seeds, model_training, task_config, train_job  # noqa: F401 - plan.cells
 
 RESULTS = "results"
 TRACKING = f"{RESULTS}/mlflow/tracking.json"

@@ -52,7 +52,7 @@ SCALAR_FIELDS = ["epoch", "split", "loss", "metric", "lr", "epoch_time_s", "samp
 
 def training_settings(training: dict) -> dict:
     """`training` validated, with every default of the schema's `training` section filled in."""
-    from seqpipe.config import section_with_defaults
+    from seqpipe.config.load import section_with_defaults
 
     return section_with_defaults("training", training)
 
@@ -624,10 +624,10 @@ def main(argv: list[str] | None = None) -> None:
                                             "this machine that no other training job holds (seqpipe.training.gpus)")
     parser.add_argument("--gpu-share", type=int, default=1, help="jobs sharing this GPU (packed jobs): each gets 1/N of its memory")
     parser.add_argument("--runtime", default=os.environ.get("SEQPIPE_RUNTIME"),
-                        help="result-neutral training settings as JSON, seqpipe.plan.runtime_settings (default: $SEQPIPE_RUNTIME)")
+                        help="result-neutral training settings as JSON, seqpipe.config.plan.runtime_settings (default: $SEQPIPE_RUNTIME)")
     args = parser.parse_args(argv)
     tracking = read_json(args.tracking) if args.tracking else None
-    from seqpipe.plan import with_runtime
+    from seqpipe.config.plan import with_runtime
 
     job = with_runtime(json.loads(args.job), json.loads(args.runtime) if args.runtime else None)
     device = job.get("training", {}).get("device", "auto")
