@@ -48,18 +48,12 @@ if workflow.is_main_process and not DRY_RUN and plan.tracking_pending(plan.TRACK
 REPORT = plan.report_files(config)  # results/report[/<experiment>]
 # The source folder as the rules see it: relative to the project, so a moved copy plans nothing.
 SRC_REL = plan.project_path(SRC)
-# Settings that cannot change any output reach the jobs through the environment, not as params
-# (Snakemake reruns a job when its params, inputs or rule code change), so changing them reruns
-# nothing: the result-neutral training settings and the run cache's settings.
-os.environ["SEQPIPE_RUNTIME"] = json.dumps(
-    plan.runtime_settings(config), sort_keys=True
-)
-os.environ["SEQPIPE_RUN_CACHE"] = json.dumps(config.get("cache") or {}, sort_keys=True)
-# The memory budget of the stages that read a task's file (validate, baseline, evaluate: the CLIs'
-# --memory-budget-mb default); results are the same under any budget.
-os.environ["SEQPIPE_MEMORY_BUDGET_MB"] = str(
-    config["training"]["memory_budget_mb"]
-)  # on a line of its own: snakemake --lint reads the name up to the line's last `"]`
+# Settings that cannot change any output reach the jobs through ONE environment variable, not as
+# params (Snakemake reruns a job when its params, inputs or rule code change), so changing them
+# reruns nothing: $SEQPIPE_RUNTIME, the JSON of seqpipe.config.types.Runtime (the result-neutral
+# training settings, globally and per model, the run cache's section; docs/configuration.md).
+RUNTIME = plan.runtime_settings(config)
+os.environ["SEQPIPE_RUNTIME"] = RUNTIME.to_json()
 
 
 # What the user forced (--forcerun/-R, --forceall, -f): the run cache computes those jobs again
@@ -75,8 +69,6 @@ onstart:
 envvars:
     "SEQPIPE_FORCED",
     "SEQPIPE_RUNTIME",
-    "SEQPIPE_RUN_CACHE",
-    "SEQPIPE_MEMORY_BUDGET_MB",
 
 
 # `snakemake --report` draws every dependency of the DAG in its rule graph, where the code stamps
@@ -267,9 +259,7 @@ def tracking_input(wildcards):
     except (OSError, ValueError, KeyError, TypeError):
         trained = None
     # train hashes its job with the runtime settings put back
-    runtime = json.loads(os.environ["SEQPIPE_RUNTIME"])
-    job = plan.with_runtime(json.loads(train_params(wildcards)), runtime)
-    current = config_hash(job)
+    current = plan.run_config_hash(json.loads(train_params(wildcards)), RUNTIME)
     return ancient(TRACKING) if trained == current else TRACKING
 
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from functools import cache
+from collections.abc import Mapping
 from pathlib import Path
 
 import jsonschema
 import yaml
 
 from seqpipe.config.base import ConfigError, deep_merge  # noqa: F401 - re-exported: seqpipe.config.load.ConfigError
+from seqpipe.config.types import RUNTIME_KEYS, Runtime, Training, TrainJob
 
 SCHEMA_PATH = Path(__file__).resolve().with_name("schema.yaml")
 SCHEMA_NAME = "src/seqpipe/config/schema.yaml"
@@ -245,3 +247,34 @@ def cells(config: dict) -> list[Cell]:
         for model in task_config(config, task)["models"]
         for seed in model_seeds(config, model)
     ]
+
+
+def _training_and_runtime(training: Mapping, task_type: str | None = None) -> tuple[dict, dict]:
+    """A `training` section with the schema's defaults filled (early stopping's `auto` mode resolved for
+    `task_type`), split into the settings that shape the model and the result-neutral ones."""
+    filled = section_with_defaults("training", dict(training))
+    filled.pop("seeds", None)
+    runtime = {key: filled.pop(key) for key in RUNTIME_KEYS}
+    stop = filled["early_stopping"]
+    stop["mode"] = stopping_mode(stop["monitor"], stop["mode"], task_type or "")
+    return filled, runtime
+
+
+def training_from_dict(training: Mapping, task_type: str | None = None) -> Training:
+    """A (partial) `training` section as a `Training`, the schema's defaults filled in (its runtime keys left out)."""
+    return Training.from_dict(_training_and_runtime(training, task_type)[0])
+
+
+def train_job_from_dict(job: Mapping) -> tuple[TrainJob, Runtime]:
+    """A training job written by hand (tests, benchmarks, notebooks: `task`, `model`, a partial `training`,
+    `seed`) as a `TrainJob` and its `Runtime`, the schema's defaults filled in. The workflow's jobs need no
+    filling: `seqpipe train` parses their complete settings with `TrainJob.from_json`."""
+    training, runtime = _training_and_runtime(job.get("training") or {}, job["task"].get("type"))
+    typed = TrainJob.from_dict({"task": job["task"], "model": job["model"], "training": training, "seed": job.get("seed", 0)})
+    return typed, Runtime.from_dict({**runtime, "cache": {}, "models": {}})
+
+
+def default_runtime() -> Runtime:
+    """The schema's default runtime settings (a job started outside the workflow, without $SEQPIPE_RUNTIME)."""
+    training = section_with_defaults("training", {})
+    return Runtime.from_dict({**{k: training[k] for k in RUNTIME_KEYS}, "cache": {}, "models": {}})
