@@ -22,7 +22,6 @@ from seqpipe.config.types import RUNTIME_KEYS, Runtime, Training, TrainJob
 
 SCHEMA_PATH = Path(__file__).resolve().with_name("schema.yaml")
 SCHEMA_NAME = "src/seqpipe/config/schema.yaml"
-DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse", "reconstruction": "mse", "summary": "mse"}
 
 
 def _arch_keys(validator: jsonschema.protocols.Validator, instance: dict, schema: dict) -> set[str] | None:
@@ -184,9 +183,8 @@ def task_models(config: dict, task: dict) -> list[str]:
 
 
 def task_config(config: dict, task: str) -> dict:
-    """A task's configuration with its losses and model list resolved."""
+    """A task's configuration (of a checked config: the schema filled its default losses) with its name and model list."""
     cfg = copy.deepcopy(config["tasks"][task])
-    cfg.setdefault("losses", [{"name": DEFAULT_LOSS[cfg["type"]], "weight": 1.0, "params": {}}])
     cfg["models"] = task_models(config, cfg)
     cfg["name"] = task
     return cfg
