@@ -2,8 +2,7 @@
 
 The schema (`schema.yaml`, read by `seqpipe.config.load`) checks a config and fills every default;
 these classes only give the result a shape: `TrainJob` (what one training job depends on: its
-`Task`, `Model`, `Training` and seed), `EvalJob` (what evaluation and the baseline read) and
-`Runtime` (the result-neutral settings, which reach a job through one environment variable,
+`Task`, `Model`, `Training` and seed) and `Runtime` (the result-neutral settings, which reach a job through one environment variable,
 `SEQPIPE_RUNTIME`, so changing them reruns nothing). They hold no defaults of their own.
 
 Stdlib only (no schema library, no pydantic): every job process parses its settings here, and its
@@ -225,20 +224,6 @@ class TrainJob:
     def label(self) -> str:
         """`task/model/seedN`: the run's name in logs and MLflow."""
         return f"{self.task.name}/{self.model.name}/seed{self.seed}"
-
-
-@dataclass(frozen=True)
-class EvalJob:
-    """What evaluation and the baseline read of a task: its name, type and mapping, and the data layer's settings."""
-
-    task: Task
-    seed: int
-
-    @classmethod
-    def from_task_json(cls, text: str, seed: int = 0) -> EvalJob:
-        """From a rule's task params (seqpipe.config.plan.task_params: no model list; losses absent for data jobs)."""
-        value = json.loads(text)
-        return cls(Task.from_dict({"losses": [], **value}), int(seed))
 
 
 @dataclass(frozen=True)
