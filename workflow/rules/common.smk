@@ -15,7 +15,6 @@ from seqpipe.config import plan
 from seqpipe.config.load import train_job, task_config
 from seqpipe.data.manifest import tree_state
 from seqpipe.features.shards import shard_count
-from seqpipe.io import config_hash
 from seqpipe.forced import ENV_VAR as FORCED_VAR, record_forced
 from seqpipe.launcher import shell_prefix
 from seqpipe.config.sweep import apply_sweep
