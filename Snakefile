@@ -6,14 +6,14 @@ min_version("9")
 # seqpipe is imported as installed (`make install`: an editable install of this checkout's src); the
 # jobs' `seqpipe` commands run the same installed package. To run another copy's code, install it or
 # put its src on PYTHONPATH (docs/architecture.md).
-from seqpipe.config import checked_config
+from seqpipe.config.load import checked_config
 
 
 configfile: "config.yaml"
 
 
 # Before any job: --config overrides and an experiment file applied, every problem of the config
-# reported at once (one line each; ConfigError), defaults filled in (seqpipe.config.checked_config).
+# reported at once (one line each; ConfigError), defaults filled in (seqpipe.config.load.checked_config).
 _checked = checked_config(config, workflow.config_settings.config)
 config.clear()
 config.update(_checked)

@@ -115,7 +115,7 @@ def seqpipe(*args: str) -> list[str]:
 
 
 def feature_spec(window: int = 64) -> dict:
-    from seqpipe.config import validate_config
+    from seqpipe.config.load import validate_config
 
     config = validate_config({
         "datasets": {"lakh": {"source": "root", "root": "/unused"}},
@@ -128,7 +128,7 @@ def feature_spec(window: int = 64) -> dict:
 
 
 def task_and_job(data: Path) -> tuple[dict, dict, dict]:
-    from seqpipe.config import task_config, train_job, validate_config
+    from seqpipe.config.load import task_config, train_job, validate_config
 
     config = validate_config({
         "tasks": {"scale": {"data_path": str(data), "paradigm": "supervised", "mapping": "seq2static", "type": "classification"}},

@@ -42,17 +42,20 @@ import multiprocessing
 import statistics
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from torch.nn import functional as F
 
-from seqpipe.config import section_with_defaults
+from seqpipe.config.load import section_with_defaults
+from seqpipe.config.types import Task
 from seqpipe.models import build_model
 from seqpipe.taskfile.reader import MemorySplit
 from seqpipe.training import backends
 from seqpipe.training.precision import choose_precision
 from seqpipe.training.schedule import make_optimizer
-from seqpipe.training.train import run_epoch, training_settings
+from seqpipe.training.epoch import run_epoch
+from seqpipe.training.train import training_settings
 
 MODELS = {
     "mlp": {"arch": "mlp", "hidden": [128, 64], "activation": "relu", "residual": False, "dropout": 0.1},
@@ -114,12 +117,12 @@ def bench(name: str, args) -> None:
     for grad_clip in (None, 1.0):
         training = training_settings({"batch_size": args.batch_size, "grad_clip": grad_clip, "device": args.device, "amp": args.amp,
                                       "deterministic": args.deterministic})
-        job = {"task": {"type": "classification", "losses": [{"name": "cross_entropy", "weight": 1.0, "params": {}}]}, "training": training}
+        job = SimpleNamespace(task=Task.from_dict({"name": "bench", "mapping": "seq2static", "type": "classification", "losses": [{"name": "cross_entropy", "weight": 1.0, "params": {}}]}), training=training)
         precision = choose_precision(args.amp, device)
         ours_model, bare_model = copy.deepcopy(first), copy.deepcopy(first)
         fused = device.type == "cuda"  # as `fit` builds it
-        ours_opt = make_optimizer(training["optimizer"], ours_model.parameters(), fused=fused)
-        bare_opt = make_optimizer(training["optimizer"], bare_model.parameters(), fused=fused)
+        ours_opt = make_optimizer(training.optimizer, ours_model.parameters(), fused=fused)
+        bare_opt = make_optimizer(training.optimizer, bare_model.parameters(), fused=fused)
         ours_gen, bare_gen = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
         scaler = precision.make_scaler()
         split = MemorySplit(x, y)
@@ -127,7 +130,7 @@ def bench(name: str, args) -> None:
         for _ in range(args.repeats + 1):  # the first pair warms up
             sync(device)
             t0 = time.perf_counter()
-            run_epoch(ours_model, split, job, device, ours_opt, scaler, ours_gen, precision)
+            run_epoch(ours_model, split, job.task, job.training, device, ours_opt, scaler, ours_gen, precision)
             sync(device)
             t1 = time.perf_counter()
             bare_epoch(bare_model, x, y, args.batch_size, bare_opt, bare_gen, grad_clip, precision, args.deterministic)
@@ -153,17 +156,17 @@ def sync_check(name: str, args) -> None:
     torch.manual_seed(0)
     model = build_model({"name": name, **MODELS[name]}, **dims).to(device)
     training = training_settings({"batch_size": args.batch_size, "device": args.device, "amp": args.amp, "deterministic": args.deterministic})
-    job = {"task": {"type": "classification", "losses": [{"name": "cross_entropy", "weight": 1.0, "params": {}}]}, "training": training}
+    job = SimpleNamespace(task=Task.from_dict({"name": "bench", "mapping": "seq2static", "type": "classification", "losses": [{"name": "cross_entropy", "weight": 1.0, "params": {}}]}), training=training)
     precision = choose_precision(args.amp, device)
-    optimizer = make_optimizer(training["optimizer"], model.parameters(), fused=True)
+    optimizer = make_optimizer(training.optimizer, model.parameters(), fused=True)
     scaler, generator, split = precision.make_scaler(), torch.Generator().manual_seed(1), MemorySplit(x.to(device), y.to(device))
-    run_epoch(model, split, job, device, optimizer, scaler, generator, precision)  # warm-up (VQ's first initialisation)
+    run_epoch(model, split, job.task, job.training, device, optimizer, scaler, generator, precision)  # warm-up (VQ's first initialisation)
     sync(device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            run_epoch(model, split, job, device, optimizer, scaler, generator, precision)
+            run_epoch(model, split, job.task, job.training, device, optimizer, scaler, generator, precision)
         finally:
             torch.cuda.set_sync_debug_mode("default")
     syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
@@ -182,19 +185,19 @@ def sweep_cell(seed: int, args, barrier, results, share: int) -> None:
     x, y = x.to(device), y.to(device)
     training = training_settings({"batch_size": args.batch_size, "device": args.device, "amp": args.amp,
                                   "deterministic": args.deterministic})
-    job = {"task": {"type": "classification", "losses": [{"name": "cross_entropy", "weight": 1.0, "params": {}}]}, "training": training}
+    job = SimpleNamespace(task=Task.from_dict({"name": "bench", "mapping": "seq2static", "type": "classification", "losses": [{"name": "cross_entropy", "weight": 1.0, "params": {}}]}), training=training)
     torch.manual_seed(seed)
     dims = {"in_dim": args.dim, "seq_len": args.steps, "out_dim": args.classes, "mapping": "seq2static", "out_len": None, "target_dim": None}
     model = build_model({"name": "mlp", **MODELS["mlp"]}, **dims).to(device)
     precision = choose_precision(args.amp, device)
-    optimizer = make_optimizer(training["optimizer"], model.parameters(), fused=device.type == "cuda")
+    optimizer = make_optimizer(training.optimizer, model.parameters(), fused=device.type == "cuda")
     scaler, generator, split = precision.make_scaler(), torch.Generator().manual_seed(seed), MemorySplit(x, y)
-    run_epoch(model, split, job, device, optimizer, scaler, generator, precision)  # warm-up
+    run_epoch(model, split, job.task, job.training, device, optimizer, scaler, generator, precision)  # warm-up
     sync(device)
     barrier.wait(timeout=args.cell_timeout)  # a cell that died breaks the barrier instead of hanging the others
     t0 = time.perf_counter()
     for _ in range(args.sweep_epochs):
-        run_epoch(model, split, job, device, optimizer, scaler, generator, precision)
+        run_epoch(model, split, job.task, job.training, device, optimizer, scaler, generator, precision)
     sync(device)
     results.put((seed, args.n * args.sweep_epochs, t0, time.perf_counter()))
 
@@ -262,16 +265,16 @@ def stream_bench(name: str, args) -> None:
         write_splits(path, {"train": {"data": x.numpy(), "labels": y.numpy().astype(np.int64)}, "val": small, "test": small}, {})
         data = training_data(path, task, 0.0)  # a budget of 0 MB: batches read from the file
         training = training_settings({"batch_size": args.batch_size, "grad_clip": None, "device": "cpu"})
-        job = {"task": task, "training": training}
+        job = SimpleNamespace(task=Task.from_dict(task), training=training)
         torch.manual_seed(0)
         model = build_model({"name": name, **MODELS[name]}, **data.dims)
-        opt = make_optimizer(training["optimizer"], model.parameters())
+        opt = make_optimizer(training.optimizer, model.parameters())
         gen, scaler = torch.Generator().manual_seed(1), torch.amp.GradScaler("cpu", enabled=False)
         split = data.splits["train"]
         times = []
         for _ in range(min(args.repeats, 5) + 1):
             t0 = time.perf_counter()
-            run_epoch(model, split, job, torch.device("cpu"), opt, scaler, gen)
+            run_epoch(model, split, job.task, job.training, torch.device("cpu"), opt, scaler, gen)
             times.append(time.perf_counter() - t0)
     block = split.default_block(args.batch_size)
     print(f"{name:4s} reading batches from HDF5 (blocks of {block}, {args.batch_size // block} reads per batch): "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from seqpipe.config import load_config
+from seqpipe.config.load import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 

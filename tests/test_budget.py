@@ -22,6 +22,7 @@ from seqpipe.taskfile.validate import validate
 from seqpipe.evaluation.baseline import main as baseline_main
 from seqpipe.evaluation.baseline import run_baseline
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint
+from seqpipe.config.types import Runtime
 from seqpipe.training.train import train
 from tests.test_training import job, make_file
 from tests.test_training_features import same_weights
@@ -105,7 +106,7 @@ def test_train_and_evaluate_under_a_tiny_budget_equal_memory(tmp_path, monkeypat
 
 
 def test_cli_stages_take_the_budget(tmp_path, monkeypatch):
-    """`seqpipe validate/baseline --memory-budget-mb MB` reach the reader; $SEQPIPE_MEMORY_BUDGET_MB sets the default."""
+    """`seqpipe validate/baseline --memory-budget-mb MB` reach the reader; $SEQPIPE_RUNTIME's budget sets the default."""
     h5 = make_file(tmp_path / "d.h5", "classification")
     task = json.dumps(job("classification", "mlp")["task"])
     opened = []
@@ -118,7 +119,8 @@ def test_cli_stages_take_the_budget(tmp_path, monkeypatch):
     monkeypatch.setattr(reader.SplitFile, "__init__", spy)
     validate_main(["--data", str(h5), "--task", task, "--out", str(tmp_path / "v.json"), "--memory-budget-mb", "3"])
     baseline_main(["--data", str(h5), "--task", task, "--out", str(tmp_path / "b.json"), "--memory-budget-mb", "5"])
-    monkeypatch.setenv("SEQPIPE_MEMORY_BUDGET_MB", "12")
+    runtime = Runtime(checkpoint_every=1, progress=False, num_workers=0, memory_budget_mb=12, cache={}, models={})
+    monkeypatch.setenv("SEQPIPE_RUNTIME", runtime.to_json())
     baseline_main(["--data", str(h5), "--task", task, "--out", str(tmp_path / "c.json")])
     assert opened == [3.0, 5.0, 12.0]
     assert json.loads((tmp_path / "b.json").read_text()) == json.loads((tmp_path / "c.json").read_text())

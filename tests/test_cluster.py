@@ -99,7 +99,7 @@ PACKED = {
 def test_gpu_count_of_a_packed_job_by_place():
     """One GPU per group job when submitting, an int against the local `--resources gpu=G`, none of
     its own for the job step inside the allocation (the SLURM job-step plugin needs an int)."""
-    from seqpipe.plan import gpu_count, job_resources
+    from seqpipe.config.plan import gpu_count, job_resources
 
     assert [gpu_count(1, 2, place) for place in ("local", "submit", "inside")] == [1, "1", 0]
     assert [gpu_count(1, 1, place) for place in ("local", "submit", "inside")] == [1, 1, 1]

@@ -1,8 +1,8 @@
 import pytest
 import yaml
 
-from seqpipe.config import ConfigError, load_config, train_job, validate_config
-from seqpipe.plan import cells, task_h5
+from seqpipe.config.load import ConfigError, load_config, train_job, validate_config
+from seqpipe.config.plan import cells, task_h5
 
 
 def test_defaults_are_filled(config):
@@ -67,11 +67,11 @@ def test_schema_ships_inside_the_package(repo):
     """A wheel install has no workflow/ folder: the schema is package data, read through SCHEMA_PATH/load_schema."""
     import tomllib
 
-    from seqpipe.config import SCHEMA_PATH, load_schema
+    from seqpipe.config.load import SCHEMA_PATH, load_schema
 
-    assert SCHEMA_PATH.parent == (repo / "src" / "seqpipe").resolve() and SCHEMA_PATH.is_file()
+    assert SCHEMA_PATH.parent == (repo / "src" / "seqpipe" / "config").resolve() and SCHEMA_PATH.is_file()
     assert not (repo / "workflow" / "schemas" / "config.schema.yaml").exists()
-    package_data = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["seqpipe"]
+    package_data = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["seqpipe.config"]
     assert SCHEMA_PATH.name in package_data
     assert load_schema()["properties"]["training"]["properties"]["epochs"]["default"] == 25
 
@@ -95,7 +95,7 @@ def test_wheel_install_reads_its_schema(repo, tmp_path):
     wheel = next(wheels.glob("seqpipe-*.whl"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=300)
-    code = ("import seqpipe.config as c, yaml; "
+    code = ("import seqpipe.config.load as c, yaml; "
             "print(c.SCHEMA_PATH.is_relative_to(sys.argv[1]), c.validate_config(yaml.safe_load(open(sys.argv[2])))['training']['epochs'])")
     env = {**os.environ, "PYTHONPATH": str(target)}
     out = subprocess.run([sys.executable, "-c", "import sys; " + code, str(target), str(repo / "config.yaml")],

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from seqpipe import signatures
-from seqpipe.config import ConfigError, load_schema, problems, task_config, train_job, validate_config
-from seqpipe.config_checks import arch_rules
+from seqpipe.config.load import ConfigError, load_schema, problems, task_config, train_job, validate_config
+from seqpipe.config.checks import arch_rules
 
 
 @pytest.fixture()
@@ -35,7 +35,7 @@ def refused(config: dict, *expected: str, files: bool = False) -> str:
 def test_repository_config_and_experiments_have_no_problems(raw, repo):
     assert problems(raw, files=True) == []
     for path in sorted((repo / "experiments").glob("*.yaml")):
-        from seqpipe.config import load_config
+        from seqpipe.config.load import load_config
 
         assert load_config(repo / "config.yaml", yaml.safe_load(path.read_text()), files=True)["tasks"], path
 
@@ -58,8 +58,8 @@ def test_per_model_training_block_is_strict(raw):
 
 
 def test_per_model_seeds_are_checked_and_planned(raw):
-    from seqpipe.config import validate_config
-    from seqpipe.plan import cells
+    from seqpipe.config.load import validate_config
+    from seqpipe.config.plan import cells
 
     raw["models"]["gru"]["training"] = {"seeds": [1, 1]}
     refused(raw, "models.gru.training.seeds: [1, 1] has non-unique elements")
@@ -257,7 +257,7 @@ def test_check_needs_no_torch(raw):
     import subprocess
     import sys
 
-    code = ("import sys, yaml; from seqpipe.config import problems; "
+    code = ("import sys, yaml; from seqpipe.config.load import problems; "
             "print(problems(yaml.safe_load(open('config.yaml')), files=True), 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))

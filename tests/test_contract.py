@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqpipe.config import ConfigError, DEFAULT_LOSS, load_config, task_config, train_job, validate_config
+from seqpipe.config.load import ConfigError, load_config, task_config, train_job, validate_config
 from seqpipe.taskfile.validate import validate
 from seqpipe.evaluation.baseline import run_baseline
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint, predict
@@ -122,7 +122,7 @@ RECIPES = {
 
 def make_task(name, paradigm, mapping, task_type, **extra):
     return {"name": name, "paradigm": paradigm, "mapping": mapping, "type": task_type,
-            "losses": [{"name": DEFAULT_LOSS[task_type], "weight": 1.0, "params": {}}], **extra}
+            "losses": [{"name": "cross_entropy" if task_type == "classification" else "mse", "weight": 1.0, "params": {}}], **extra}
 
 
 def make_job(task, arch="gru", epochs=20, **model):

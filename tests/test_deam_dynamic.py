@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from seqpipe.config import validate_config
+from seqpipe.config.load import validate_config
 from seqpipe.raw import demo
 from seqpipe.raw.manifest import build_manifest, write_manifest
 from seqpipe.datasets import deam

@@ -11,8 +11,8 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from seqpipe import plan
-from seqpipe.config import check_config, ConfigError
+from seqpipe.config import plan
+from seqpipe.config.load import check_config, ConfigError
 from seqpipe.taskfile import assemble
 from seqpipe.taskfile.assemble import AssemblyError, assemble_task
 from seqpipe.taskfile.hdf5 import read_attrs, write_splits

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from seqpipe import plan
+from seqpipe.config import plan
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -72,8 +72,8 @@ def test_a_new_experiment_plans_every_cell_on_the_first_call(after_a_run):
 def plan_config() -> dict:
     import yaml
 
-    from seqpipe.config import checked_config
-    from seqpipe.sweep import apply_sweep
+    from seqpipe.config.load import checked_config
+    from seqpipe.config.sweep import apply_sweep
 
     config = checked_config(yaml.safe_load((REPO / "config.yaml").read_text()), {})
     return {**config, **apply_sweep(config)}

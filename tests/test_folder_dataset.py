@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from seqpipe.config import validate_config
+from seqpipe.config.load import validate_config
 from seqpipe.raw import demo
 from seqpipe.raw.demo.common import write_midi
 from seqpipe.raw.manifest import build_manifest, write_manifest

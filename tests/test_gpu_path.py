@@ -6,6 +6,8 @@ selection and the lock-file GPU allocator."""
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
+from types import SimpleNamespace
 import json
 import os
 import subprocess
@@ -17,16 +19,19 @@ import torch
 import yaml
 from torch import nn
 
-from seqpipe.config import ConfigError, section_with_defaults
+from seqpipe.config.load import ConfigError, section_with_defaults
+from seqpipe.config.types import Model, Task, TrainJob
 from seqpipe.models import Normalised, build_model
 from seqpipe.models.diffusion_ae import build_diffusion_ae
 from seqpipe.models import heads
 from seqpipe.training import checkpoint
-from seqpipe.training import train as train_module
+from seqpipe.training import epoch as epoch_module, loop as loop_module, train as train_module
 from seqpipe.taskfile.reader import MemorySplit
 from seqpipe.training.losses import gradient_penalty
 from seqpipe.training.schedule import make_optimizer
-from seqpipe.training.train import run_epoch, select_device, training_settings
+from seqpipe.training.device import select_device
+from seqpipe.training.epoch import run_epoch
+from seqpipe.training.train import training_settings
 
 try:  # modules of the GPU path; imported this way so that each test fails on its own where they are missing
     from seqpipe.training import backends, gpus, precision
@@ -55,7 +60,7 @@ def task_for(name: str) -> dict:
             "losses": [{"name": loss, "weight": 1.0, "params": {}}]}
 
 
-def setup(name: str, **training) -> tuple[Normalised, MemorySplit, dict]:
+def setup(name: str, **training) -> tuple[Normalised, MemorySplit, TrainJob]:
     torch.manual_seed(0)
     task = task_for(name)
     x = torch.randn(N, T, D)
@@ -64,7 +69,8 @@ def setup(name: str, **training) -> tuple[Normalised, MemorySplit, dict]:
     model = build_model({"name": name, **MODELS[name]}, in_dim=D, seq_len=T, out_dim=out_dim, mapping=task["mapping"], out_len=None,
                         target_dim=None)
     settings = training_settings({"batch_size": BATCH, "device": "cpu", **training})
-    return model, MemorySplit(x, y), {"task": task, "training": settings}
+    job = TrainJob(Task.from_dict(task), Model.from_dict({"name": name, **MODELS[name]}), settings, 0)
+    return model, MemorySplit(x, y), job
 
 
 @contextlib.contextmanager
@@ -96,11 +102,11 @@ def test_no_host_sync_in_the_training_step(name, scaled):
     built as `fit` builds them on a GPU (fused; GradScaler for fp16), a gradient penalty and clipping."""
     regularizers = [] if name == "diffusion_ae" else [{"name": "gradient_penalty", "weight": 0.1, "params": {}}]
     model, split, job = setup(name, regularizers=regularizers, grad_clip=1.0)
-    optimizer = make_optimizer(job["training"]["optimizer"], model.parameters(), fused=True)
+    optimizer = make_optimizer(job.training.optimizer, model.parameters(), fused=True)
     scaler = torch.amp.GradScaler("cpu", enabled=scaled)
-    run_epoch(model, split, job, torch.device("cpu"), optimizer, scaler, torch.Generator().manual_seed(0))  # warm up (VQ init)
+    run_epoch(model, split, job.task, job.training, torch.device("cpu"), optimizer, scaler, torch.Generator().manual_seed(0))  # warm up (VQ init)
     with counted_host_reads() as calls:
-        stats = run_epoch(model, split, job, torch.device("cpu"), optimizer, scaler, torch.Generator().manual_seed(1))
+        stats = run_epoch(model, split, job.task, job.training, torch.device("cpu"), optimizer, scaler, torch.Generator().manual_seed(1))
     assert len(calls) <= 1, f"{len(calls)} host reads in one epoch of {N // BATCH} steps: {calls}"
     assert all(isinstance(v, float) for v in stats["terms"].values())
 
@@ -122,10 +128,10 @@ def test_an_fp16_overflow_step_is_skipped_not_fatal():
     x, y = torch.randn(N, T, D), torch.randint(0, CLASSES, (N,))
     x[BATCH * 3, 0, 0] = 1000.0  # the 4th batch overflows
     model = Normalised(Blowup(), D, None)
-    job = {"task": task_for("mlp"), "training": training_settings({"batch_size": BATCH, "device": "cpu", "grad_clip": 1.0})}
-    optimizer = make_optimizer(job["training"]["optimizer"], model.parameters(), fused=True)
+    job = SimpleNamespace(task=Task.from_dict(task_for("mlp")), training=training_settings({"batch_size": BATCH, "device": "cpu", "grad_clip": 1.0}))
+    optimizer = make_optimizer(job.training.optimizer, model.parameters(), fused=True)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
-    stats = run_epoch(model, MemorySplit(x, y), job, torch.device("cpu"), optimizer, scaler, None)  # in order: no shuffle
+    stats = run_epoch(model, MemorySplit(x, y), job.task, job.training, torch.device("cpu"), optimizer, scaler, None)  # in order: no shuffle
     assert stats["terms"]["skipped_steps"] == 1.0
     assert torch.isfinite(torch.tensor(stats["loss"])) and all(torch.isfinite(p).all() for p in model.parameters())
     assert scaler.get_scale() < 2.0**8  # the scaler backed off
@@ -135,10 +141,10 @@ def test_without_a_scaler_a_non_finite_loss_still_stops_the_run():
     x, y = torch.randn(N, T, D), torch.randint(0, CLASSES, (N,))
     x[0, 0, 0] = 1000.0
     model = Normalised(Blowup(), D, None)
-    job = {"task": task_for("mlp"), "training": training_settings({"batch_size": BATCH, "device": "cpu"})}
-    optimizer = make_optimizer(job["training"]["optimizer"], model.parameters())
+    job = SimpleNamespace(task=Task.from_dict(task_for("mlp")), training=training_settings({"batch_size": BATCH, "device": "cpu"}))
+    optimizer = make_optimizer(job.training.optimizer, model.parameters())
     with pytest.raises(FloatingPointError, match="loss became"):
-        run_epoch(model, MemorySplit(x, y), job, torch.device("cpu"), optimizer, torch.amp.GradScaler("cpu", enabled=False), None)
+        run_epoch(model, MemorySplit(x, y), job.task, job.training, torch.device("cpu"), optimizer, torch.amp.GradScaler("cpu", enabled=False), None)
 
 
 def test_gradient_penalty_runs_recurrent_models_without_cudnn():
@@ -153,12 +159,12 @@ def test_gradient_penalty_runs_recurrent_models_without_cudnn():
         return rnn_forward(*args, **kwargs)
 
     model.net.rnn.forward = spy
-    optimizer = make_optimizer(job["training"]["optimizer"], model.parameters())
+    optimizer = make_optimizer(job.training.optimizer, model.parameters())
     before = torch.backends.cudnn.deterministic
     torch.backends.cudnn.deterministic = True
     try:
-        run_epoch(model, split, job, torch.device("cpu"), optimizer, torch.amp.GradScaler("cpu", enabled=False), torch.Generator())
-        run_epoch(model, split, job, torch.device("cpu"))
+        run_epoch(model, split, job.task, job.training, torch.device("cpu"), optimizer, torch.amp.GradScaler("cpu", enabled=False), torch.Generator())
+        run_epoch(model, split, job.task, job.training, torch.device("cpu"))
     finally:
         torch.backends.cudnn.deterministic = before
     assert {s for s in seen if s[0]} == {(True, False, True)}  # training: cuDNN off, deterministic kept
@@ -223,7 +229,7 @@ def test_a_run_saved_without_a_scaler_resumes_with_fp16(tmp_path, monkeypatch):
     with pytest.raises(Killed):
         train_module.train(j, data, tmp_path / "run")
     assert checkpoint.load(tmp_path / "run" / "last.pt")["scaler"] == {}
-    monkeypatch.setattr(train_module, "choose_precision", lambda amp, device: precision.Precision(device.type, None, scaler=True))
+    monkeypatch.setattr(loop_module, "choose_precision", lambda amp, device: precision.Precision(device.type, None, scaler=True))
     run = train_module.train(j, data, tmp_path / "run")
     assert run["resumed_at_epoch"] == 2 and run["epochs_run"] == 4
 
@@ -301,12 +307,12 @@ class Scatter(nn.Module):
 
 def test_the_determinism_probe_names_the_kernels_that_break_it_before_training():
     _, split, job = setup("mlp")
-    job["model"] = {"name": "scatter", "arch": "custom"}
+    job = replace(job, model=Model.from_dict({"name": "scatter", "arch": "custom"}))
     model = Normalised(Scatter(), D, None)
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
     with pytest.raises(ValueError, match=r"training.deterministic is true.*put_.*deterministic: false"):
-        train_module.check_deterministic(model, split, job, torch.device("cpu"), precision.Precision("cpu"))
+        epoch_module.check_deterministic(model, split, job, torch.device("cpu"), precision.Precision("cpu"))
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())  # a copy was probed
     assert torch.equal(rng, torch.get_rng_state())  # and no random number was drawn
     assert not torch.are_deterministic_algorithms_enabled()  # the switch is back as it was
@@ -314,8 +320,8 @@ def test_the_determinism_probe_names_the_kernels_that_break_it_before_training()
 
 def test_the_determinism_probe_passes_models_with_deterministic_kernels():
     model, split, job = setup("transformer")
-    job["model"] = {"name": "transformer", "arch": "transformer"}
-    train_module.check_deterministic(model, split, job, torch.device("cpu"), precision.Precision("cpu"))
+    job = replace(job, model=Model.from_dict({"name": "transformer", "arch": "transformer"}))
+    epoch_module.check_deterministic(model, split, job, torch.device("cpu"), precision.Precision("cpu"))
 
 
 @pytest.fixture()
@@ -444,7 +450,8 @@ def test_the_train_command_claims_a_gpu_before_cuda_starts(tmp_path, monkeypatch
     monkeypatch.setattr(train_module, "train", fake_train)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setenv("SEQPIPE_GPUS", "0,1")
-    job = '{"training": {"device": "cuda"}}'
+    job = TrainJob(Task.from_dict(task_for("mlp")), Model.from_dict({"name": "mlp", **MODELS["mlp"]}),
+                   training_settings({"device": "cuda"}), 0).to_json()
     train_module.main(["--data", "d.h5", "--job", job, "--out-dir", str(tmp_path), "--gpu-locks", str(tmp_path / "locks"),
                        "--gpu-share", "4"])
     assert seen == {"visible": "0", "share": 4}
@@ -457,7 +464,7 @@ def test_packed_training_resources_ask_one_gpu_per_group_job():
     """Snakemake's own group arithmetic over `pack` training jobs: one GPU, pack x memory and threads."""
     from snakemake.resources import GroupResources, Resources
 
-    from seqpipe.plan import job_resources
+    from seqpipe.config.plan import job_resources
 
     settings = {"threads": 2, "mem_mb": 3000, "disk_mb": 1000, "runtime": 30, "pack": 4}
     resources = job_resources(settings, gpu=1)

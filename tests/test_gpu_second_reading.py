@@ -7,6 +7,8 @@ compute mode and the NVML GPU count."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from types import SimpleNamespace
 import warnings
 
 import pytest
@@ -15,12 +17,14 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from seqpipe.config.types import Model, Task
 from seqpipe.taskfile.reader import MemorySplit
 from seqpipe.models import Normalised, build_model
 from seqpipe.training import backends, checkpoint, gpus, precision
-from seqpipe.training import train as train_module
+from seqpipe.training import device as device_module, epoch as epoch_module, loop as loop_module, train as train_module
 from seqpipe.training.schedule import make_optimizer
-from seqpipe.training.train import run_epoch, training_settings
+from seqpipe.training.epoch import run_epoch
+from seqpipe.training.train import training_settings
 from tests.test_gpu_path import BATCH, CLASSES, MODELS, D, N, T, setup, task_for
 from tests.test_resume import Killed, die_in_epoch, make_data, resume_job
 
@@ -61,9 +65,9 @@ def test_a_run_saved_unfused_resumes_fused_with_fp16(tmp_path, monkeypatch):
     with pytest.raises(Killed):
         train_module.train(j, data, tmp_path / "run")
     assert checkpoint.load(tmp_path / "run" / "last.pt")["optimizer"]["param_groups"][0]["fused"] is None
-    real = train_module.make_optimizer
-    monkeypatch.setattr(train_module, "make_optimizer", lambda cfg, params, fused=False: real(cfg, params, fused=True))
-    monkeypatch.setattr(train_module, "choose_precision", lambda amp, device: precision.Precision(device.type, None, scaler=True))
+    real = loop_module.make_optimizer
+    monkeypatch.setattr(loop_module, "make_optimizer", lambda cfg, params, fused=False: real(cfg, params, fused=True))
+    monkeypatch.setattr(loop_module, "choose_precision", lambda amp, device: precision.Precision(device.type, None, scaler=True))
     run = train_module.train(j, data, tmp_path / "run")
     assert run["resumed_at_epoch"] == 1 and run["epochs_run"] == 3
     assert checkpoint.load(tmp_path / "run" / "last.pt")["optimizer"]["param_groups"][0]["fused"] is True
@@ -88,10 +92,10 @@ def test_steps_whose_gradients_overflow_with_a_finite_loss_are_counted_and_left_
     torch.manual_seed(0)
     x, y = torch.randn(N, T, D), torch.randint(0, CLASSES, (N,))
     model = Normalised(Steep(), D, None)
-    job = {"task": task_for("mlp"), "training": training_settings({"batch_size": BATCH, "device": "cpu"})}
-    optimizer = make_optimizer(job["training"]["optimizer"], model.parameters(), fused=True)
+    job = SimpleNamespace(task=Task.from_dict(task_for("mlp")), training=training_settings({"batch_size": BATCH, "device": "cpu"}))
+    optimizer = make_optimizer(job.training.optimizer, model.parameters(), fused=True)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**110, growth_interval=10**6)
-    stats = run_epoch(model, MemorySplit(x, y), job, torch.device("cpu"), optimizer, scaler, torch.Generator().manual_seed(0))
+    stats = run_epoch(model, MemorySplit(x, y), job.task, job.training, torch.device("cpu"), optimizer, scaler, torch.Generator().manual_seed(0))
     skipped = round(math.log2(2.0**110 / scaler.get_scale()))
     assert 0 < skipped < N // BATCH  # some steps overflowed, later ones trained
     assert stats["terms"]["skipped_steps"] == skipped
@@ -100,9 +104,9 @@ def test_steps_whose_gradients_overflow_with_a_finite_loss_are_counted_and_left_
 
 def test_no_step_is_counted_as_skipped_when_none_overflows():
     model, split, job = setup("mlp")
-    optimizer = make_optimizer(job["training"]["optimizer"], model.parameters(), fused=True)
+    optimizer = make_optimizer(job.training.optimizer, model.parameters(), fused=True)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**4, growth_interval=1)  # the scale grows every step
-    stats = run_epoch(model, split, job, torch.device("cpu"), optimizer, scaler, torch.Generator().manual_seed(0))
+    stats = run_epoch(model, split, job.task, job.training, torch.device("cpu"), optimizer, scaler, torch.Generator().manual_seed(0))
     assert stats["terms"]["skipped_steps"] == 0.0 and scaler.get_scale() == 2.0 ** (4 + N // BATCH)
 
 
@@ -155,12 +159,12 @@ class SgdOnly(nn.Module):
 def test_the_probe_steps_the_configured_optimizer(monkeypatch):
     """The probe builds the optimizer `fit` builds (here AdamW), not a plain SGD."""
     _, split, job = setup("mlp", optimizer={"name": "adamw", "lr": 0.01})
-    job["model"] = {"name": "m", "arch": "custom"}
+    job = replace(job, model=Model.from_dict({"name": "m", "arch": "custom"}))
     model = Normalised(SgdOnly(), D, None)
     built = []
-    real = train_module.make_optimizer
-    monkeypatch.setattr(train_module, "make_optimizer", lambda cfg, params, fused=False: built.append(cfg["name"]) or real(cfg, params, fused))
-    train_module.check_deterministic(model, split, job, torch.device("cpu"), precision.Precision("cpu"))
+    real = epoch_module.make_optimizer
+    monkeypatch.setattr(epoch_module, "make_optimizer", lambda cfg, params, fused=False: built.append(cfg["name"]) or real(cfg, params, fused))
+    epoch_module.check_deterministic(model, split, job, torch.device("cpu"), precision.Precision("cpu"))
     assert built == ["adamw"]
 
 
@@ -246,17 +250,17 @@ def test_auto_on_a_gpu_node_where_torch_sees_no_gpu_says_so(monkeypatch, caplog)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(gpus, "visible_gpus", lambda env=None: ["0", "1"])
     with caplog.at_level("WARNING", logger="seqpipe.train"):
-        assert train_module.select_device("auto") == torch.device("cpu")
+        assert device_module.select_device("auto") == torch.device("cpu")
     assert "2 GPU(s)" in caplog.text and "torch sees none" in caplog.text
     monkeypatch.setattr(gpus, "visible_gpus", lambda env=None: [])
     caplog.clear()
     with caplog.at_level("WARNING", logger="seqpipe.train"):
-        assert train_module.select_device("auto") == torch.device("cpu")
+        assert device_module.select_device("auto") == torch.device("cpu")
     assert caplog.text == ""
     monkeypatch.setattr(gpus, "visible_gpus", lambda env=None: ["0"])
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # GPUs hidden on purpose: no warning
     with caplog.at_level("WARNING", logger="seqpipe.train"):
-        assert train_module.select_device("auto") == torch.device("cpu")
+        assert device_module.select_device("auto") == torch.device("cpu")
     assert caplog.text == ""
 
 

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from seqpipe.config import load_schema, train_job, validate_config
+from seqpipe.config.load import load_schema, train_job, validate_config
 from seqpipe.models import MODELS, autoencoder, build_model, diffusion_ae, gan_ae, tcn_vae, transformer, vae
 from seqpipe.models.grl import dann_alpha, grad_reverse
 from seqpipe.taskfile.reader import standardisation

@@ -14,9 +14,9 @@ import pytest
 import snakemake.cli
 import yaml
 
-from seqpipe.config import ConfigError, checked_config, load_config
+from seqpipe.config.load import ConfigError, checked_config, load_config
 from seqpipe.launch import snakemake_args, split_overrides
-from seqpipe.plan import cells
+from seqpipe.config.plan import cells
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -121,7 +121,7 @@ def test_experiment_replaces_tasks_models_and_sweep(raw):
     assert config["models"]["lstm"]["num_layers"] == 2  # a command-line override reaches the experiment's models
     assert config["features"] == load_config(REPO / "config.yaml")["features"]  # everything else merges
     assert config["training"]["seeds"] == [0, 1] and config["experiment"]["name"] == "groove_rnns"
-    from seqpipe.sweep import apply_sweep
+    from seqpipe.config.sweep import apply_sweep
 
     assert {(c.task, c.model) for c in cells(apply_sweep(config))} == {
         ("groove_style", f"{m}--hidden_size-{h}") for m in ("gru", "lstm") for h in (32, 64)}
@@ -169,7 +169,7 @@ def test_seqpipe_run_overrides_reach_the_workflow_typed(tmp_path):
     runs, the checked config holds the typed values, and no HTCondor warning is printed on a machine without a pool."""
     (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
     (tmp_path / "Snakefile").write_text(
-        "import json\nfrom seqpipe.config import checked_config\nconfigfile: 'config.yaml'\n"
+        "import json\nfrom seqpipe.config.load import checked_config\nconfigfile: 'config.yaml'\n"
         "c = checked_config(config, workflow.config_settings.config)\n"
         "print('CHECKED', json.dumps([c['training']['epochs'], c['models']['gru']['hidden_size'], c['training']['optimizer']['lr']]))\n"
         "rule all:\n    input: []\n")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from seqpipe.plan import PACK_RECORD, packs
+from seqpipe.config.plan import PACK_RECORD, packs
 from seqpipe.training.packing import covered_seconds, pack_record
 from tests.test_pipeline import copy_workflow
 
@@ -21,8 +21,8 @@ BIN = Path(sys.executable).parent
 
 def test_packs_cut_the_cells_in_order(monkeypatch):
     """Five cells in packs of two: [2, 2, 1], in the cells' stable order; no packs unpacked."""
-    from seqpipe import plan
-    from seqpipe.config import Cell
+    from seqpipe.config import plan
+    from seqpipe.config.load import Cell
 
     five = [Cell("a", "mlp", seed) for seed in range(5)]
     monkeypatch.setattr(plan, "cells", lambda config: five)

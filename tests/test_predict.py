@@ -101,7 +101,7 @@ def test_best_run_follows_the_leaderboard_ranking(tmp_path):
 
 
 def test_config_predict_block_is_checked(config, tmp_path):
-    from seqpipe.config import problems
+    from seqpipe.config.load import problems
 
     raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
     raw["predict"] = {"new": {"folder": str(tmp_path / "missing"), "tasks": ["groove_styel"]}}

@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from seqpipe import plan, runcache
-from seqpipe.config import validate_config
-from seqpipe.sweep import apply_sweep
+from seqpipe import runcache
+from seqpipe.config import plan
+from seqpipe.config.load import validate_config
+from seqpipe.config.sweep import apply_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -25,7 +25,7 @@ import torch
 import yaml
 
 from seqpipe.taskfile.hdf5 import write_splits
-from seqpipe.training import checkpoint, train as train_module
+from seqpipe.training import checkpoint, loop as loop_module
 from seqpipe.training.train import train
 from tests.test_training import job
 
@@ -100,16 +100,16 @@ class Killed(BaseException):
 def die_in_epoch(monkeypatch, epoch: int) -> None:
     """Make training stop dead in `epoch`, after its validation and before its checkpoint."""
     calls = {"n": 0}
-    real = train_module.step_scheduler
+    real = loop_module.step_scheduler
 
     def step(scheduler, value):
         calls["n"] += 1
         if calls["n"] == epoch + 1:
-            monkeypatch.setattr(train_module, "step_scheduler", real)
+            monkeypatch.setattr(loop_module, "step_scheduler", real)
             raise Killed
         real(scheduler, value)
 
-    monkeypatch.setattr(train_module, "step_scheduler", step)
+    monkeypatch.setattr(loop_module, "step_scheduler", step)
 
 
 @pytest.mark.parametrize("kill_at", [1, 4, 7])

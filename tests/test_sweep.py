@@ -1,9 +1,9 @@
 import pytest
 import yaml
 
-from seqpipe.config import ConfigError, load_config, train_job
-from seqpipe.plan import cells
-from seqpipe.sweep import apply_sweep, expand_models, value_label
+from seqpipe.config.load import ConfigError, load_config, train_job
+from seqpipe.config.plan import cells
+from seqpipe.config.sweep import apply_sweep, expand_models, value_label
 
 
 def test_value_labels_are_path_safe():
@@ -43,8 +43,8 @@ def test_sweep_cells_and_jobs(repo, tmp_path):
 
 def reference_train_params(config: dict, task: str, model: str, seed: int) -> dict:
     """train_params as it was computed before issue 25 (from the whole config, model list and all)."""
-    from seqpipe.config import train_job
-    from seqpipe.plan import RUNTIME_KEYS, project_path
+    from seqpipe.config.load import train_job
+    from seqpipe.config.plan import RUNTIME_KEYS, project_path
 
     job = train_job(config, task, model, seed)
     job["task"].pop("models")
@@ -59,8 +59,8 @@ def test_job_params_are_unchanged_by_the_planning_shortcuts(config):
     """The params strings decide reruns: planning faster must not change one byte of them (issue 25 item 2)."""
     import json
 
-    from seqpipe.config import task_config
-    from seqpipe.plan import cells, task_params, train_params
+    from seqpipe.config.load import task_config
+    from seqpipe.config.plan import cells, task_params, train_params
 
     swept = apply_sweep({**config, "sweep": {"models": ["gru"], "grid": {"hidden_size": [8, 16], "training.optimizer.lr": [0.1, 0.2]}}})
     for cfg in (config, swept):

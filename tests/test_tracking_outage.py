@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from seqpipe.config import load_config, train_job
+from seqpipe.config.load import load_config, train_job
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint, log_test_metrics
 from seqpipe.io import read_json, write_json
 from seqpipe.tracking.relocate import relocate

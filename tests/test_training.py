@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from seqpipe.config import DEFAULT_LOSS
 from seqpipe.taskfile.hdf5 import write_splits
 from seqpipe.evaluation.baseline import run_baseline
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint
@@ -42,7 +41,7 @@ def make_file(path, kind, seed=0):
 def job(task_type, arch, mapping="seq2static", seed=0, **training):
     paradigm = "self_supervised" if task_type == "reconstruction" else "supervised"
     task = {"name": f"synthetic_{task_type}", "paradigm": paradigm, "mapping": mapping, "type": task_type,
-            "losses": [{"name": DEFAULT_LOSS[task_type], "weight": 1.0, "params": {}}]}
+            "losses": [{"name": "cross_entropy" if task_type == "classification" else "mse", "weight": 1.0, "params": {}}]}
     return {"task": task, "model": {"name": arch, "arch": arch, **MODEL_DEFAULTS}, "training": {**TRAINING, **training}, "seed": seed}
 
 
@@ -127,7 +126,7 @@ def test_seq2seq_metrics_per_step_and_aggregated(tmp_path):
 )
 def test_every_model_trains_through_the_training_stage(tmp_path, arch, task_type):
     """The real loop (aux losses, set_progress) trains each model; evaluation reloads it from best.pt."""
-    from seqpipe.config import load_schema
+    from seqpipe.config.load import load_schema
 
     defaults = {k: v["default"] for k, v in load_schema()["$defs"]["model"]["properties"].items() if "default" in v}
     h5 = make_file(tmp_path / "d.h5", "classification")

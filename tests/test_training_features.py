@@ -18,6 +18,8 @@ from seqpipe.taskfile import splits
 from seqpipe.taskfile.hdf5 import write_splits
 from seqpipe.taskfile.reader import MemorySplit, epoch_order
 from seqpipe.models import MODELS
+from seqpipe.config.load import default_runtime
+from seqpipe.config.types import KlCollapse
 from seqpipe.training.checkpoint import load
 from seqpipe.training.schedule import make_scheduler, step_scheduler
 from seqpipe.training.train import train, training_settings
@@ -45,10 +47,12 @@ def h5(tmp_path_factory):
 
 def test_defaults_come_from_the_schema():
     filled = training_settings({"epochs": 3, "scheduler": {"name": "cosine_warm_restarts"}})
-    assert filled["epochs"] == 3 and filled["scheduler"] == {"name": "cosine_warm_restarts", "factor": 0.5, "patience": 3, "min_lr": 1e-6,
-                                                             "T_0": 10, "T_mult": 1, "eta_min": 0.0}
-    assert filled["checkpoint_every"] == 1 and filled["memory_budget_mb"] == 2048 and filled["amp"] == "bf16"
-    assert filled["kl_collapse"] == {"threshold": 0.001, "epochs": 3} and filled["freeze"] == [] and filled["init_from"] is None
+    assert filled.epochs == 3 and filled.scheduler == {"name": "cosine_warm_restarts", "factor": 0.5, "patience": 3, "min_lr": 1e-6,
+                                                       "T_0": 10, "T_mult": 1, "eta_min": 0.0}
+    assert filled.amp == "bf16" and filled.freeze == () and filled.init_from is None
+    assert filled.kl_collapse == KlCollapse(threshold=0.001, epochs=3)
+    runtime = default_runtime()  # the result-neutral ones are Runtime's, from the same schema
+    assert runtime.checkpoint_every == 1 and runtime.memory_budget_mb == 2048
 
 
 def test_schedulers_step_once_per_epoch():

@@ -4,7 +4,7 @@ Snakemake 9 refuses a `--config` key that is not an identifier ("Config entry mu
 identifier"), so `snakemake --config training.epochs=5` stops before the workflow is read. This command
 takes the leading `key.path=value` words, hands them to Snakemake as the one entry it accepts,
 `--config set='training.epochs=5 models.gru.hidden_size=128'` (the workflow splits and nests it:
-`seqpipe.overrides.nest_dotted`), and replaces itself with this environment's `snakemake` and the
+`seqpipe.config.overrides.nest_dotted`), and replaces itself with this environment's `snakemake` and the
 remaining arguments. Plain `snakemake --config set='...'` does the same without this command.
 
 On a machine without an HTCondor pool (no condor_config file), it also sets CONDOR_CONFIG=/dev/null for

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from seqpipe.config.types import runtime_from_env
 from seqpipe.raw.manifest import tree_state
 from seqpipe.forced import is_forced
 
@@ -245,8 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         usage="seqpipe run-cache --kind KIND --params JSON [--inputs F ...] --outputs F ... [--extra F ...] -- COMMAND ...",
         description="Run a job's command through the run cache: when a job with the same params and input contents ran "
         "before, restore its outputs instead of running it; otherwise run it and keep its outputs.")
-    parser.add_argument("--cache", default=os.environ.get("SEQPIPE_RUN_CACHE", "{}"),
-                        help='the `cache` config section as JSON, {"enabled": true, "dir": "resources/cache"} (default: $SEQPIPE_RUN_CACHE)')
+    runtime = runtime_from_env()
+    parser.add_argument("--cache", default=json.dumps(runtime.to_dict()["cache"] if runtime else {}, sort_keys=True),
+                        help='the `cache` config section as JSON, {"enabled": true, "dir": "resources/cache"} '
+                             "(default: the cache section of $SEQPIPE_RUNTIME, seqpipe.config.types.Runtime)")
     parser.add_argument("--kind", required=True, help="the job kind (rule name): train, features")
     parser.add_argument("--params", required=True, help="the job's parameters as JSON")
     parser.add_argument("--inputs", nargs="*", default=[], help="the input files whose content determines the outputs")

@@ -12,17 +12,17 @@ from snakemake.exceptions import WorkflowError
 # The source files the code stamps hash (seqpipe itself is imported as installed: docs/architecture.md).
 SRC = Path(workflow.basedir) / "src"
 
-from seqpipe import codedeps, plan
-from seqpipe.config import train_job, task_config
+from seqpipe import codedeps
+from seqpipe.config import plan
+from seqpipe.config.load import train_job, task_config
 from seqpipe.raw.manifest import tree_state
 from seqpipe.features.shards import shard_count
-from seqpipe.io import config_hash
 from seqpipe.forced import ENV_VAR as FORCED_VAR, record_forced
 from seqpipe.launcher import shell_prefix
-from seqpipe.sweep import apply_sweep
+from seqpipe.config.sweep import apply_sweep
 from seqpipe.tracking.invocation import ensure_invocation
 
-# the config was checked as a whole in the Snakefile (seqpipe.config.checked_config)
+# the config was checked as a whole in the Snakefile (seqpipe.config.load.checked_config)
 config.update(
     apply_sweep(config)
 )  # a sweep grid becomes one model per cell, before any rule
@@ -49,18 +49,12 @@ if workflow.is_main_process and not DRY_RUN and plan.tracking_pending(plan.TRACK
 REPORT = plan.report_files(config)  # results/report[/<experiment>]
 # The source folder as the rules see it: relative to the project, so a moved copy plans nothing.
 SRC_REL = plan.project_path(SRC)
-# Settings that cannot change any output reach the jobs through the environment, not as params
-# (Snakemake reruns a job when its params, inputs or rule code change), so changing them reruns
-# nothing: the result-neutral training settings and the run cache's settings.
-os.environ["SEQPIPE_RUNTIME"] = json.dumps(
-    plan.runtime_settings(config), sort_keys=True
-)
-os.environ["SEQPIPE_RUN_CACHE"] = json.dumps(config.get("cache") or {}, sort_keys=True)
-# The memory budget of the stages that read a task's file (validate, baseline, evaluate: the CLIs'
-# --memory-budget-mb default); results are the same under any budget.
-os.environ["SEQPIPE_MEMORY_BUDGET_MB"] = str(
-    config["training"]["memory_budget_mb"]
-)  # on a line of its own: snakemake --lint reads the name up to the line's last `"]`
+# Settings that cannot change any output reach the jobs through ONE environment variable, not as
+# params (Snakemake reruns a job when its params, inputs or rule code change), so changing them
+# reruns nothing: $SEQPIPE_RUNTIME, the JSON of seqpipe.config.types.Runtime (the result-neutral
+# training settings, globally and per model, the run cache's section; docs/configuration.md).
+RUNTIME = plan.runtime_settings(config)
+os.environ["SEQPIPE_RUNTIME"] = RUNTIME.to_json()
 
 
 # What the user forced (--forcerun/-R, --forceall, -f): the run cache computes those jobs again
@@ -76,8 +70,6 @@ onstart:
 envvars:
     "SEQPIPE_FORCED",
     "SEQPIPE_RUNTIME",
-    "SEQPIPE_RUN_CACHE",
-    "SEQPIPE_MEMORY_BUDGET_MB",
 
 
 # `snakemake --report` draws every dependency of the DAG in its rule graph, where the code stamps
@@ -268,9 +260,7 @@ def tracking_input(wildcards):
     except (OSError, ValueError, KeyError, TypeError):
         trained = None
     # train hashes its job with the runtime settings put back
-    runtime = json.loads(os.environ["SEQPIPE_RUNTIME"])
-    job = plan.with_runtime(json.loads(train_params(wildcards)), runtime)
-    current = config_hash(job)
+    current = plan.run_config_hash(json.loads(train_params(wildcards)), RUNTIME)
     return ancient(TRACKING) if trained == current else TRACKING
 
 

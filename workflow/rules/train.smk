@@ -7,7 +7,7 @@
 # were trained before gets that model back instead of training again, and every model trained
 # stays in the cache after Snakemake deletes it for a retrain (`seqpipe run-cache list`).
 # The cache's settings and the result-neutral training settings (checkpoint_every, progress, ...)
-# reach the job through the environment (SEQPIPE_RUN_CACHE, SEQPIPE_RUNTIME; see common.smk), not
+# reach the job through one environment variable (SEQPIPE_RUNTIME; see common.smk), not
 # as params, so changing them retrains nothing.
 # Where runs are logged is not an input that reruns training: the MLflow store is ancient() for a
 # cell already trained with its settings (set up first, but a new tracking URI or experiment sets

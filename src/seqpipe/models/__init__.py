@@ -18,9 +18,12 @@ The protocol between a model and the training loop, all of it optional for a mod
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
+from seqpipe.config.types import Model
 from seqpipe.models import autoencoder, diffusion_ae, gan_ae, mlp, rnn, tcn, tcn_vae, transformer, vae  # noqa: F401 - fill the registry
 from seqpipe.models.protocol import AuxLossModule
 from seqpipe.models.registry import MODELS, POOLINGS
@@ -63,8 +66,11 @@ class Normalised(AuxLossModule):
         return out * self.y_std + self.y_mean
 
 
-def build_model(cfg: dict, *, in_dim: int, seq_len: int, out_dim: int, mapping: str, out_len: int | None, target_dim: int | None) -> Normalised:
-    """Build the architecture `cfg['arch']` inside the normalising wrapper."""
+def build_model(settings: Model | Mapping, *, in_dim: int, seq_len: int, out_dim: int, mapping: str, out_len: int | None,
+                target_dim: int | None) -> Normalised:
+    """Build the architecture `settings.arch` inside the normalising wrapper; its builder gets the model's settings
+    as a dict (`cfg["hidden_size"]`, ...). `settings`: a `seqpipe.config.types.Model`, or its dict."""
+    cfg = settings.to_dict() if isinstance(settings, Model) else settings
     if cfg["arch"] not in MODELS:
         raise KeyError(f"unknown model arch {cfg['arch']!r}; known: {', '.join(sorted(MODELS))}")
     net = MODELS[cfg["arch"]](cfg, in_dim=in_dim, seq_len=seq_len, out_dim=out_dim, mapping=mapping, out_len=out_len)

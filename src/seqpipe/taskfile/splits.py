@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,12 +39,15 @@ STATS_CHUNK_BYTES = 64 * 2**20  # the largest block read at a time, whatever the
 
 
 def add_budget_option(parser: argparse.ArgumentParser) -> None:
-    """`--memory-budget-mb MB`: the stage's memory budget (default: $SEQPIPE_MEMORY_BUDGET_MB, else 2048)."""
-    default = float(os.environ.get("SEQPIPE_MEMORY_BUDGET_MB") or DEFAULT_BUDGET_MB)
+    """`--memory-budget-mb MB`: the stage's memory budget (default: $SEQPIPE_RUNTIME's memory_budget_mb, else 2048)."""
+    from seqpipe.config.types import runtime_from_env
+
+    runtime = runtime_from_env()
+    default = float(runtime.memory_budget_mb if runtime is not None else DEFAULT_BUDGET_MB)
     parser.add_argument(
         "--memory-budget-mb", type=float, default=default, metavar="MB",
         help="splits that need at most this many MB are read into memory, larger ones in blocks from the file "
-             f"(default: $SEQPIPE_MEMORY_BUDGET_MB, else {DEFAULT_BUDGET_MB:g}; the workflow passes training.memory_budget_mb)",
+             f"(default: $SEQPIPE_RUNTIME's memory_budget_mb, the workflow's training.memory_budget_mb, else {DEFAULT_BUDGET_MB:g})",
     )
 
 

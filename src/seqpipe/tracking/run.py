@@ -67,7 +67,7 @@ def rename_metrics(values: dict[str, float], measured: str | None) -> dict[str, 
 
 
 def run_params(job: dict) -> dict:
-    """MLflow params of a job: the task's settings, the model's own keys (seqpipe.config fills only the keys of
+    """MLflow params of a job: the task's settings, the model's own keys (seqpipe.config.load fills only the keys of
     the model's architecture) and the training settings."""
     return {"task": job.get("task", {}), "model": job.get("model", {}), "training": job.get("training", {}), "seed": job.get("seed")}
 

@@ -6,20 +6,18 @@ the tests, so the DAG and the code agree on every path.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 from pathlib import Path
 
-from seqpipe.config import Cell, cells, model_seeds, model_training, task_config, train_job  # noqa: F401 - plan.cells
+from seqpipe.config.load import Cell, cells, model_seeds, model_training, task_config, train_job  # noqa: F401 - plan.cells
+from seqpipe.config.types import RUNTIME_KEYS, Runtime, with_runtime
+from seqpipe.io import config_hash
 
 RESULTS = "results"
 TRACKING = f"{RESULTS}/mlflow/tracking.json"
 # Written by the track_runs rule: how many runs it logged to MLflow and which are still pending.
 TRACKED = f"{RESULTS}/mlflow/logged.json"
-# Training settings that cannot change a trained model: they reach the job as its runtime settings
-# (`seqpipe train --runtime`), not as a parameter, so changing them retrains nothing.
-RUNTIME_KEYS = ("checkpoint_every", "progress", "num_workers", "memory_budget_mb")
 # What validation and the baseline read of a task: its data and type, not its losses or models.
 NOT_FOR_DATA_JOBS = ("losses", "models")
 
@@ -74,21 +72,19 @@ def train_params(config: dict, task: str, model: str, seed: int) -> dict:
     return job
 
 
-def runtime_settings(config: dict) -> dict:
-    """The result-neutral training settings (RUNTIME_KEYS), globally and per model, for `seqpipe train --runtime`."""
+def runtime_settings(config: dict) -> Runtime:
+    """The result-neutral settings of a checked config: the training ones (RUNTIME_KEYS) globally and per model,
+    and the run cache's section. The workflow hands them to every job as $SEQPIPE_RUNTIME (`Runtime.to_json`)."""
     pick = lambda training: {k: training[k] for k in RUNTIME_KEYS if k in training}  # noqa: E731
     models = {name: pick(cfg.get("training") or {}) for name, cfg in config["models"].items()}
-    return {"training": pick(config.get("training", {})), "models": {k: v for k, v in models.items() if v}}
+    return Runtime.from_dict({**pick(config["training"]), "cache": config.get("cache") or {},
+                              "models": {k: v for k, v in models.items() if v}})
 
 
-def with_runtime(job: dict, runtime: dict | None) -> dict:
-    """A training job's settings with its runtime settings put back (the model's own over the global ones)."""
-    if not runtime:
-        return job
-    job = copy.deepcopy(job)
-    own = runtime.get("models", {}).get(job["model"]["name"], {})
-    job["training"] = {**job["training"], **runtime.get("training", {}), **own}
-    return job
+def run_config_hash(job: dict, runtime: Runtime) -> str:
+    """The config hash a training run records (run.json): its job's settings (`train_params`) as the run used
+    them, with the runtime settings of its model (`TrainJob.as_run`)."""
+    return config_hash(with_runtime(job, runtime))
 
 
 def features_h5(config: dict, feature_set: str) -> str:

@@ -1,8 +1,7 @@
 """The base of the configuration modules: their error and the merge they all use.
 
-Every module of the configuration stage (overrides, sweep, config_checks, config, plan) imports these
-from here, so the stage imports in one direction (docs/architecture.md). `seqpipe.config` re-exports
-both (`from seqpipe.config import ConfigError, deep_merge` keeps working).
+Every module of the configuration package (overrides, sweep, checks, load, plan) imports these from
+here, so the package imports in one direction (docs/architecture.md); `seqpipe.config.load` re-exports both.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Configuration: one schema (src/seqpipe/config.schema.yaml, shipped in the package), checked once, defaults filled.
+"""Configuration: one schema (src/seqpipe/config/schema.yaml, shipped in the package), checked once, defaults filled.
 
 `checked_config` is what the Snakefile runs before any job: command-line overrides and an experiment
-file applied (seqpipe.overrides), then every problem of the config found in one pass and reported
-one line each (seqpipe.config_checks), then the schema's defaults filled in. `load_config` does the
+file applied (seqpipe.config.overrides), then every problem of the config found in one pass and reported
+one line each (seqpipe.config.checks), then the schema's defaults filled in. `load_config` does the
 same for code and tests that run outside Snakemake.
 """
 
@@ -11,16 +11,17 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from functools import cache
+from collections.abc import Mapping
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-from seqpipe.config_base import ConfigError, deep_merge  # noqa: F401 - re-exported: seqpipe.config.ConfigError
+from seqpipe.config.base import ConfigError, deep_merge  # noqa: F401 - re-exported: seqpipe.config.load.ConfigError
+from seqpipe.config.types import RUNTIME_KEYS, Runtime, Training, TrainJob
 
-SCHEMA_PATH = Path(__file__).resolve().with_name("config.schema.yaml")
-SCHEMA_NAME = "src/seqpipe/config.schema.yaml"
-DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse", "reconstruction": "mse", "summary": "mse"}
+SCHEMA_PATH = Path(__file__).resolve().with_name("schema.yaml")
+SCHEMA_NAME = "src/seqpipe/config/schema.yaml"
 
 
 def _arch_keys(validator: jsonschema.protocols.Validator, instance: dict, schema: dict) -> set[str] | None:
@@ -65,7 +66,7 @@ def load_schema(path: Path = SCHEMA_PATH) -> dict:
 
 @cache
 def _rules() -> dict:
-    from seqpipe.config_checks import arch_rules
+    from seqpipe.config.checks import arch_rules
 
     return arch_rules(load_schema())
 
@@ -81,7 +82,7 @@ def fill_defaults(config: dict, schema: dict | None = None) -> dict:
 
 def problems(config: dict, schema: dict | None = None, *, files: bool = False) -> list[str]:
     """Every problem of a config (before defaults are filled), one line each; [] when it can run."""
-    from seqpipe import config_checks
+    from seqpipe.config import checks as config_checks
 
     schema = schema or load_schema()
     rules = config_checks.arch_rules(schema)
@@ -90,7 +91,7 @@ def problems(config: dict, schema: dict | None = None, *, files: bool = False) -
     try:
         lines += config_checks.semantic_problems(filled, schema, rules)
         if files:
-            from seqpipe.sweep import apply_sweep
+            from seqpipe.config.sweep import apply_sweep
 
             built = {(c.task, c.model, c.seed) for c in cells(apply_sweep(filled))} if not lines else None
             lines += config_checks.file_problems(filled, built)
@@ -124,7 +125,7 @@ def checked_config(config: dict, command_line: dict | None = None, schema: dict 
 
     `command_line` is Snakemake's parsed `--config` (re-applied on top of an experiment's sections).
     """
-    from seqpipe.overrides import OverrideError, prepare
+    from seqpipe.config.overrides import OverrideError, prepare
 
     schema = schema or load_schema()
     try:
@@ -145,15 +146,15 @@ def section_with_defaults(section: str, value: dict, schema: dict | None = None)
     errors = list(_with_defaults(jsonschema.Draft202012Validator)(subschema).iter_errors(value))
     if errors:
         where = ".".join([section, *(str(p) for p in errors[0].absolute_path)])
-        raise ConfigError(f"config key {where}: {errors[0].message}; see workflow/schemas/config.schema.yaml")
+        raise ConfigError(f"config key {where}: {errors[0].message}; see {SCHEMA_NAME}")
     return value
 
 
 def load_config(path: str | Path, overrides: dict | None = None, *, files: bool = False) -> dict:
     """Read a YAML configuration (safe_load), apply `overrides` (deep merge; dotted keys and a `set` entry as
     on the command line), check it, fill defaults, expand sweeps."""
-    from seqpipe.overrides import prepare
-    from seqpipe.sweep import apply_sweep
+    from seqpipe.config.overrides import prepare
+    from seqpipe.config.sweep import apply_sweep
 
     with open(path, encoding="utf-8") as fh:
         config = yaml.safe_load(fh) or {}
@@ -165,7 +166,7 @@ def load_config(path: str | Path, overrides: dict | None = None, *, files: bool 
 
 def check_config(config: dict) -> None:
     """The checks a schema cannot express, on a config with defaults filled; raise ConfigError listing every problem."""
-    from seqpipe.config_checks import semantic_problems
+    from seqpipe.config.checks import semantic_problems
 
     lines = semantic_problems(config, load_schema(), _rules())
     if lines:
@@ -174,7 +175,7 @@ def check_config(config: dict) -> None:
 
 def task_models(config: dict, task: dict) -> list[str]:
     """The models a task trains: its `models` list, or else every model whose arch can serve the task."""
-    from seqpipe.config_checks import serves
+    from seqpipe.config.checks import serves
 
     if "models" in task:
         return list(task["models"])
@@ -182,9 +183,8 @@ def task_models(config: dict, task: dict) -> list[str]:
 
 
 def task_config(config: dict, task: str) -> dict:
-    """A task's configuration with its losses and model list resolved."""
+    """A task's configuration (of a checked config: the schema filled its default losses) with its name and model list."""
     cfg = copy.deepcopy(config["tasks"][task])
-    cfg.setdefault("losses", [{"name": DEFAULT_LOSS[cfg["type"]], "weight": 1.0, "params": {}}])
     cfg["models"] = task_models(config, cfg)
     cfg["name"] = task
     return cfg
@@ -245,3 +245,34 @@ def cells(config: dict) -> list[Cell]:
         for model in task_config(config, task)["models"]
         for seed in model_seeds(config, model)
     ]
+
+
+def _training_and_runtime(training: Mapping, task_type: str | None = None) -> tuple[dict, dict]:
+    """A `training` section with the schema's defaults filled (early stopping's `auto` mode resolved for
+    `task_type`), split into the settings that shape the model and the result-neutral ones."""
+    filled = section_with_defaults("training", dict(training))
+    filled.pop("seeds", None)
+    runtime = {key: filled.pop(key) for key in RUNTIME_KEYS}
+    stop = filled["early_stopping"]
+    stop["mode"] = stopping_mode(stop["monitor"], stop["mode"], task_type or "")
+    return filled, runtime
+
+
+def training_from_dict(training: Mapping, task_type: str | None = None) -> Training:
+    """A (partial) `training` section as a `Training`, the schema's defaults filled in (its runtime keys left out)."""
+    return Training.from_dict(_training_and_runtime(training, task_type)[0])
+
+
+def train_job_from_dict(job: Mapping) -> tuple[TrainJob, Runtime]:
+    """A training job written by hand (tests, benchmarks, notebooks: `task`, `model`, a partial `training`,
+    `seed`) as a `TrainJob` and its `Runtime`, the schema's defaults filled in. The workflow's jobs need no
+    filling: `seqpipe train` parses their complete settings with `TrainJob.from_json`."""
+    training, runtime = _training_and_runtime(job.get("training") or {}, job["task"].get("type"))
+    typed = TrainJob.from_dict({"task": job["task"], "model": job["model"], "training": training, "seed": job.get("seed", 0)})
+    return typed, Runtime.from_dict({**runtime, "cache": {}, "models": {}})
+
+
+def default_runtime() -> Runtime:
+    """The schema's default runtime settings (a job started outside the workflow, without $SEQPIPE_RUNTIME)."""
+    training = section_with_defaults("training", {})
+    return Runtime.from_dict({**{k: training[k] for k in RUNTIME_KEYS}, "cache": {}, "models": {}})

@@ -94,7 +94,7 @@ def apply_experiment(config: dict, command_line: dict | None = None) -> dict:
     `command_line` (Snakemake's parsed `--config`) is merged again afterwards, so a nested override of
     `models` or `tasks` also reaches an experiment's models and tasks.
     """
-    from seqpipe.config_base import deep_merge
+    from seqpipe.config.base import deep_merge
 
     if not isinstance(config.get("experiment"), dict):
         return config

@@ -18,7 +18,7 @@ import copy
 import itertools
 import re
 
-from seqpipe.config_base import ConfigError, deep_merge
+from seqpipe.config.base import ConfigError, deep_merge
 
 SAFE = re.compile(r"[^A-Za-z0-9_.]+")
 

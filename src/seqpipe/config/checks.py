@@ -188,7 +188,7 @@ def model_problems(name: str, model: dict, schema: dict, rules: dict) -> list[st
         lines += _registered_problems("pooling", spec, signatures.poolings(), f"{key}.pooling")
     training = model.get("training")
     if isinstance(training, dict) and training:
-        # a model's own `seeds` are honoured by the plan (seqpipe.plan.model_seeds), checked like the global ones
+        # a model's own `seeds` are honoured by the plan (seqpipe.config.plan.model_seeds), checked like the global ones
         lines += subschema_problems(training, schema["properties"]["training"], schema, ["models", name, "training"], rules)
         lines += training_problems(training, f"{key}.training")
     return lines
@@ -227,7 +227,7 @@ def task_model_names(config: dict, name: str, task: dict, rules: dict) -> tuple[
 
 def early_stopping_problems(config: dict, task_models: dict[str, list[str]]) -> list[str]:
     """An early-stopping mode that keeps the worst epoch: min on accuracy, max on a loss or RMSE."""
-    from seqpipe.config_base import deep_merge
+    from seqpipe.config.base import deep_merge
 
     found: dict[tuple[str, str, str, str], list[str]] = {}
     for task_name, models in task_models.items():
@@ -254,7 +254,7 @@ def early_stopping_problems(config: dict, task_models: dict[str, list[str]]) -> 
 
 def sweep_problems(config: dict, schema: dict, rules: dict) -> list[str]:
     """The sweep: its models exist, and every cell after expansion is a valid model with a valid, free name."""
-    from seqpipe.sweep import expand_models
+    from seqpipe.config.sweep import expand_models
 
     sweep = config.get("sweep") or {}
     models = config.get("models") or {}
