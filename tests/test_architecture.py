@@ -272,7 +272,7 @@ def test_adding_a_dataset_is_its_module_its_demo_generator_and_its_schema_entrie
     command generates it and writes its manifest, and the config check reads a `root` through its module."""
     import h5py
 
-    from seqpipe import config
+    from seqpipe.config import load as config
     from seqpipe.datasets import DATASETS, dataset_names, get_dataset
     from seqpipe.raw import demo, manifest
 
