@@ -17,6 +17,7 @@ from seqpipe.evaluation.baseline import run_baseline
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint, predict
 from seqpipe.taskfile.reader import standardisation
 from seqpipe.training.train import train
+from seqpipe.config.types import Task
 from taskfiles import load_splits, load_task_data
 
 N = 300
@@ -140,7 +141,7 @@ def train_and_score(tmp_path, h5, task, arch="gru", epochs=20):
     train(make_job(task, arch, epochs), h5, tmp_path / "run")
     model, _ = load_checkpoint(tmp_path / "run" / "best.pt")
     data = load_task_data(h5, task)
-    return evaluate(data, task, model, arch, 0), run_baseline(data, task), data
+    return evaluate(data, Task.from_dict(task), model, arch, 0), run_baseline(data, Task.from_dict(task)), data
 
 
 def beats(got: dict, base: dict) -> bool:
@@ -300,7 +301,7 @@ def test_statistics_come_from_train_and_evaluation_reuses_them(tmp_path):
     model, _ = load_checkpoint(tmp_path / "a" / "best.pt")
     before = {k: getattr(model, k).clone() for k in keys}
     data_b = load_task_data(b, task)
-    evaluate(data_b, task, model, "gru", 0)
+    evaluate(data_b, Task.from_dict(task), model, "gru", 0)
     assert all(torch.equal(getattr(model, k), before[k]) for k in keys)
     assert not torch.allclose(model.x_mean, standardisation(data_b.x["test"])[0], atol=1.0)
 

@@ -17,6 +17,7 @@ from seqpipe.evaluation.baseline import run_baseline
 from seqpipe.evaluation.per_song import per_song_metrics, song_frames
 from seqpipe.features.build import build
 from seqpipe.features.kinds.deam_dynamic import aligned_steps
+from seqpipe.config.types import Task
 from taskfiles import load_task_data
 
 SECONDS = 26.0  # 22 annotation frames from 15 s (ids above 2000: 1.5x as long)
@@ -96,7 +97,7 @@ def test_per_song_metrics_follow_the_mediaeval_protocol():
 def test_baseline_reports_per_song_metrics_beside_pooled_ones(dynamic_h5):
     _, out = dynamic_h5
     task = {"name": "deam_dynamic", "paradigm": "supervised", "mapping": "seq2seq", "type": "regression", "target_seq_len": WINDOW}
-    result = run_baseline(load_task_data(out, task), task)
+    result = run_baseline(load_task_data(out, task), Task.from_dict(task))
     assert {"rmse", "pearson", "song_rmse", "song_pearson"} <= set(result["metrics"])
     assert result["per_song"]["n_songs"] >= 1 and len(result["per_step"]) == WINDOW
 

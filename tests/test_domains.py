@@ -22,6 +22,7 @@ from seqpipe.features.build import assemble as assemble_windows
 from seqpipe.features.build import Extracted
 from seqpipe.datasets import Item
 from seqpipe.training.train import train
+from seqpipe.config.types import Task
 from taskfiles import load_task_data, memory_task_data, stream_task_data
 from tests.test_training import MODEL_DEFAULTS
 
@@ -193,7 +194,7 @@ def test_training_logs_the_adversary_and_evaluation_reports_its_domain_accuracy(
     assert "aux_domain" in header and "model_alpha" in header
     model, _ = load_checkpoint(runs[1.0] / "best.pt")
     data = load_task_data(path, TASK)
-    got = evaluate(data, TASK, model, "tcn_vae", 0)
+    got = evaluate(data, Task.from_dict(TASK), model, "tcn_vae", 0)
     assert got["metrics"]["accuracy"] > 0.8
     assert 0.0 <= got["metrics"]["domain_accuracy"] <= 1.0 and got["metrics"]["domain_majority"] >= 0.5
 

@@ -19,6 +19,7 @@ from seqpipe.evaluation.evaluate import evaluate, load_checkpoint
 from seqpipe.models import build_model
 from seqpipe.models.heads import head_kind
 from seqpipe.training.train import train
+from seqpipe.config.types import Task
 from taskfiles import load_task_data
 
 N, T_IN, T_OUT, D = 500, 24, 8, 3
@@ -76,7 +77,7 @@ def test_every_sequence_model_clearly_beats_the_baseline_on_the_forecasting_reci
     train(job, forecast_h5, tmp_path / "run")
     model, _ = load_checkpoint(tmp_path / "run" / "best.pt")
     data = load_task_data(forecast_h5, TASK)
-    got, base = evaluate(data, TASK, model, arch, 0), run_baseline(data, TASK)
+    got, base = evaluate(data, Task.from_dict(TASK), model, arch, 0), run_baseline(data, Task.from_dict(TASK))
     rmse, base_rmse = got["metrics"]["rmse"], base["metrics"]["rmse"]
     # the best possible RMSE is about 0.83 (channels 1 and 2 are unpredictable noise), the baseline's about 1.05
     assert rmse < 0.9 * base_rmse, (arch, rmse, base_rmse)

@@ -14,6 +14,7 @@ import torch
 from seqpipe.taskfile.hdf5 import auto_split_indices, open_h5, write_splits
 from seqpipe.taskfile.reader import Batch, MemorySplit, epoch_order, open_task, standardisation, training_data
 from seqpipe.taskfile.validate import ValidationError, validate
+from seqpipe.config.types import Task
 from tests.test_training import job
 
 CLS = {"name": "t", "paradigm": "supervised", "mapping": "seq2static", "type": "classification"}
@@ -213,5 +214,5 @@ def test_evaluation_reads_only_the_test_split(tmp_path, monkeypatch):
     read = []
     original = reader.H5Rows.read
     monkeypatch.setattr(reader.H5Rows, "read", lambda self, key, positions: read.append((self.group, key)) or original(self, key, positions))
-    result = evaluate(data, j["task"], model, "mlp", 0)
+    result = evaluate(data, Task.from_dict(j["task"]), model, "mlp", 0)
     assert result["n_samples"] == 9 and {group for group, key in read if key == "data"} == {"test"}

@@ -12,6 +12,7 @@ import pytest
 
 from seqpipe.evaluation.report import leaderboard, load_metrics, main, write_leaderboard
 from seqpipe.io import write_json, write_text
+from seqpipe.config.types import Task
 
 CLASSES = ["rock", "jazz"]
 
@@ -215,8 +216,8 @@ def _run(root: Path, model: str, seed: int, y_true: np.ndarray, right: np.ndarra
     pred = predictions.from_outputs("classification", y_true, probs, ids, ("a", "b"))
     run_dir = root / model / str(seed)
     predictions.save(run_dir / "predictions.h5", pred)
-    write_json(run_dir / "metrics.json", record(TASK, model, seed, len(y_true),
-                                                score(TASK, y_true, y_pred, {"class_names": ["a", "b"]}, pred)))
+    write_json(run_dir / "metrics.json", record(Task.from_dict(TASK), model, seed, len(y_true),
+                                                score(Task.from_dict(TASK), y_true, y_pred, {"class_names": ["a", "b"]}, pred)))
     return run_dir / "metrics.json"
 
 

@@ -13,6 +13,7 @@ from seqpipe.evaluation.baseline import run_baseline
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint
 from seqpipe.taskfile.reader import standardisation
 from seqpipe.training.train import train
+from seqpipe.config.types import Task
 from taskfiles import load_splits, load_task_data
 
 NAMES = ["gait_stride", "gait_cadence", "hip_stiffness", "knee_damping", "ankle_gain"]
@@ -94,7 +95,7 @@ def test_regression_on_rollouts_beats_mean_predictor(tmp_path):
     train({**JOB, "task": TASK}, h5, tmp_path / "run")
     model, _ = load_checkpoint(tmp_path / "run" / "best.pt")
     data = load_task_data(h5, TASK)
-    got, base = evaluate(data, TASK, model, "mlp", 0), run_baseline(data, TASK)
+    got, base = evaluate(data, Task.from_dict(TASK), model, "mlp", 0), run_baseline(data, Task.from_dict(TASK))
     assert got["metrics"]["rmse"] < 0.5 * base["metrics"]["rmse"], (got["metrics"], base["metrics"])
     assert set(got["per_target"]) == {"cot", "speed"}
 

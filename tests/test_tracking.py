@@ -15,6 +15,7 @@ from seqpipe.tracking.invocation import ENV_VAR, TAG, ensure_invocation, invocat
 from seqpipe.tracking.run import flatten
 from seqpipe.tracking.setup import setup
 from seqpipe.training.train import train
+from seqpipe.config.types import Task
 from taskfiles import load_task_data
 from tests.test_training import job, make_file
 
@@ -49,7 +50,7 @@ def test_setup_train_and_evaluate_log_one_run(tmp_path, monkeypatch):
     j = job("classification", "gru", epochs=3)
     run = train(j, h5, tmp_path / "run", info)
     model, _ = load_checkpoint(tmp_path / "run" / "best.pt")
-    result = evaluate(load_task_data(h5, j["task"]), j["task"], model, "gru", 0)
+    result = evaluate(load_task_data(h5, j["task"]), Task.from_dict(j["task"]), model, "gru", 0)
     log_test_metrics(run, info, result)
 
     client = MlflowClient(info["tracking_uri"])

@@ -15,6 +15,7 @@ from seqpipe.tracking.relocate import relocate
 from seqpipe.tracking.setup import setup
 from seqpipe.tracking.sync import EVAL_PENDING, main, pending
 from seqpipe.training.train import train
+from seqpipe.config.types import Task
 from taskfiles import load_task_data
 from tests.test_training import job, make_file
 
@@ -51,7 +52,7 @@ def test_evaluation_outage_is_kept_for_sync(tmp_path):
     run_dir = tmp_path / "runs" / "t" / "gru" / "0"
     run = train(j, h5, run_dir, info)
     model, _ = load_checkpoint(run_dir / "best.pt")
-    result = evaluate(load_task_data(h5, j["task"]), j["task"], model, "gru", 0)
+    result = evaluate(load_task_data(h5, j["task"]), Task.from_dict(j["task"]), model, "gru", 0)
     write_json(run_dir / "metrics.json", result)
 
     down = {**info, "tracking_uri": DOWN}  # the store goes away while evaluation runs

@@ -13,6 +13,7 @@ from seqpipe.tracking.invocation import ENV_VAR, TAG
 from seqpipe.tracking.setup import setup
 from seqpipe.tracking.sync import SYNC_KEY_TAG, SYNCED_TAG, main, pending
 from seqpipe.training.train import train
+from seqpipe.config.types import Task
 from taskfiles import load_task_data
 from tests.test_training import job, make_file
 
@@ -25,7 +26,7 @@ def train_and_evaluate(tmp_path, run_dir, tracking):
     j = job("classification", "gru", epochs=3)
     run = train(j, h5, run_dir, tracking)
     model, _ = load_checkpoint(run_dir / "best.pt")
-    result = evaluate(load_task_data(h5, j["task"]), j["task"], model, "gru", 0)
+    result = evaluate(load_task_data(h5, j["task"]), Task.from_dict(j["task"]), model, "gru", 0)
     write_json(run_dir / "metrics.json", result)
     log_test_metrics(run, tracking, result)
     return run, result

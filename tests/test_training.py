@@ -10,6 +10,7 @@ from seqpipe.taskfile.hdf5 import write_splits
 from seqpipe.evaluation.baseline import run_baseline
 from seqpipe.evaluation.evaluate import evaluate, load_checkpoint
 from seqpipe.training.train import train
+from seqpipe.config.types import Task
 from taskfiles import load_task_data
 
 MODEL_DEFAULTS = {"hidden": [64], "activation": "relu", "residual": False, "dropout": 0.0, "hidden_size": 32,
@@ -53,8 +54,8 @@ def test_model_beats_baseline(tmp_path, arch, task_type):
     run = train(j, h5, tmp_path / "run")
     model, state = load_checkpoint(tmp_path / "run" / "best.pt")
     data = load_task_data(h5, j["task"])
-    got = evaluate(data, j["task"], model, arch, 0)
-    base = run_baseline(data, j["task"])
+    got = evaluate(data, Task.from_dict(j["task"]), model, arch, 0)
+    base = run_baseline(data, Task.from_dict(j["task"]))
     primary = got["primary"]
     if got["higher_is_better"]:
         assert got["metrics"][primary] > base["metrics"][primary] + 0.2, (got["metrics"], base["metrics"])
@@ -83,7 +84,7 @@ def test_same_seed_same_metrics(tmp_path):
         j = job("classification", "gru", epochs=3)
         train(j, h5, tmp_path / name)
         model, _ = load_checkpoint(tmp_path / name / "best.pt")
-        results.append(evaluate(load_task_data(h5, j["task"]), j["task"], model, "gru", 0))
+        results.append(evaluate(load_task_data(h5, j["task"]), Task.from_dict(j["task"]), model, "gru", 0))
     assert results[0] == results[1]
     j = job("classification", "gru", seed=1, epochs=3)
     train(j, h5, tmp_path / "c")
@@ -112,7 +113,7 @@ def test_seq2seq_metrics_per_step_and_aggregated(tmp_path):
     j = job("reconstruction", "gru", "seq2seq", epochs=2)
     train(j, h5, tmp_path / "run")
     model, _ = load_checkpoint(tmp_path / "run" / "best.pt")
-    got = evaluate(load_task_data(h5, j["task"]), j["task"], model, "gru", 0)
+    got = evaluate(load_task_data(h5, j["task"]), Task.from_dict(j["task"]), model, "gru", 0)
     assert len(got["per_step"]) == 12 and set(got["per_step"][0]) == {"mse", "mae"}
     assert got["metrics"]["mse"] == pytest.approx(np.mean([step["mse"] for step in got["per_step"]]), rel=1e-5)
     json.dumps(got, allow_nan=False)
@@ -136,7 +137,7 @@ def test_every_model_trains_through_the_training_stage(tmp_path, arch, task_type
     train(j, h5, tmp_path / "run")
     model, _ = load_checkpoint(tmp_path / "run" / "best.pt")
     data = load_task_data(h5, j["task"])
-    got, base = evaluate(data, j["task"], model, arch, 0), run_baseline(data, j["task"])
+    got, base = evaluate(data, Task.from_dict(j["task"]), model, arch, 0), run_baseline(data, Task.from_dict(j["task"]))
     primary = got["primary"]
     if got["higher_is_better"]:
         assert got["metrics"][primary] > base["metrics"][primary] + 0.2, (got["metrics"], base["metrics"])

@@ -89,26 +89,42 @@ class Task:
     type: TaskType
     mapping: str
     paradigm: str | None
-    losses: tuple[Mapping, ...]
+    losses: tuple[Mapping, ...] | None  # None for the jobs that only read data (validation, baseline)
     data: Mapping[str, Any]
 
     @classmethod
     def from_dict(cls, value: Mapping) -> Task:
-        """A task from its settings (`name` and `losses` resolved, as seqpipe.config.load.task_config gives them)."""
-        missing = [k for k in ("name", "type", "mapping", "losses") if k not in value]
+        """A task from its settings (`name` resolved, as seqpipe.config.load.task_config gives them; the jobs that
+        only read data, validation and the baseline, get no `losses`)."""
+        missing = [k for k in ("name", "type", "mapping") if k not in value]
         if missing:
             raise SettingsError(f"task settings: missing {', '.join(missing)}; expected a task as "
                                 "seqpipe.config.load.task_config resolves it")
         return cls(name=value["name"], type=TaskType(value["type"]), mapping=value["mapping"],
-                   paradigm=value.get("paradigm"), losses=frozen(list(value["losses"])),
+                   paradigm=value.get("paradigm"), losses=frozen(list(value["losses"])) if "losses" in value else None,
                    data=frozen({k: v for k, v in value.items() if k not in _TASK_CORE}))
+
+    @classmethod
+    def from_json(cls, text: str) -> Task:
+        """A task from a rule's `--task` JSON (seqpipe.config.plan.task_params)."""
+        return cls.from_dict(json.loads(text))
 
     def to_dict(self) -> dict:
         """The task's settings as plain JSON (the shape `from_dict` reads; the data layer reads this)."""
-        core = {"name": self.name, "type": self.type.value, "mapping": self.mapping, "losses": thawed(self.losses)}
+        core = {"name": self.name, "type": self.type.value, "mapping": self.mapping}
+        if self.losses is not None:
+            core["losses"] = thawed(self.losses)
         if self.paradigm is not None:
             core["paradigm"] = self.paradigm
         return {**thawed(self.data), **core}
+
+    def with_mapping(self, mapping: str) -> Task:
+        """The same task read with another mapping (piece-level metrics score seq2static)."""
+        return replace(self, mapping=mapping)
+
+    @property
+    def is_seq2seq(self) -> bool:
+        return self.mapping == "seq2seq"
 
     @property
     def is_classification(self) -> bool:
@@ -200,6 +216,9 @@ class TrainJob:
     @classmethod
     def from_dict(cls, value: Mapping) -> TrainJob:
         own = _pick(cls, "training job", value)
+        if "losses" not in own["task"]:
+            raise SettingsError("training job: its task has no `losses`; expected a task as seqpipe.config.load.task_config "
+                                "resolves it (the schema fills each task type's default loss)")
         return cls(Task.from_dict(own["task"]), Model.from_dict(own["model"]), Training.from_dict(own["training"]),
                    int(own["seed"]))
 

@@ -8,13 +8,13 @@ file's size.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from seqpipe.config.types import Task, TaskType
 from seqpipe.taskfile.reader import TaskFile, add_budget_option, open_task, targets
 from seqpipe.evaluation.evaluate import record, score_split, scored_record
 from seqpipe.io import write_json
@@ -33,15 +33,15 @@ def majority_class(data: TaskFile) -> int:
     return int(counts.argmax())
 
 
-def train_mean(data: TaskFile, task: dict) -> np.ndarray:
+def train_mean(data: TaskFile, task_type: TaskType) -> np.ndarray:
     """Mean over the train samples (axis 0) of the targets (the inputs for reconstruction), float64 sums, float32."""
     train = data["train"]
-    key = "data" if task["type"] == "reconstruction" else "labels"
+    key = "data" if task_type is TaskType.RECONSTRUCTION else "labels"
     step = train.block_rows(key, data.memory_budget_mb)
     total = None
     for start in range(0, train.n, step):
         positions = np.arange(start, min(train.n, start + step))
-        block = train.inputs(positions) if key == "data" else targets(task, None, train.rows.read("labels", positions))
+        block = train.inputs(positions) if key == "data" else targets(data.task, None, train.rows.read("labels", positions))
         part = block.sum(axis=0, dtype=np.float64)
         total = part if total is None else total + part
     return (total / train.n).astype(np.float32)
@@ -61,19 +61,19 @@ def baseline_predictions(data: TaskFile, task_type: str, probabilities: bool = F
             n_classes = max(len(data.names.get("class_names", ())), majority + 1)
             return np.broadcast_to(np.eye(n_classes, dtype=np.float32)[majority], (*shape, n_classes))
         return np.broadcast_to(np.int64(majority), shape)
-    mean = train_mean(data, task)
+    mean = train_mean(data, TaskType(task_type))
     return np.broadcast_to(mean, (shape[0], *mean.shape))
 
 
-def run_baseline(data: TaskFile, task: dict, predictions_path: str | Path | None = None) -> dict:
+def run_baseline(data: TaskFile, task: Task, predictions_path: str | Path | None = None) -> dict:
     """The baseline's metrics record (model name `baseline`); its per-sample predictions go to
     `predictions_path` when given, for the report's paired comparisons."""
     data.require_samples()
-    if task["type"] == "reconstruction":
-        mean = train_mean(data, task)
+    if task.type is TaskType.RECONSTRUCTION:
+        mean = train_mean(data, task.type)
         n, scored = score_split(task, data, lambda x: np.broadcast_to(mean, (len(x), *mean.shape)), predictions_path=predictions_path)
         return record(task, "baseline", 0, n, scored)
-    outputs = baseline_predictions(data, task["type"], probabilities=True)
+    outputs = baseline_predictions(data, task.type.value, probabilities=True)
     return scored_record(data, task, "baseline", 0, outputs, predictions_path)
 
 
@@ -86,10 +86,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--predictions", help="per-sample predictions to write (default: predictions.h5 beside --out)")
     add_budget_option(parser)
     args = parser.parse_args(argv)
-    task = json.loads(args.task)
+    task = Task.from_json(args.task)
     predictions_path = args.predictions or str(Path(args.out).with_name("predictions.h5"))
     try:
-        result = run_baseline(open_task(args.data, task, args.memory_budget_mb), task, predictions_path)
+        result = run_baseline(open_task(args.data, task.to_dict(), args.memory_budget_mb), task, predictions_path)
     except (OSError, KeyError, ValueError) as err:  # a locked, unreadable or malformed file: the message says what to do
         log.error("%s", err.args[0] if isinstance(err, KeyError) and err.args else err)
         sys.exit(1)

@@ -7,7 +7,6 @@ else batch by batch from the file, predicting each batch as it comes.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from seqpipe.config.types import Task, TaskType
 from seqpipe.taskfile.reader import StreamSplit, TaskFile, add_budget_option, open_task, targets
 from seqpipe.evaluation import pieces, predictions, stats
 from seqpipe.evaluation.metrics import (
@@ -118,11 +118,11 @@ class SplitOutputs:
     scored as arrays) or only running sums (`ReconstructionScore`, a streamed split).
     """
 
-    def __init__(self, task: dict, n: int, names: dict, whole: bool = True):
+    def __init__(self, task: Task, n: int, names: dict, whole: bool = True):
         self.task, self.n, self.names, self.filled = task, n, names, 0
         self.arrays: dict[str, np.ndarray] = {}  # predictions.sample_arrays (y_true, y_pred for classification and regression)
         self.whole: dict[str, np.ndarray] = {}  # a reconstruction split's inputs and reconstructions, when `whole`
-        reconstruction = task["type"] == "reconstruction"
+        reconstruction = task.type is TaskType.RECONSTRUCTION
         self.running = ReconstructionScore(names.get("feature_names")) if reconstruction and not whole else None
         self.keep_whole = reconstruction and whole
 
@@ -138,7 +138,7 @@ class SplitOutputs:
             self.running.add(y_true, outputs)
         elif self.keep_whole:
             self._fill(self.whole, {"y_true": y_true, "y_pred": outputs})
-        self._fill(self.arrays, predictions.sample_arrays(self.task["type"], y_true, outputs))
+        self._fill(self.arrays, predictions.sample_arrays(self.task.type.value, y_true, outputs))
         self.filled += len(y_true)
 
     def result(self, item_ids: np.ndarray | None, predictions_path: str | Path | None = None) -> tuple[int, dict]:
@@ -146,8 +146,8 @@ class SplitOutputs:
         if self.filled != self.n:
             raise ValueError(f"evaluation: got {self.filled} outputs for a split of {self.n} samples")
         if not self.n:
-            raise ValueError(f"{self.task['type']}_metrics: got empty arrays; the split has no samples to evaluate")
-        pred = predictions.from_arrays(self.task["type"], self.arrays, item_ids, tuple(self.names.get("class_names", ())))
+            raise ValueError(f"{self.task.type.value}_metrics: got empty arrays; the split has no samples to evaluate")
+        pred = predictions.from_arrays(self.task.type.value, self.arrays, item_ids, tuple(self.names.get("class_names", ())))
         if predictions_path:
             predictions.save(predictions_path, pred)
         if self.running is not None:
@@ -157,7 +157,7 @@ class SplitOutputs:
 
 
 def score_split(
-    task: dict, data: TaskFile, predict_fn: Callable[[torch.Tensor], np.ndarray], split: str = "test",
+    task: Task, data: TaskFile, predict_fn: Callable[[torch.Tensor], np.ndarray], split: str = "test",
     predictions_path: str | Path | None = None,
 ) -> tuple[int, dict]:
     """Sample count and `score` (with intervals and piece-level metrics) of `predict_fn` on one split,
@@ -169,7 +169,7 @@ def score_split(
     reconstruction split takes float64 copies of inputs and outputs (about 4x the split), so that
     one streams unless 4x fits.
     """
-    need = data[split].estimate_mb() * (RECONSTRUCTION_SCORING if task["type"] == "reconstruction" else 1)
+    need = data[split].estimate_mb() * (RECONSTRUCTION_SCORING if task.type is TaskType.RECONSTRUCTION else 1)
     source = data.source(split, need <= data.memory_budget_mb)
     batch_size = max(1, min(EVAL_BATCH, data[split].block_rows("data", data.memory_budget_mb)))
     outputs = SplitOutputs(task, len(source), data.names, whole=not isinstance(source, StreamSplit))
@@ -179,19 +179,19 @@ def score_split(
     return n, _song_scores(scored, task, data, outputs, split)
 
 
-def split_targets(task: dict, data: TaskFile, split: str = "test") -> np.ndarray:
+def split_targets(task: Task, data: TaskFile, split: str = "test") -> np.ndarray:
     """The targets of a classification or regression split, from its labels alone (the inputs are not read)."""
-    return np.ascontiguousarray(targets(task, None, data[split].labels()))
+    return np.ascontiguousarray(targets(task.to_dict(), None, data[split].labels()))
 
 
-def score(task: dict, y_true: np.ndarray, y_pred: np.ndarray, names: dict, pred: Predictions | None = None) -> dict:
+def score(task: Task, y_true: np.ndarray, y_pred: np.ndarray, names: dict, pred: Predictions | None = None) -> dict:
     """The metrics of a task type, from metrics.py; seq2seq tasks also get them per step.
 
     With the per-sample predictions `pred`, every metric also gets its bootstrap interval, and
     seq2static tasks with item ids get piece-level metrics (see `uncertainty`).
     """
     scored = _score(task, y_true, y_pred, names)
-    if task["mapping"] == "seq2seq" and y_true.ndim >= 2:
+    if task.is_seq2seq and y_true.ndim >= 2:
         scored["per_step"] = [_score(task, y_true[:, t], y_pred[:, t], names)["metrics"] for t in range(y_true.shape[1])]
     if pred is not None:
         scored |= uncertainty(task, pred, names)
@@ -205,7 +205,7 @@ def intervals(pred: Predictions) -> dict[str, list[float]]:
     return {name: stats.interval(row) for name, row in zip(named, values, strict=True)}
 
 
-def uncertainty(task: dict, pred: Predictions, names: dict) -> dict:
+def uncertainty(task: Task, pred: Predictions, names: dict) -> dict:
     """Intervals of the window-level metrics and the piece-level metrics with theirs.
 
     `piece_level` holds `metrics`, `intervals` and `n_items`, or `absent` with the reason.
@@ -223,30 +223,30 @@ def uncertainty(task: dict, pred: Predictions, names: dict) -> dict:
         return out
     piece = pieces.piece_predictions(pred)
     y_true, y_pred = piece.arrays["y_true"], piece.arrays["y_pred"]
-    piece_task = {**task, "mapping": "seq2static"}
+    piece_task = task.with_mapping("seq2static")
     out["piece_level"] = {
         "metrics": _score(piece_task, y_true, y_pred, names)["metrics"],
         "intervals": intervals(piece),
         "n_items": len(y_true),
-        "method": "mean class probability over an item's windows" if task["type"] == "classification"
+        "method": "mean class probability over an item's windows" if task.is_classification
         else "mean prediction over an item's windows, against the mean target",
     }
     return out
 
 
-def _score(task: dict, y_true: np.ndarray, y_pred: np.ndarray, names: dict) -> dict:
-    if task["type"] == "classification":
+def _score(task: Task, y_true: np.ndarray, y_pred: np.ndarray, names: dict) -> dict:
+    if task.is_classification:
         return classification_metrics(y_true.reshape(-1), y_pred.reshape(-1), names["class_names"])
-    if task["type"] == "reconstruction":
+    if task.type is TaskType.RECONSTRUCTION:
         if y_true.ndim == 2:  # one step of [N, T, D]: score it as a one-step sequence
             y_true, y_pred = y_true[:, None], y_pred[:, None]
         return reconstruction_metrics(y_true, y_pred, names.get("feature_names"))
     return regression_metrics(y_true, y_pred, names["target_names"])
 
 
-def record(task: dict, model: str, seed: int, n: int, scored: dict) -> dict:
+def record(task: Task, model: str, seed: int, n: int, scored: dict) -> dict:
     """A metrics.json record: task, model, seed, type, split, sample count and the scores."""
-    return {"task": task["name"], "model": model, "seed": seed, "task_type": task["type"], "split": "test", "n_samples": n, **scored}
+    return {"task": task.name, "model": model, "seed": seed, "task_type": task.type.value, "split": "test", "n_samples": n, **scored}
 
 
 @torch.no_grad()
@@ -256,7 +256,7 @@ def has_adversary(model: Normalised) -> bool:
 
 
 def evaluate(
-    data: TaskFile, task: dict, model: Normalised, model_name: str, seed: int, predictions_path: str | Path | None = None
+    data: TaskFile, task: Task, model: Normalised, model_name: str, seed: int, predictions_path: str | Path | None = None
 ) -> dict:
     """Metrics of `model` on the test split of `data`, predicted batch by batch (only the test split is
     read); the per-sample predictions go to `predictions_path` (predictions.h5) when given. A model with
@@ -271,7 +271,7 @@ def evaluate(
         if domains is not None:  # the adversary's guesses in the same pass over the split
             with torch.no_grad():
                 domain_logits.append(model.net.domain_logits((x - model.x_mean) / model.x_std).float().cpu())
-        return predict_batch(model, x, task["type"], probabilities=True)
+        return predict_batch(model, x, task.type.value, probabilities=True)
 
     n, scored = score_split(task, data, predict_fn, predictions_path=predictions_path)
     result = record(task, model_name, seed, n, scored)
@@ -288,15 +288,15 @@ def with_song_scores(result: dict, songs: dict) -> dict:
     return result
 
 
-def _song_scores(scored: dict, task: dict, data: TaskFile, outputs: SplitOutputs, split: str) -> dict:
+def _song_scores(scored: dict, task: Task, data: TaskFile, outputs: SplitOutputs, split: str) -> dict:
     """`scored` with the per-song (MediaEval) metrics of a seq2seq regression test split (see per_song.py)."""
-    if split != "test" or task["type"] != "regression" or "y_true" not in outputs.arrays:
+    if split != "test" or task.type is not TaskType.REGRESSION or "y_true" not in outputs.arrays:
         return scored
     return with_song_scores(scored, song_scores(data.path, task, outputs.arrays["y_true"], outputs.arrays["y_pred"], data.names))
 
 
 def scored_record(
-    data: TaskFile, task: dict, model_name: str, seed: int, outputs: np.ndarray, predictions_path: str | Path | None = None,
+    data: TaskFile, task: Task, model_name: str, seed: int, outputs: np.ndarray, predictions_path: str | Path | None = None,
     y_true: np.ndarray | None = None,
 ) -> dict:
     """The metrics record of whole test-split `outputs` (class probabilities or values) of a
@@ -351,11 +351,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--predictions", help="per-sample predictions to write (default: predictions.h5 beside --out)")
     add_budget_option(parser)
     args = parser.parse_args(argv)
-    task = json.loads(args.task)
+    task = Task.from_json(args.task)
     model, state = load_checkpoint(args.checkpoint)
     predictions_path = args.predictions or str(Path(args.out).with_name("predictions.h5"))
     try:
-        data = open_task(args.data, task, args.memory_budget_mb)
+        data = open_task(args.data, task.to_dict(), args.memory_budget_mb)
         result = evaluate(data, task, model, state["job"]["model"]["name"], args.seed, predictions_path)
     except (OSError, KeyError, ValueError) as err:  # a locked, unreadable or malformed file: the message says what to do
         log.error("%s", err.args[0] if isinstance(err, KeyError) and err.args else err)

@@ -17,6 +17,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from seqpipe.config.types import Task, TaskType
+
 
 def song_frames(values: np.ndarray, starts: np.ndarray | None) -> np.ndarray:
     """One song's windows [W, T, K] -> its frames [F, K] (overlaps averaged; without starts: concatenated)."""
@@ -84,9 +86,9 @@ def test_songs(path: str | Path) -> tuple[np.ndarray, np.ndarray | None] | None:
     return ids, starts
 
 
-def song_scores(path: str | Path | None, task: dict, y_true: np.ndarray, y_pred: np.ndarray, names: dict) -> dict:
+def song_scores(path: str | Path | None, task: Task, y_true: np.ndarray, y_pred: np.ndarray, names: dict) -> dict:
     """{"per_song": ...} for seq2seq regression on a file with item ids ({} otherwise); means go into `metrics`."""
-    if path is None or task["mapping"] != "seq2seq" or task["type"] != "regression" or np.ndim(y_true) != 3:
+    if path is None or not task.is_seq2seq or task.type is not TaskType.REGRESSION or np.ndim(y_true) != 3:
         return {}
     songs = test_songs(path)
     if songs is None or len(songs[0]) != len(y_true):
