@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from seqpipe.io import sha256_file
 from seqpipe.tracking.setup import setup
+from seqpipe.training.checkpoint import load
 from tests.test_training import job, make_file
 
 HEAVY = ("sklearn", "scipy", "pandas", "matplotlib", "mlflow")
@@ -33,9 +35,12 @@ def test_train_and_evaluate_jobs_import_no_heavy_package_they_do_not_use(tmp_pat
     setup(f"sqlite:///{tmp_path}/m.db", "exp", tracking)
     h5 = make_file(tmp_path / "d.h5", task_type)
     j, run = job(task_type, "mlp", epochs=2), tmp_path / "run"
+    stamp = tmp_path / "train.sha256"  # the rule's code stamp: the resume key's code part, no source parsed
+    stamp.write_text("0123  src/seqpipe/training/train.py\n")
     trained = imported("train", "--data", str(h5), "--job", json.dumps(j), "--tracking", str(tracking),
-                       "--out-dir", str(run), cwd=tmp_path)
+                       "--out-dir", str(run), "--code", str(stamp), cwd=tmp_path)
     assert trained == [] and (run / "figures/loss.png").stat().st_size > 0
+    assert load(run / "last.pt")["resume_key"]["code"] == sha256_file(stamp)[:16]
     evaluated = imported("evaluate", "--data", str(h5), "--task", json.dumps(j["task"]), "--checkpoint", str(run / "best.pt"),
                          "--run", str(run / "run.json"), "--tracking", str(tracking), "--seed", "0",
                          "--out", str(run / "metrics.json"), cwd=tmp_path)

@@ -44,6 +44,8 @@ rule track_runs:
         plan.TRACKED,
     log:
         "logs/track_runs.log",
+    benchmark:
+        "results/benchmarks/track_runs.tsv"
     localrule: True
     conda:
         "../../envs/train.yaml"

@@ -57,6 +57,6 @@ rule train:
     shell:
         "seqpipe run-cache --kind train --params {params.job:q}"
         " --inputs {input.h5:q} {input.code:q} {input.init:q} --outputs {output:q} --extra {params.events:q} --"
-        " seqpipe train --data {input.h5:q} --job {params.job:q} --tracking {input.tracking:q}"
+        " seqpipe train --data {input.h5:q} --job {params.job:q} --tracking {input.tracking:q} --code {input.code:q}"
         " --threads {threads} --out-dir {params.out_dir:q} --resume-dir {params.resume_dir:q}"
         " --gpu-locks .snakemake/seqpipe-gpus --gpu-share {resources.gpu_share:q} > {log:q} 2>&1"

@@ -544,7 +544,7 @@ def fit(job: dict, data: TrainingData, out_dir: Path, tracker: Tracker, device: 
 
 
 def train(job: dict, data_path: str | Path, out_dir: str | Path, tracking: dict | None = None, threads: int = 1,
-          resume_dir: str | Path | None = None, gpu_share: int = 1) -> dict:
+          resume_dir: str | Path | None = None, gpu_share: int = 1, code_stamp: str | Path | None = None) -> dict:
     """Run one training job end to end (continuing a saved unfinished run of the same job); returns run.json's contents.
 
     The resume state lives in `resume_dir` when given (kept outside Snakemake's declared outputs,
@@ -575,7 +575,7 @@ def train(job: dict, data_path: str | Path, out_dir: str | Path, tracking: dict 
     data = training_data(data_path, job["task"], budget, training["num_workers"], device)
     for folder in {out_dir, state_dir}:
         checkpoint.remove_partial(folder)
-    key = checkpoint.resume_key(job, data_path)
+    key = checkpoint.resume_key(job, data_path, code_stamp)
     saved, why = checkpoint.find_resume_state(state_dir, key)
     if saved is None and (state_dir / "last.pt").exists():
         log.info("starting from scratch: %s", why)
@@ -623,6 +623,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gpu-locks", help="folder of the GPU lock files: with CUDA_VISIBLE_DEVICES unset, claim a GPU of "
                                             "this machine that no other training job holds (seqpipe.training.gpus)")
     parser.add_argument("--gpu-share", type=int, default=1, help="jobs sharing this GPU (packed jobs): each gets 1/N of its memory")
+    parser.add_argument("--code", help="the code stamp of training (results/code/...sha256): the resume key's code part")
     parser.add_argument("--runtime", default=os.environ.get("SEQPIPE_RUNTIME"),
                         help="result-neutral training settings as JSON, seqpipe.plan.runtime_settings (default: $SEQPIPE_RUNTIME)")
     args = parser.parse_args(argv)
@@ -633,7 +634,7 @@ def main(argv: list[str] | None = None) -> None:
     device = job.get("training", {}).get("device", "auto")
     try:
         with gpus.claimed_gpu(args.gpu_locks, device) if args.gpu_locks else contextlib.nullcontext():
-            train(job, args.data, args.out_dir, tracking, args.threads, args.resume_dir, args.gpu_share)
+            train(job, args.data, args.out_dir, tracking, args.threads, args.resume_dir, args.gpu_share, args.code)
     except (FloatingPointError, KeyError, ValueError, FileNotFoundError) as err:
         log.error("%s", err)
         sys.exit(1)
