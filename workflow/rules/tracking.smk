@@ -34,10 +34,10 @@ rule track_runs:
     input:
         metrics=all_metrics(),
         # what it logs of each run, declared so that it is staged where there is no shared file system
-        runs=run_files("run.json"),
-        scalars=run_files("scalars.csv"),
-        best=run_files("best.pt"),
-        models=run_files("model.pt"),
+        runs=staged_run_files("run.json"),
+        scalars=staged_run_files("scalars.csv"),
+        best=staged_run_files("best.pt"),
+        models=staged_run_files("model.pt"),
         tracking=TRACKING,  # not ancient: a new store or experiment logs the pending runs into it (an ancient edge hid this job)
         code=code("seqpipe.tracking.sync"),
     output:

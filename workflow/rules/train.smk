@@ -49,10 +49,12 @@ rule train:
     params:
         job=train_params,
         # from the outputs: where storage puts them without a shared file system
-        out_dir=lambda wildcards, output: Path(output.best).parent.as_posix(),
-        events=lambda wildcards, output: Path(output.best)
-        .with_name("events.jsonl")
-        .as_posix(),
+        out_dir=per_job(lambda wildcards, output: Path(output.best).parent.as_posix()),
+        events=per_job(
+            lambda wildcards, output: Path(output.best)
+            .with_name("events.jsonl")
+            .as_posix()
+        ),
         resume_dir=resume_dir,  # on the storage mount without a shared file system
     shell:
         "seqpipe run-cache --kind train --params {params.job:q}"
