@@ -27,7 +27,7 @@ rule tracking_setup:
 
 # After evaluation, one local job logs every run not yet in MLflow from its files (seqpipe.tracking.sync):
 # the training and evaluation jobs import no MLflow (unless mlflow.live), a run already logged is not
-# logged twice, and a tracking outage leaves the runs pending (the job still succeeds; common.smk then
+# logged twice (results/mlflow/logged_runs.json: run.json, a training output, is never written), and a tracking outage leaves the runs pending (the job still succeeds; common.smk then
 # removes its record at the next call's start, so that call tries again, as `seqpipe sync-mlflow` does).
 rule track_runs:
     """Log every finished run to MLflow from its run folder (params, curves, test metrics, artifacts, model); an outage leaves them pending."""
@@ -54,6 +54,8 @@ rule track_runs:
         **job_resources("data"),
     params:
         runs=runs_folder,
+        # which runs went to which store (by run folder and run.json): not an output, which Snakemake would delete
+        ledger=f"{plan.RESULTS}/mlflow/logged_runs.json",
     shell:
         "seqpipe sync-mlflow --runs {params.runs:q} --tracking {input.tracking:q}"
-        " --record {output:q} > {log:q} 2>&1"
+        " --record {output:q} --ledger {params.ledger:q} > {log:q} 2>&1"
