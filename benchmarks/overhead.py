@@ -73,9 +73,14 @@ def snakemake(folder: Path, *args: str) -> tuple[float, float]:
     return timed([str(BIN / "snakemake"), *args, "--cores", "1", "--quiet", "rules"], cwd=folder)
 
 
-def bare_torch() -> tuple[float, float]:
-    """Median wall and CPU seconds of three bare `import torch, torch.optim` processes."""
-    runs = [timed([sys.executable, "-c", "import torch, torch.optim"]) for _ in range(3)]
+BARE = "import torch, torch.optim"
+# the least a training process does: an optimizer's first use imports torch._dynamo (torch 2.x), ~1 s more
+BARE_STEP = BARE + "; m = torch.nn.Linear(4, 1); o = torch.optim.Adam(m.parameters()); m(torch.ones(1, 4)).sum().backward(); o.step()"
+
+
+def bare_torch(code: str = BARE) -> tuple[float, float]:
+    """Median wall and CPU seconds of three bare `python -c CODE` processes."""
+    runs = [timed([sys.executable, "-c", code]) for _ in range(3)]
     return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
@@ -113,20 +118,23 @@ def main() -> None:
         folder = workflow_copy(Path(tmp), args.cells)
         snakemake(folder, *UNTIMED)  # once per task or per call, not per job: not timed
         plan = snakemake(folder, "-n")
-        bare_before = bare_torch()
+        bare_before, step_before = bare_torch(), bare_torch(BARE_STEP)
         total, total_cpu = snakemake(folder)
-        bare_after = bare_torch()  # before and after: a shared machine's load drifts
+        bare_after, step_after = bare_torch(), bare_torch(BARE_STEP)  # before and after: a shared machine's load drifts
         logged = len(list((folder / "results/runs").rglob("metrics.json")))
         jobs = 2 * args.cells
         breakdown = phases(folder, total, total_cpu, plan, jobs)
     if logged != args.cells:
         raise SystemExit(f"expected {args.cells} evaluated runs, found {logged}")
     bare, bare_cpu = (bare_before[0] + bare_after[0]) / 2, (bare_before[1] + bare_after[1]) / 2
+    step, step_cpu = (step_before[0] + step_after[0]) / 2, (step_before[1] + step_after[1]) / 2
     print(f"untimed preparation (per task or per call, not per job): {', '.join(UNTIMED)}")
     print(f"bare `python -c 'import torch, torch.optim'`: {bare:.2f} s, {bare_cpu:.2f} s CPU (medians of 3 before and 3 after)")
     print(f"snakemake, {args.cells} cells = {jobs} jobs (train and evaluate each count as a job; its start, planning and "
           f"the MLflow logging included): {total:.1f} s, {total_cpu:.1f} s CPU; per job {total / jobs:.2f} s, {total_cpu / jobs:.2f} s CPU")
+    print(f"bare torch process with one Adam step (the least a training job does): {step:.2f} s, {step_cpu:.2f} s CPU")
     print("where it goes:\n" + "\n".join(breakdown))
+    print(f"against the one-step process: {total / jobs / step:.2f} x wall, {total_cpu / jobs / step_cpu:.2f} x CPU per job")
     print(f"wall clock: {total / jobs / bare:.2f} x a bare torch process per job")
     print(f"overhead: {total_cpu / jobs / bare_cpu:.2f} x a bare torch process per job (goal <= 1.5) [CPU time]")
 
