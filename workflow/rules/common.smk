@@ -32,12 +32,12 @@ ensure_invocation(
 )  # one id per `snakemake` call: tags its MLflow runs as a group
 
 
-# Snakemake reads the signature
-# of every input, params and resources function of every job (inspect.signature, twice per call: a quarter of a
-# large plan's time); per_job reads it once, with the helper Snakemake's own ioutils use for this.
+# Snakemake reads the signature of every input, params and resources function of every job
+# (inspect.signature, twice per call); per_job reads it once, with the helper Snakemake's own ioutils
+# use for this. Without that helper (another Snakemake), the signature is read per job as before.
 try:
     from snakemake.common import overwrite_function_params
-except ImportError:  # another Snakemake: the signature is read per job, nothing else changes
+except ImportError:
     overwrite_function_params = None
 
 
@@ -292,7 +292,8 @@ def tracking_input(wildcards):
     these exact settings (its run.json's config_hash), so a new store or experiment retrains
     nothing; a plain input for a cell that must train. Snakemake looks at a job below one that
     reruns only through that edge, and an ancient edge hides it: a new experiment's cells stayed
-    unplanned until a second call. A cell not trained yet costs one stat (a new sweep's plan)."""
+    unplanned until a second call. A cell not trained yet costs one stat (a new sweep's plan).
+    """
     run = f"{plan.Cell(wildcards.task, wildcards.model, int(wildcards.seed)).run_dir}/run.json"
     if not os.path.exists(run):
         return TRACKING
