@@ -107,6 +107,8 @@ def phases(folder: Path, total: float, total_cpu: float, plan: tuple[float, floa
     rest, rest_cpu = total - spent - plan[0], total_cpu - spent_cpu - plan[1]
     lines.append(f"  the rest (job start-up and bookkeeping by snakemake, shells): {rest:.2f} s ({rest_cpu:.2f} s CPU), "
                  f"{rest / jobs:.2f} s per job")
+    lines.append("  (a job's CPU time is Snakemake's benchmark sampling, which misses part of a few-second job: the rest's CPU "
+                 "is then too high by as much; the total is the process accounting's)")
     return lines
 
 
