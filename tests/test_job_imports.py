@@ -1,5 +1,5 @@
 """Issue 25 item 1: a training or evaluation job imports only what it uses. A sweep's job lasts a few seconds,
-and scikit-learn with scipy and pandas (~1.5 s) or matplotlib (~0.8 s) would be a large part of it. Real
+and importing scikit-learn with scipy and pandas, or matplotlib, would be a large part of it. Real
 `seqpipe train` and `seqpipe evaluate` processes, as the rules call them."""
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ Undefined values are never NaN; they are replaced by 0.0:
 
 The scores are scikit-learn's definitions, computed here in numpy with the same operations in the same
 order (so the same bits: tests/test_metrics_numpy.py compares them with scikit-learn's), because
-importing scikit-learn (and scipy, pandas with it) costs an evaluation job about 1.5 s, five times
-its scoring.
+importing scikit-learn (and scipy and pandas with it) was a large part of a short evaluation job
+(issue 25; benchmarks/overhead.py).
 """
 
 from __future__ import annotations

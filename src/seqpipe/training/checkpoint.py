@@ -116,7 +116,7 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, state: dict) -> None:
 def code_digest(code_stamp: str | Path | None = None) -> str:
     """Hash of the source files training runs (its seqpipe import closure). With `code_stamp` (the rule's
     `results/code/seqpipe.training.train.sha256`, the checksums of that same closure), the stamp's hash: the
-    job then parses no source file (about 0.3 s of a sweep job's start)."""
+    job then parses no source file."""
     if code_stamp is not None:
         return sha256_file(code_stamp)[:16]
     digest = hashlib.sha256()

@@ -1,8 +1,8 @@
 """Figures of a training run: `figures/loss.png`, train and val loss and metric per epoch.
 
 Drawn with Pillow (a line chart: axes, ticks, both splits, a legend), not matplotlib: a sweep's
-training job lasts seconds, and importing and laying out matplotlib cost it about a second, more
-than the training of a small model (issue 25). The same rows give the same PNG bytes.
+training job lasts seconds, and importing and laying out matplotlib was a large part of them
+(issue 25; benchmarks/overhead.py). The same rows give the same PNG bytes.
 """
 
 from __future__ import annotations
