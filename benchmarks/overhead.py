@@ -2,8 +2,11 @@
 
 N seeds of `folder_emotion/mlp` (2 epochs, run cache off) trained and evaluated one job at a time
 (`--cores 1`), MLflow logging included (the `track_runs` rule), beside a bare
-`python -c "import torch, torch.optim"` process measured in the same run. The data (demo files,
-features, validation, the MLflow store) are built first and not timed.
+`python -c "import torch, torch.optim"` process measured in the same run. What a call does once per
+task or once per call, not per cell (demo files, features, validation, the task's baseline, the
+MLflow store, the code stamps), is built first and not timed; the output says so. The timed call's
+time is then split by phase: each rule's jobs (their benchmark files), Snakemake's start and
+planning (a `-n` of the same call), and the rest.
 
 "Per job" counts each training job and each evaluation job as one job: the whole `snakemake` call
 (its start, planning, every job, the MLflow logging) divided by 2 N, against one bare torch
@@ -32,6 +35,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+# built before the timed call: the data, the task's baseline, the MLflow store and the code stamps
+UNTIMED = ("results/validation/folder_emotion.json", "results/baselines/folder_emotion/metrics.json",
+           "results/mlflow/tracking.json", "results/code/seqpipe.training.train.sha256",
+           "results/code/seqpipe.evaluation.evaluate.sha256", "results/code/seqpipe.tracking.sync.sha256")
 
 
 def workflow_copy(folder: Path, cells: int) -> Path:
@@ -62,14 +69,47 @@ def timed(args: list[str], cwd: Path | None = None) -> tuple[float, float]:
     return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def snakemake(folder: Path, *targets: str) -> tuple[float, float]:
-    return timed([str(BIN / "snakemake"), *targets, "--cores", "1", "--quiet", "rules"], cwd=folder)
+def snakemake(folder: Path, *args: str) -> tuple[float, float]:
+    return timed([str(BIN / "snakemake"), *args, "--cores", "1", "--quiet", "rules"], cwd=folder)
 
 
-def bare_torch() -> tuple[float, float]:
-    """Median wall and CPU seconds of three bare `import torch, torch.optim` processes."""
-    runs = [timed([sys.executable, "-c", "import torch, torch.optim"]) for _ in range(3)]
+BARE = "import torch, torch.optim"
+# the least a training process does: an optimizer's first use imports torch._dynamo (torch 2.x), ~1 s more
+BARE_STEP = BARE + "; m = torch.nn.Linear(4, 1); o = torch.optim.Adam(m.parameters()); m(torch.ones(1, 4)).sum().backward(); o.step()"
+
+
+def bare_torch(code: str = BARE) -> tuple[float, float]:
+    """Median wall and CPU seconds of three bare `python -c CODE` processes."""
+    runs = [timed([sys.executable, "-c", code]) for _ in range(3)]
     return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+
+
+def job_seconds(folder: Path, rule: str) -> list[tuple[float, float]]:
+    """Wall and CPU seconds of each job of a rule, from its Snakemake benchmark files."""
+    found = []
+    base = folder / "results/benchmarks"
+    for tsv in sorted([*base.glob(f"{rule}.tsv"), *(base / rule).rglob("*.tsv")]):
+        row = dict(zip(*(line.split("\t") for line in tsv.read_text().splitlines()[:2])))
+        found.append((float(row["s"]), float(row["cpu_time"])))
+    return found
+
+
+def phases(folder: Path, total: float, total_cpu: float, plan: tuple[float, float], jobs: int) -> list[str]:
+    """Where the timed call's time goes: each rule's jobs (their benchmark files), and the rest."""
+    lines, spent, spent_cpu = [], 0.0, 0.0
+    for rule in ("train", "evaluate", "track_runs"):
+        times = job_seconds(folder, rule)
+        if times:
+            wall, cpu = sum(t[0] for t in times), sum(t[1] for t in times)
+            spent, spent_cpu = spent + wall, spent_cpu + cpu
+            lines.append(f"  {rule}: {len(times)} job(s), {wall / len(times):.2f} s each ({cpu / len(times):.2f} s CPU)")
+    lines.append(f"  snakemake's start and planning (a `-n` of the same call, measured apart): {plan[0]:.2f} s ({plan[1]:.2f} s CPU)")
+    rest, rest_cpu = total - spent - plan[0], total_cpu - spent_cpu - plan[1]
+    lines.append(f"  the rest (job start-up and bookkeeping by snakemake, shells): {rest:.2f} s ({rest_cpu:.2f} s CPU), "
+                 f"{rest / jobs:.2f} s per job")
+    lines.append("  (a job's CPU time is Snakemake's benchmark sampling, which misses part of a few-second job: the rest's CPU "
+                 "is then too high by as much; the total is the process accounting's)")
+    return lines
 
 
 def main() -> None:
@@ -78,20 +118,28 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = workflow_copy(Path(tmp), args.cells)
-        snakemake(folder, "results/validation/folder_emotion.json", "results/mlflow/tracking.json")  # data, not timed
-        bare_before = bare_torch()
+        snakemake(folder, *UNTIMED)  # once per task or per call, not per job: not timed
+        plan = snakemake(folder, "-n")
+        bare_before, step_before = bare_torch(), bare_torch(BARE_STEP)
         total, total_cpu = snakemake(folder)
-        bare_after = bare_torch()  # before and after: a shared machine's load drifts
+        bare_after, step_after = bare_torch(), bare_torch(BARE_STEP)  # before and after: a shared machine's load drifts
         logged = len(list((folder / "results/runs").rglob("metrics.json")))
-    jobs = 2 * args.cells
+        jobs = 2 * args.cells
+        breakdown = phases(folder, total, total_cpu, plan, jobs)
     if logged != args.cells:
         raise SystemExit(f"expected {args.cells} evaluated runs, found {logged}")
     bare, bare_cpu = (bare_before[0] + bare_after[0]) / 2, (bare_before[1] + bare_after[1]) / 2
+    step, step_cpu = (step_before[0] + step_after[0]) / 2, (step_before[1] + step_after[1]) / 2
+    print(f"untimed preparation (per task or per call, not per job): {', '.join(UNTIMED)}")
     print(f"bare `python -c 'import torch, torch.optim'`: {bare:.2f} s, {bare_cpu:.2f} s CPU (medians of 3 before and 3 after)")
     print(f"snakemake, {args.cells} cells = {jobs} jobs (train and evaluate each count as a job; its start, planning and "
           f"the MLflow logging included): {total:.1f} s, {total_cpu:.1f} s CPU; per job {total / jobs:.2f} s, {total_cpu / jobs:.2f} s CPU")
+    print(f"bare torch process with one Adam step (the least a training job does): {step:.2f} s, {step_cpu:.2f} s CPU")
+    print("where it goes:\n" + "\n".join(breakdown))
+    print(f"against the one-step process: {total / jobs / step:.2f} x wall, {total_cpu / jobs / step_cpu:.2f} x CPU per job")
     print(f"wall clock: {total / jobs / bare:.2f} x a bare torch process per job")
     print(f"overhead: {total_cpu / jobs / bare_cpu:.2f} x a bare torch process per job (goal <= 1.5) [CPU time]")
+
 
 if __name__ == "__main__":
     main()

@@ -4,6 +4,10 @@
 = 10,000 (each with its evaluation: 20,000 jobs and more), planned from a copy of the workflow with no
 results yet, in the same run as the one-cell plan. Goal: 10,000 cells in <= 20 s (issue 25).
 
+Beside each size, the floor: a bare Snakefile with the same jobs (a train and an evaluate rule with
+one input and one output each, a `shell:` line, nothing else) planned by the same Snakemake, so a
+reader sees how much of the plan is Snakemake's own per-job work and how much is the workflow's.
+
     .venv/bin/python benchmarks/sweep_dryrun.py [--sizes 1000 10000]
 """
 
@@ -30,6 +34,43 @@ def workflow_copy(folder: Path, config: dict) -> Path:
     for sub in ("workflow", "src"):
         shutil.copytree(REPO / sub, folder / sub, ignore=shutil.ignore_patterns("__pycache__"))
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    return folder
+
+
+BARE = """\
+CELLS = [(t, s) for t in range({tasks}) for s in range({per_task})]
+
+
+rule all:
+    input:
+        [f"runs/{{t}}/{{s}}/metrics.json" for t, s in CELLS],
+
+
+rule train:
+    input:
+        "data/{{task}}.h5",
+    output:
+        "runs/{{task}}/{{seed}}/best.pt",
+    shell:
+        "touch {{output}}"
+
+
+rule evaluate:
+    input:
+        "runs/{{task}}/{{seed}}/best.pt",
+    output:
+        "runs/{{task}}/{{seed}}/metrics.json",
+    shell:
+        "touch {{output}}"
+"""
+
+
+def bare_copy(folder: Path, cells: int) -> Path:
+    """A bare Snakefile planning `cells` train and evaluate jobs over 4 task files (the floor)."""
+    (folder / "Snakefile").write_text(BARE.format(tasks=len(TASKS), per_task=cells // len(TASKS)))
+    (folder / "data").mkdir()
+    for t in range(len(TASKS)):
+        (folder / f"data/{t}.h5").touch()
     return folder
 
 
@@ -67,19 +108,25 @@ def main() -> None:
     base = yaml.safe_load((REPO / "config.yaml").read_text())
     single = {**base, "tasks": {"groove_style": {**base["tasks"]["groove_style"], "models": ["gru"]}},
               "models": {"gru": base["models"]["gru"]}, "training": {**base.get("training", {}), "seeds": [0]}}
-    results = []
+    results, floors = [], []
     for config in [single, *(sweep_config(base, n) for n in args.sizes)]:  # one after another, in this run
         with tempfile.TemporaryDirectory() as tmp:
             results.append(dry_run(workflow_copy(Path(tmp), config)))
+    for n in args.sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            floors.append(dry_run(bare_copy(Path(tmp), n)))
     one_s, one_cpu, one_n = results[0]
     print(f"snakemake -n: {one_n} training job in {one_s:.1f} s ({one_cpu:.1f} s CPU)")
-    for (seconds, cpu, n), size in zip(results[1:], args.sizes):
-        if n != size:
-            raise SystemExit(f"expected {size} training jobs, planned {n}")
+    for (seconds, cpu, n), (floor_s, floor_cpu, floor_n), size in zip(results[1:], floors, args.sizes):
+        if n != size or floor_n != size:
+            raise SystemExit(f"expected {size} training jobs, planned {n} (bare Snakefile: {floor_n})")
         print(f"snakemake -n: {n} training jobs in {seconds:.1f} s ({cpu:.1f} s CPU); {seconds / one_s:.1f}x the one-cell "
               f"plan's time ({cpu / one_cpu:.1f}x its CPU), {(cpu - one_cpu) / n * 1000:.2f} ms CPU per cell beyond it")
+        print(f"  floor, a bare Snakefile with the same {2 * n} train and evaluate jobs: {floor_s:.1f} s ({floor_cpu:.1f} s CPU); "
+              f"seqpipe's plan is {cpu / floor_cpu:.1f}x its CPU")
         if n == 10000:
-            print(f"10,000 cells planned in {seconds:.1f} s wall, {cpu:.1f} s CPU (goal <= 20 s)")
+            print(f"10,000 cells planned in {seconds:.1f} s wall, {cpu:.1f} s CPU (goal <= 20 s; a bare Snakefile: "
+                  f"{floor_s:.1f} s, {floor_cpu:.1f} s CPU)")
 
 if __name__ == "__main__":
     main()

@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from seqpipe.io import read_json, write_json
 from seqpipe.tracking.setup import setup
+from seqpipe.tracking.sync import ledger_path, logged_run_id
 from tests.test_training import job, make_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,12 +60,47 @@ def test_jobs_import_no_mlflow_and_the_sync_logs_each_run_once(tmp_path):
     metrics = read_json(runs / "t/mlp/0/metrics.json")["metrics"]
     assert got.info.status == "FINISHED" and got.data.metrics["test_accuracy"] == metrics["accuracy"]
     assert len(client.get_metric_history(got.info.run_id, "val_loss")) == 2
-    assert read_json(runs / "t/mlp/0/run.json")["mlflow_run_id"] == got.info.run_id
+    assert logged_run_id(runs, runs / "t/mlp/0", ledger_path(tracking)) == got.info.run_id
     assert read_json(record) == {"logged": 1, "pending": [], "errors": []}
 
     again = seqpipe(*args, cwd=tmp_path)  # idempotent: nothing pending, no MLflow imported
     assert again.stdout.strip().endswith("NO-MLFLOW")
     assert len(client.search_runs([info["experiment_id"]])) == 1 and read_json(record)["logged"] == 0
+
+
+def test_a_run_restored_from_the_run_cache_is_not_logged_again(tmp_path):
+    """sync-mlflow writes no training output: run.json keeps its bytes, and the same run.json back in its folder (as the
+    run cache restores it) counts as logged. The ledger holds each run id by folder and run.json identity, per store."""
+    tracking = tmp_path / "results/mlflow/tracking.json"
+    info = setup(f"sqlite:///{tmp_path}/results/mlflow/mlflow.db", "exp", tracking)
+    runs, record, run_dir = tmp_path / "results/runs", tmp_path / "results/mlflow/logged.json", tmp_path / "results/runs/t/mlp/0"
+    train_and_evaluate(tmp_path, run_dir, tracking)
+    saved = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    args = ("sync-mlflow", "--runs", str(runs), "--tracking", str(tracking), "--record", str(record))
+    seqpipe(*args, cwd=tmp_path)
+    assert (run_dir / "run.json").read_bytes() == saved["run.json"]  # a training output: untouched
+    client = MlflowClient(info["tracking_uri"])
+    [got] = client.search_runs([info["experiment_id"]])
+    assert logged_run_id(runs, run_dir, ledger_path(tracking)) == got.info.run_id
+
+    shutil.rmtree(run_dir)  # Snakemake deletes the outputs of a job it reruns; the run cache restores them
+    run_dir.mkdir(parents=True)
+    for name, data in saved.items():
+        (run_dir / name).write_bytes(data)
+    again = seqpipe(*args, cwd=tmp_path)
+    assert again.stdout.strip().endswith("NO-MLFLOW") and read_json(record)["logged"] == 0
+    assert len(client.search_runs([info["experiment_id"]])) == 1
+
+    other = setup(f"sqlite:///{tmp_path}/results/mlflow/mlflow.db", "exp2", tmp_path / "results/mlflow/tracking2.json")
+    seqpipe("sync-mlflow", "--runs", str(runs), "--tracking", str(tmp_path / "results/mlflow/tracking2.json"), "--record",
+            str(record), "--ledger", str(ledger_path(tracking)), cwd=tmp_path)  # a new experiment gets every run
+    assert read_json(record)["logged"] == 1 and len(client.search_runs([other["experiment_id"]])) == 1
+    # a new training of the folder (its own run.json and event times) is logged anew
+    write_json(run_dir / "run.json", {**read_json(run_dir / "run.json"), "config_hash": "retrained"})
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    (run_dir / "events.jsonl").write_text("".join(json.dumps({**e, "time": e["time"] + 60}) + "\n" for e in events))
+    seqpipe(*args, cwd=tmp_path)
+    assert read_json(record)["logged"] == 1 and len(client.search_runs([info["experiment_id"]])) == 2
 
 
 def test_an_outage_leaves_the_runs_pending_and_exits_zero(tmp_path):
@@ -156,7 +192,8 @@ def test_track_runs_rule_through_snakemake_survives_an_outage(tmp_path):
     client = MlflowClient(f"sqlite:///{folder}/results/mlflow/mlflow.db")
     [got] = client.search_runs([tracking["experiment_id"]])
     assert "test_rmse" in got.data.metrics and got.info.status == "FINISHED"
-    assert read_json(folder / "results/runs/folder_emotion/mlp/0/run.json")["mlflow_run_id"] == got.info.run_id
+    runs = folder / "results/runs"
+    assert logged_run_id(runs, runs / "folder_emotion/mlp/0", folder / "results/mlflow/logged_runs.json") == got.info.run_id
     planned = snakemake(folder, "-n")
     assert "Nothing to be done" in planned.stdout + planned.stderr
     assert len(client.search_runs([tracking["experiment_id"]])) == 1

@@ -11,7 +11,7 @@ from seqpipe.evaluation.evaluate import evaluate, load_checkpoint, log_test_metr
 from seqpipe.io import read_json, write_json
 from seqpipe.tracking.invocation import ENV_VAR, TAG
 from seqpipe.tracking.setup import setup
-from seqpipe.tracking.sync import SYNC_KEY_TAG, SYNCED_TAG, main, pending
+from seqpipe.tracking.sync import LEDGER, SYNC_KEY_TAG, SYNCED_TAG, logged_run_id, main, pending
 from seqpipe.training.train import train
 from seqpipe.config.types import Task
 from taskfiles import load_task_data
@@ -43,14 +43,13 @@ def test_outage_then_sync_logs_the_run_once(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv(ENV_VAR, "invocation-of-sync")
     info = setup(f"sqlite:///{tmp_path}/m.db", "exp", tmp_path / "tracking.json", live=True)
-    before = (run_dir / "run.json").stat().st_mtime_ns
+    before, text = (run_dir / "run.json").stat().st_mtime_ns, (run_dir / "run.json").read_text()
     assert main(["--runs", str(runs), "--tracking", str(tmp_path / "tracking.json")]) == 0
 
-    synced = read_json(run_dir / "run.json")
     client = MlflowClient(info["tracking_uri"])
     [got] = client.search_runs([info["experiment_id"]])
-    assert synced["mlflow_run_id"] == got.info.run_id and "mlflow_error" not in synced
-    assert synced["tracking_uri"] == info["tracking_uri"] and (run_dir / "run.json").stat().st_mtime_ns == before
+    assert (run_dir / "run.json").read_text() == text and (run_dir / "run.json").stat().st_mtime_ns == before  # an output: untouched
+    assert logged_run_id(runs, run_dir, tmp_path / LEDGER, info) == got.info.run_id
     assert got.info.status == "FINISHED" and got.info.run_name == "synthetic_classification/gru/seed0"
     assert got.data.params["model.hidden_size"] == "32" and got.data.params["training.epochs"] == "3"
     assert got.data.tags[TAG] == "invocation-of-training" and got.data.tags[SYNCED_TAG] == "true"
@@ -70,15 +69,14 @@ def test_outage_then_sync_logs_the_run_once(tmp_path, monkeypatch, capsys):
     assert len(got.outputs.model_outputs) == 1
 
     # idempotent: nothing pending, a second sync logs nothing and leaves run.json alone
-    text = (run_dir / "run.json").read_text()
-    assert pending(runs) == [] and main(["--runs", str(runs), "--tracking", str(tmp_path / "tracking.json")]) == 0
+    assert pending(runs, info, tmp_path / LEDGER) == [] and main(["--runs", str(runs), "--tracking", str(tmp_path / "tracking.json")]) == 0
     assert len(client.search_runs([info["experiment_id"]])) == 1 and (run_dir / "run.json").read_text() == text
 
-    # a sync that stopped after logging but before writing run.json: the next one adopts its run
-    write_json(run_dir / "run.json", run)
+    # a sync that stopped after logging but before writing the ledger: the next one adopts its run
+    (tmp_path / LEDGER).unlink()
     assert main(["--runs", str(runs), "--tracking", str(tmp_path / "tracking.json")]) == 0
     assert len(client.search_runs([info["experiment_id"]])) == 1
-    assert read_json(run_dir / "run.json")["mlflow_run_id"] == got.info.run_id and got.data.tags[SYNC_KEY_TAG]
+    assert logged_run_id(runs, run_dir, tmp_path / LEDGER, info) == got.info.run_id and got.data.tags[SYNC_KEY_TAG]
 
 
 def test_partial_run_is_replaced_and_sync_fails_clearly_while_down(tmp_path):
@@ -94,7 +92,7 @@ def test_partial_run_is_replaced_and_sync_fails_clearly_while_down(tmp_path):
     assert read_json(runs / "a/run.json")["mlflow_run_id"] == run["mlflow_run_id"]  # unchanged while down
 
     assert main(["--runs", str(runs), "--tracking", str(tmp_path / "tracking.json")]) == 0
-    new_id = read_json(runs / "a/run.json")["mlflow_run_id"]
+    new_id = logged_run_id(runs, runs / "a", tmp_path / LEDGER, info)
     assert new_id != run["mlflow_run_id"] and client.get_run(run["mlflow_run_id"]).info.lifecycle_stage == "deleted"
     [live] = client.search_runs([info["experiment_id"]])
     assert live.info.run_id == new_id

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from seqpipe.taskfile import reader as loader
@@ -20,6 +21,7 @@ from seqpipe.taskfile.reader import MemorySplit, epoch_order
 from seqpipe.models import MODELS
 from seqpipe.config.load import default_runtime
 from seqpipe.config.types import KlCollapse
+from seqpipe.training.figures import COLOURS
 from seqpipe.training.checkpoint import load
 from seqpipe.training.schedule import make_scheduler, step_scheduler
 from seqpipe.training.train import train, training_settings
@@ -91,7 +93,10 @@ def test_cosine_schedule_in_scalars_and_complete_checkpoints(tmp_path, h5):
     assert model_pt["model_config"] == j["model"] and model_pt["dims"]["in_dim"] == 3
     assert all(torch.equal(model_pt["model"][k], best["model"][k]) for k in best["model"])
     png = tmp_path / "run" / "figures" / "loss.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(png) as image:  # both splits drawn, in their colours, on a two-panel figure
+        colours = {c for _, c in image.convert("RGB").getcolors(1 << 20)}
+    assert image.size == (900, 340) and set(COLOURS.values()) <= colours
 
 
 def test_noise_augmentation_changes_training_and_is_seeded(tmp_path, h5):

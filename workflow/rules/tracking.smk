@@ -27,23 +27,25 @@ rule tracking_setup:
 
 # After evaluation, one local job logs every run not yet in MLflow from its files (seqpipe.tracking.sync):
 # the training and evaluation jobs import no MLflow (unless mlflow.live), a run already logged is not
-# logged twice, and a tracking outage leaves the runs pending (the job still succeeds; common.smk then
+# logged twice (results/mlflow/logged_runs.json: run.json, a training output, is never written), and a tracking outage leaves the runs pending (the job still succeeds; common.smk then
 # removes its record at the next call's start, so that call tries again, as `seqpipe sync-mlflow` does).
 rule track_runs:
     """Log every finished run to MLflow from its run folder (params, curves, test metrics, artifacts, model); an outage leaves them pending."""
     input:
         metrics=all_metrics(),
         # what it logs of each run, declared so that it is staged where there is no shared file system
-        runs=run_files("run.json"),
-        scalars=run_files("scalars.csv"),
-        best=run_files("best.pt"),
-        models=run_files("model.pt"),
+        runs=staged_run_files("run.json"),
+        scalars=staged_run_files("scalars.csv"),
+        best=staged_run_files("best.pt"),
+        models=staged_run_files("model.pt"),
         tracking=TRACKING,  # not ancient: a new store or experiment logs the pending runs into it (an ancient edge hid this job)
         code=code("seqpipe.tracking.sync"),
     output:
         plan.TRACKED,
     log:
         "logs/track_runs.log",
+    benchmark:
+        "results/benchmarks/track_runs.tsv"
     localrule: True
     conda:
         "../../envs/train.yaml"
@@ -52,6 +54,8 @@ rule track_runs:
         **job_resources("data"),
     params:
         runs=runs_folder,
+        # which runs went to which store (by run folder and run.json): not an output, which Snakemake would delete
+        ledger=f"{plan.RESULTS}/mlflow/logged_runs.json",
     shell:
         "seqpipe sync-mlflow --runs {params.runs:q} --tracking {input.tracking:q}"
-        " --record {output:q} > {log:q} 2>&1"
+        " --record {output:q} --ledger {params.ledger:q} > {log:q} 2>&1"

@@ -49,15 +49,17 @@ rule train:
     params:
         job=train_params,
         # from the outputs: where storage puts them without a shared file system
-        out_dir=lambda wildcards, output: Path(output.best).parent.as_posix(),
-        events=lambda wildcards, output: Path(output.best)
-        .with_name("events.jsonl")
-        .as_posix(),
+        out_dir=per_job(lambda wildcards, output: Path(output.best).parent.as_posix()),
+        events=per_job(
+            lambda wildcards, output: Path(output.best)
+            .with_name("events.jsonl")
+            .as_posix()
+        ),
         resume_dir=resume_dir,  # on the storage mount without a shared file system
     shell:
         "seqpipe run-cache --kind train --params {params.job:q}"
         " --inputs {input.h5:q} {input.code:q} {input.init:q} --outputs {output:q} --extra {params.events:q} --"
-        " seqpipe train --data {input.h5:q} --job {params.job:q} --tracking {input.tracking:q}"
+        " seqpipe train --data {input.h5:q} --job {params.job:q} --tracking {input.tracking:q} --code {input.code:q}"
         " --threads {threads} --out-dir {params.out_dir:q} --resume-dir {params.resume_dir:q}"
         " --gpu-locks .snakemake/seqpipe-gpus --gpu-share {resources.gpu_share:q} > {log:q} 2>&1"
 

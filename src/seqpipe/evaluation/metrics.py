@@ -10,6 +10,11 @@ Undefined values are never NaN; they are replaced by 0.0:
 - R² follows scikit-learn's `force_finite` rule: 1.0 for a perfect prediction of a constant
   target, 0.0 for an imperfect one, and 0.0 for fewer than two samples;
 - precision/recall/F1 of a class that is never predicted (or absent) are 0.0.
+
+The scores are scikit-learn's definitions, computed here in numpy with the same operations in the same
+order (so the same bits: tests/test_metrics_numpy.py compares them with scikit-learn's), because
+importing scikit-learn (and scipy and pandas with it) was a large part of a short evaluation job
+(issue 25; benchmarks/overhead.py).
 """
 
 from __future__ import annotations
@@ -18,15 +23,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    f1_score,
-    mean_absolute_error,
-    mean_squared_error,
-    precision_recall_fscore_support,
-    r2_score,
-)
 
 
 def _finite(value: float) -> float:
@@ -93,9 +89,36 @@ def concordance_cc(a: np.ndarray, b: np.ndarray) -> float:
     return _finite(2.0 * cov / (vx + vy + float(mx - my) ** 2))
 
 
-def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+def confusion_matrix(t: np.ndarray, p: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts [true class, predicted class] of integer ids in [0, n_classes) (int64, as scikit-learn's)."""
+    return np.bincount(t.astype(np.int64) * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator in float64, 0.0 where the denominator is 0 (scikit-learn's `zero_division=0`)."""
+    mask = denominator == 0
+    denominator = np.asarray(denominator, dtype=np.float64).copy()
+    denominator[mask] = 1
+    result = np.asarray(numerator, dtype=np.float64) / denominator
+    result[mask] = 0.0
+    return result
+
+
+def precision_recall_f1(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class precision, recall, F1 and support of a confusion matrix (scikit-learn's
+    `precision_recall_fscore_support(..., zero_division=0)`: F1 = 2 tp / (true + predicted))."""
+    tp_sum = np.diag(cm)
+    pred_sum = cm.sum(axis=0)
+    true_sum = cm.sum(axis=1)
+    f1 = _divide(2 * tp_sum.astype(np.float64), 1 * true_sum.astype(np.float64) + pred_sum.astype(np.float64))
+    return _divide(tp_sum, pred_sum), _divide(tp_sum, true_sum), f1, true_sum
+
+
+def _macro_f1(cm: np.ndarray) -> float:
     """Macro F1 over the classes seen in targets or predictions (sklearn's default label set)."""
-    return _finite(f1_score(y_true, y_pred, average="macro", zero_division=0))
+    seen = (cm.sum(axis=0) + cm.sum(axis=1)) > 0
+    f1 = precision_recall_f1(cm[np.ix_(seen, seen)])[2]
+    return _finite(np.nanmean(f1))
 
 
 def _balanced_accuracy(cm: np.ndarray) -> float:
@@ -124,9 +147,8 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
                 f"classification_metrics: {name} hold class ids in [{arr.min()}, {arr.max()}] "
                 f"but there are {n_classes} class names; expected ids in [0, {n_classes - 1}]"
             )
-    labels = list(range(n_classes))
-    cm = confusion_matrix(t, p, labels=labels)
-    prec, rec, f1, support = precision_recall_fscore_support(t, p, labels=labels, zero_division=0)
+    cm = confusion_matrix(t, p, n_classes)
+    prec, rec, f1, support = precision_recall_f1(cm)
     per_class = {
         str(name): {
             "precision": _finite(prec[i]),
@@ -138,9 +160,9 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
     }
     return {
         "metrics": {
-            "accuracy": _finite(accuracy_score(t, p)),
+            "accuracy": _finite(np.average(t == p)),
             "balanced_accuracy": _balanced_accuracy(cm),
-            "macro_f1": _macro_f1(t, p),
+            "macro_f1": _macro_f1(cm),
         },
         "primary": "accuracy",
         "higher_is_better": True,
@@ -162,13 +184,29 @@ def _as_2d(a: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected an array of shape [N], [N, K] or [N, T, K]; got {a.shape}")
 
 
+def r2_score(t: np.ndarray, p: np.ndarray) -> float:
+    """R² of one float64 column, `force_finite` (scikit-learn's `r2_score`); 0.0 for fewer than two samples."""
+    if t.size < 2:
+        return 0.0
+    t2, p2 = t.reshape(-1, 1), p.reshape(-1, 1)
+    numerator = np.sum(1.0 * (t2 - p2) ** 2, axis=0)
+    denominator = np.sum(1.0 * (t2 - np.average(t2, axis=0)) ** 2, axis=0)
+    scores = np.ones([1], dtype=numerator.dtype)
+    valid = (denominator != 0) & (numerator != 0)
+    scores[valid] = 1 - (numerator[valid] / denominator[valid])
+    scores[(numerator != 0) & (denominator == 0)] = 0.0
+    return float(np.average(scores))
+
+
 def _target_scores(t: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """rmse, mae, r2, pearson and ccc of one target column."""
-    r2 = r2_score(t, p) if t.size >= 2 else 0.0
+    """rmse, mae, r2, pearson and ccc of one target column (float64)."""
+    t2, p2 = t.reshape(-1, 1), p.reshape(-1, 1)  # scikit-learn's shapes and reductions, so its bits
+    mse = float(np.average(np.average((t2 - p2) ** 2, axis=0)))
+    mae = float(np.average(np.average(np.abs(p2 - t2), axis=0)))
     return {
-        "rmse": _finite(math.sqrt(mean_squared_error(t, p))),
-        "mae": _finite(mean_absolute_error(t, p)),
-        "r2": _finite(r2),
+        "rmse": _finite(math.sqrt(mse)),
+        "mae": _finite(mae),
+        "r2": _finite(r2_score(t, p)),
         "pearson": pearson_cc(t, p),
         "ccc": concordance_cc(t, p),
     }

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import sparse
+
+if TYPE_CHECKING:  # scipy is imported only by the classification statistics that use it (an evaluation job's start)
+    from scipy import sparse
 
 N_RESAMPLES = 1000
 CONFIDENCE = 0.95
@@ -45,10 +48,10 @@ class Statistic:
 
     def values(self, weights: np.ndarray) -> np.ndarray:
         """The metric under each row of `weights` [B, N]."""
-        if sparse.issparse(self.stats):
-            sums = np.asarray((self.stats.T @ weights.T).T)
-        else:
+        if isinstance(self.stats, np.ndarray):
             sums = weights @ self.stats
+        else:  # scipy.sparse
+            sums = np.asarray((self.stats.T @ weights.T).T)
         return self.finish(np.atleast_2d(sums))
 
 
@@ -121,6 +124,8 @@ def classification_statistics(y_true: np.ndarray, y_pred: np.ndarray, n_classes:
     p = np.asarray(y_pred).reshape(len(y_pred), -1)
     if t.shape != p.shape:
         raise ValueError(f"classification statistics: targets {t.shape} but predictions {p.shape}; they must match")
+    from scipy import sparse
+
     rows = np.repeat(np.arange(len(t)), t.shape[1])
     cells = (t * n_classes + p).reshape(-1)
     counts = sparse.csr_matrix((np.ones(len(cells)), (rows, cells)), shape=(len(t), n_classes * n_classes))

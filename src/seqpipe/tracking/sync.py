@@ -7,10 +7,17 @@ marker). Everything is rebuilt from the files training wrote: params from the jo
 last.pt (or best.pt), every per-epoch metric exactly as training logged it (the checkpoint's
 history, full precision: losses, per-term losses, metrics, lr, timings; scalars.csv for older
 runs) with their times from events.jsonl, test metrics and evaluation tables from metrics.json,
-artifacts and the model, tags from run.json. The new run id is then
-written into run.json. Idempotent: a synced folder is skipped, and a run the previous sync
-created but did not record (it stopped in between) is found again by its `seqpipe.sync_key` tag.
-Run one sync at a time, while no pipeline is writing these run folders.
+artifacts and the model, tags from run.json. The new run id is then recorded in the ledger
+(`logged_runs.json` beside tracking.json; the track_runs rule's `results/mlflow/logged_runs.json`),
+keyed by the run folder (relative to the runs folder) and the SHA-256 of its run.json, with the
+store it went to. run.json, a training output, is never written: a run the run cache restores has
+the same run.json, so it counts as logged, and a retrained one (a new run.json) is logged anew; a
+new store or experiment logs every run into it. Idempotent: a synced folder is skipped, and a run
+the previous sync created but did not record (it stopped in between) is found again by its
+`seqpipe.sync_key` tag. Run one sync at a time, while no pipeline is writing these run folders.
+
+The ledger is not the track_runs record (`logged.json`): Snakemake deletes a job's outputs before
+it runs the job again, and the workflow drops the record to retry pending runs.
 """
 
 from __future__ import annotations
@@ -19,7 +26,6 @@ import argparse
 import csv
 import json
 import logging
-import os
 from pathlib import Path
 
 from seqpipe.io import config_hash, read_json, sha256_file, write_json
@@ -33,6 +39,7 @@ VAL_COLUMNS = {"loss": "val_loss", "metric": "val_metric"}
 
 
 EVAL_PENDING = "mlflow_eval_pending.json"
+LEDGER = "logged_runs.json"
 
 
 class SyncError(RuntimeError):
@@ -44,13 +51,54 @@ def needs_sync(run: dict) -> bool:
     return not run.get("mlflow_run_id") or bool(run.get("mlflow_error"))
 
 
-def pending(runs_dir: str | Path) -> list[Path]:
-    """Run folders under `runs_dir` (any depth) whose run.json needs syncing or whose test metrics wait, sorted."""
+def ledger_path(tracking_file: str | Path) -> Path:
+    """The default ledger of logged runs: beside tracking.json."""
+    return Path(tracking_file).with_name(LEDGER)
+
+
+def read_ledger(path: str | Path | None) -> dict[str, dict]:
+    """Run folder -> {identity, run_id, store} of every run a sync logged ({} when there is no ledger yet). A damaged
+    ledger is reported and read as empty: its runs are then found again by their sync_key tag, not logged twice."""
+    if path is None or not Path(path).exists():
+        return {}
+    try:
+        runs = read_json(path)["runs"]
+        if isinstance(runs, dict):
+            return runs
+    except (ValueError, KeyError, TypeError):
+        pass
+    log.warning("%s: not a ledger of logged runs ({\"runs\": {...}}); reading it as empty (earlier runs are found again "
+                "in MLflow by their %s tag, not logged twice) and writing it anew", path, SYNC_KEY_TAG)
+    return {}
+
+
+def store_of(tracking: dict | None) -> list:
+    """The MLflow store and experiment a run is logged to."""
+    return [(tracking or {}).get("tracking_uri"), (tracking or {}).get("experiment")]
+
+
+def ledger_entry(runs_dir: Path, run_dir: Path) -> tuple[str, str]:
+    """A run folder's key in the ledger (its path below the runs folder) and its run.json's identity (SHA-256)."""
+    return run_dir.relative_to(runs_dir).as_posix(), sha256_file(run_dir / "run.json")[:16]
+
+
+def is_logged(logged: dict[str, dict], runs_dir: Path, run_dir: Path, tracking: dict | None) -> bool:
+    """True when the ledger holds this run folder with this very run.json, logged to this store."""
+    key, identity = ledger_entry(runs_dir, run_dir)
+    entry = logged.get(key) or {}
+    return entry.get("identity") == identity and entry.get("store") == store_of(tracking)
+
+
+def pending(runs_dir: str | Path, tracking: dict | None = None, ledger: str | Path | None = None) -> list[Path]:
+    """Run folders under `runs_dir` (any depth) not logged yet to `tracking`'s store (run.json has no MLflow run id
+    or records an error, and the ledger does not hold it) or whose test metrics wait, sorted."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise SyncError(f"{runs_dir}: no such folder of training runs")
+    logged = read_ledger(ledger)
     return sorted(path.parent for path in runs_dir.rglob("run.json")
-                  if needs_sync(read_json(path)) or (path.parent / EVAL_PENDING).exists())
+                  if (path.parent / EVAL_PENDING).exists()
+                  or (needs_sync(read_json(path)) and not is_logged(logged, runs_dir, path.parent, tracking)))
 
 
 def mark_evaluation_pending(run_dir: str | Path, why: str) -> None:
@@ -178,15 +226,6 @@ def log_from_files(tracker: Tracker, run_dir: Path, run: dict, state: dict, key:
     tracker.end(end_time_ms=times.get("on_train_end"))
 
 
-def record(run_dir: Path, run: dict, run_id: str, tracker: Tracker) -> None:
-    """Write the run id into run.json atomically, keeping its mtime so Snakemake reruns nothing downstream."""
-    path = run_dir / "run.json"
-    stat = path.stat()
-    updated = {k: v for k, v in run.items() if k != "mlflow_error"}
-    write_json(path, {**updated, "mlflow_run_id": run_id, "tracking_uri": tracker.tracking["tracking_uri"], "tags": tracker.tags or run.get("tags")})
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-
-
 def sync_evaluation(run_dir: Path, run: dict, tracking: dict) -> str:
     """Log the test metrics of an already logged run whose evaluation could not reach MLflow; returns the run id."""
     tracker = Tracker(tracking, run_id=run["mlflow_run_id"])
@@ -199,10 +238,13 @@ def sync_evaluation(run_dir: Path, run: dict, tracking: dict) -> str:
     return run["mlflow_run_id"]
 
 
-def sync_run(run_dir: str | Path, tracking: dict) -> str:
-    """Log one run folder to MLflow and record the run id in its run.json; returns the id."""
+def sync_run(run_dir: str | Path, tracking: dict, logged_id: str | None = None) -> str:
+    """Log one run folder to MLflow (its run.json untouched); returns the run id. `logged_id`: the ledger's run id of
+    this folder (only its test metrics wait)."""
     run_dir = Path(run_dir)
     run = read_json(run_dir / "run.json")
+    if logged_id:
+        return sync_evaluation(run_dir, {**run, "mlflow_run_id": logged_id}, tracking)
     if not needs_sync(run):
         return sync_evaluation(run_dir, run, tracking)
     state = read_checkpoint(run_dir)
@@ -221,31 +263,53 @@ def sync_run(run_dir: str | Path, tracking: dict) -> str:
         if tracker.error or not tracker.run_id:
             raise SyncError(f"{run_dir}: {tracker.error}; run.json left unchanged, sync again once tracking works")
         run_id = tracker.run_id
-    record(run_dir, run, run_id, tracker)
     (run_dir / EVAL_PENDING).unlink(missing_ok=True)  # its test metrics went in with the run
     return run_id
 
 
-def sync(runs_dir: str | Path, tracking: dict) -> tuple[list[str], list[str]]:
-    """Sync every pending run folder; returns (synced run ids, error messages). Stops at once if tracking is down."""
-    synced, errors = [], []
-    todo = pending(runs_dir)
+def sync(runs_dir: str | Path, tracking: dict, ledger: str | Path | None = None) -> tuple[list[str], list[str]]:
+    """Sync every pending run folder and record each in the ledger (written once, at the end, atomically); returns
+    (synced run ids, error messages). Stops at once if tracking is down."""
+    synced, errors, runs_dir = [], [], Path(runs_dir)
+    todo = pending(runs_dir, tracking, ledger)
     if todo and (probe := Tracker(tracking)).client is None:
         raise SyncError(f"{len(todo)} run(s) to sync, but {probe.error or 'no tracking is configured'}; run again once it answers")
-    for run_dir in todo:
-        try:
-            synced.append(sync_run(run_dir, tracking))
-            log.info("%s -> MLflow run %s", run_dir, synced[-1])
-        except SyncError as err:
-            errors.append(str(err))
-            log.error("%s", err)
+    logged = read_ledger(ledger)
+    try:
+        for run_dir in todo:
+            key, identity = ledger_entry(runs_dir, run_dir)
+            try:
+                logged_id = logged[key]["run_id"] if is_logged(logged, runs_dir, run_dir, tracking) else None
+                synced.append(sync_run(run_dir, tracking, logged_id))
+                log.info("%s -> MLflow run %s", run_dir, synced[-1])
+            except SyncError as err:
+                errors.append(str(err))
+                log.error("%s", err)
+                continue
+            if needs_sync(read_json(run_dir / "run.json")):
+                logged[key] = {"identity": identity, "run_id": synced[-1], "store": store_of(tracking)}
+    finally:
+        if ledger is not None and synced:
+            write_json(ledger, {"runs": dict(sorted(logged.items()))})
     return synced, errors
 
 
-def write_record(path: str | Path, runs_dir: str | Path, synced: list[str], errors: list[str]) -> None:
+def logged_run_id(runs_dir: str | Path, run_dir: str | Path, ledger: str | Path, tracking: dict | None = None) -> str | None:
+    """The MLflow run id of a run folder: the ledger's (for `tracking`'s store, when given), else its run.json's (a
+    live run logged by its own job)."""
+    key, identity = ledger_entry(Path(runs_dir), Path(run_dir))
+    entry = read_ledger(ledger).get(key) or {}
+    if entry.get("identity") == identity and (tracking is None or entry.get("store") == store_of(tracking)):
+        return entry.get("run_id")
+    run = read_json(Path(run_dir) / "run.json")
+    return None if needs_sync(run) else run.get("mlflow_run_id")
+
+
+def write_record(path: str | Path, runs_dir: str | Path, synced: list[str], errors: list[str], tracking: dict | None = None,
+                 ledger: str | Path | None = None) -> None:
     """What a sync logged and what is still pending (the track_runs rule's output; a later call logs the rest)."""
     try:
-        left = [Path(d).as_posix() for d in pending(runs_dir)]
+        left = [Path(d).as_posix() for d in pending(runs_dir, tracking, ledger)]
     except SyncError:
         left = []
     write_json(path, {"logged": len(synced), "pending": left, "errors": errors})
@@ -261,20 +325,23 @@ def main(argv: list[str] | None = None) -> int:
                                      "those trained while the tracking server was unreachable.")
     parser.add_argument("--runs", default="results/runs", help="folder of training runs (searched for run.json)")
     parser.add_argument("--tracking", default="results/mlflow/tracking.json", help="tracking.json written by `seqpipe tracking-setup`")
+    parser.add_argument("--ledger", help="the ledger of logged runs (default: logged_runs.json beside --tracking)")
     parser.add_argument("--dry-run", action="store_true", help="only list the run folders that need syncing")
     parser.add_argument("--record", help="write what was logged and what is still pending to this JSON file, and exit 0 when "
                         "tracking is down or a folder fails (they stay pending for the next call): the track_runs rule")
     args = parser.parse_args(argv)
     synced, errors = [], []
+    ledger = args.ledger or ledger_path(args.tracking)
+    tracking = read_json(args.tracking) if Path(args.tracking).exists() else None
     try:
         if args.dry_run:
-            for run_dir in pending(args.runs):
+            for run_dir in pending(args.runs, tracking, ledger):
                 print(run_dir)
             return 0
-        if not Path(args.tracking).exists():
+        if tracking is None:
             raise SyncError(f"{args.tracking}: no tracking file; run `seqpipe tracking-setup` (or the tracking_setup rule) first")
         if not args.record or Path(args.runs).is_dir():
-            synced, errors = sync(args.runs, read_json(args.tracking))
+            synced, errors = sync(args.runs, tracking, ledger)
     except SyncError as err:
         log.error("%s", err)
         if not args.record:
@@ -282,6 +349,6 @@ def main(argv: list[str] | None = None) -> int:
         errors.append(str(err))
     log.info("synced %d run(s) to MLflow, %d failed", len(synced), len(errors))
     if args.record:
-        write_record(args.record, args.runs, synced, errors)
+        write_record(args.record, args.runs, synced, errors, tracking, ledger)
         return 0
     return 1 if errors else 0

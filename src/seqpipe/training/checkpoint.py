@@ -113,8 +113,12 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, state: dict) -> None:
     optimizer.load_state_dict({**state, "param_groups": groups})
 
 
-def code_digest() -> str:
-    """Hash of the source files training runs (its seqpipe import closure)."""
+def code_digest(code_stamp: str | Path | None = None) -> str:
+    """Hash of the source files training runs (its seqpipe import closure). With `code_stamp` (the rule's
+    `results/code/seqpipe.training.train.sha256`, the checksums of that same closure), the stamp's hash: the
+    job then parses no source file."""
+    if code_stamp is not None:
+        return sha256_file(code_stamp)[:16]
     digest = hashlib.sha256()
     for path in codedeps.source_files(("seqpipe.training.train",), str(SRC)):
         digest.update(Path(path).read_bytes())
@@ -129,9 +133,9 @@ def data_fingerprint(path: str | Path) -> str:
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def resume_key(job: dict, data_path: str | Path) -> dict:
-    """What must match for a saved state to continue: the job, the data file and the code."""
-    return {"config_hash": config_hash(job), "data": data_fingerprint(data_path), "code": code_digest()}
+def resume_key(job: dict, data_path: str | Path, code_stamp: str | Path | None = None) -> dict:
+    """What must match for a saved state to continue: the job, the data file and the code (code_digest)."""
+    return {"config_hash": config_hash(job), "data": data_fingerprint(data_path), "code": code_digest(code_stamp)}
 
 
 def find_resume_state(folder: Path, key: dict) -> tuple[dict | None, str]:

@@ -89,7 +89,8 @@ def data_provenance(data_path: str | Path) -> tuple[dict | None, str]:
 
 
 def train(job: TrainJob | Mapping, data_path: str | Path, out_dir: str | Path, tracking: dict | None = None, threads: int = 1,
-          resume_dir: str | Path | None = None, gpu_share: int = 1, runtime: Runtime | None = None) -> dict:
+          resume_dir: str | Path | None = None, gpu_share: int = 1, runtime: Runtime | None = None,
+          code_stamp: str | Path | None = None) -> dict:
     """Run one training job end to end (continuing a saved unfinished run of the same job); returns run.json's contents.
 
     The resume state lives in `resume_dir` when given (kept outside Snakemake's declared outputs,
@@ -110,7 +111,7 @@ def train(job: TrainJob | Mapping, data_path: str | Path, out_dir: str | Path, t
     for folder in {out_dir, state_dir}:
         checkpoint.remove_partial(folder)
     settings = job.as_run(runtime)
-    key = checkpoint.resume_key(settings, data_path)
+    key = checkpoint.resume_key(settings, data_path, code_stamp)
     saved, why = checkpoint.find_resume_state(state_dir, key)
     if saved is None and (state_dir / "last.pt").exists():
         log.info("starting from scratch: %s", why)
@@ -161,13 +162,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gpu-locks", help="folder of the GPU lock files: with CUDA_VISIBLE_DEVICES unset, claim a GPU of "
                                             "this machine that no other training job holds (seqpipe.training.gpus)")
     parser.add_argument("--gpu-share", type=int, default=1, help="jobs sharing this GPU (packed jobs): each gets 1/N of its memory")
+    parser.add_argument("--code", help="the code stamp of training (results/code/...sha256): the resume key's code part")
     args = parser.parse_args(argv)
     tracking = read_json(args.tracking) if args.tracking else None
     try:
         job = parse_job(args.job)
         device = job.training.device if isinstance(job, TrainJob) else (job.get("training") or {}).get("device", "auto")
         with gpus.claimed_gpu(args.gpu_locks, device) if args.gpu_locks else contextlib.nullcontext():
-            train(job, args.data, args.out_dir, tracking, args.threads, args.resume_dir, args.gpu_share)
+            train(job, args.data, args.out_dir, tracking, args.threads, args.resume_dir, args.gpu_share, code_stamp=args.code)
     except (FloatingPointError, KeyError, ValueError, FileNotFoundError) as err:
         log.error("%s", err)
         sys.exit(1)
