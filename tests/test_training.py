@@ -86,6 +86,9 @@ def test_same_seed_same_metrics(tmp_path):
         model, _ = load_checkpoint(tmp_path / name / "best.pt")
         results.append(evaluate(load_task_data(h5, j["task"]), Task.from_dict(j["task"]), model, "gru", 0))
     assert results[0] == results[1]
+    # the trained model file is the same bytes (torch names a checkpoint's zip folder after the file it writes:
+    # the atomic write's random temporary name made every model.pt differ)
+    assert (tmp_path / "a" / "model.pt").read_bytes() == (tmp_path / "b" / "model.pt").read_bytes()
     j = job("classification", "gru", seed=1, epochs=3)
     train(j, h5, tmp_path / "c")
     other = torch.load(tmp_path / "c" / "last.pt", weights_only=True)["model"]

@@ -30,9 +30,11 @@ STATE_FILES = ("last.pt", "best.pt", "model.pt")
 
 
 def save(path: str | Path, state: dict) -> None:
-    """torch.save a plain dict atomically."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """torch.save a plain dict atomically, through an open file: torch names the zip's folder after a path it
+    is given (the temporary file's random name), and `archive` for a file object, so the same state gives
+    the same bytes."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(state, fh)
 
 
 def load(path: str | Path) -> dict:
