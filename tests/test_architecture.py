@@ -32,7 +32,7 @@ STAGES: list[tuple[str, ...]] = [
     ("seqpipe.training",),
     ("seqpipe.evaluation",),
     ("seqpipe.predict",),
-    ("seqpipe.runcache", "seqpipe.launch", "seqpipe.cli", "seqpipe.__main__"),
+    ("seqpipe.worker_client", "seqpipe.runcache", "seqpipe.launch", "seqpipe.cli", "seqpipe.worker", "seqpipe.__main__"),
 ]
 
 

@@ -444,7 +444,7 @@ def test_visible_gpus_from_seqpipe_gpus():
 def test_the_train_command_claims_a_gpu_before_cuda_starts(tmp_path, monkeypatch):
     seen = {}
 
-    def fake_train(job, data, out_dir, tracking, threads, resume_dir, gpu_share):
+    def fake_train(job, data, out_dir, tracking, threads, resume_dir, gpu_share, code_stamp=None):
         seen.update(visible=os.environ.get("CUDA_VISIBLE_DEVICES"), share=gpu_share)
 
     monkeypatch.setattr(train_module, "train", fake_train)

@@ -11,6 +11,8 @@ import logging
 import os
 import sys
 
+from seqpipe.worker_client import delegate
+
 COMMANDS = {
     "run": ("seqpipe.launch", "run the workflow: snakemake with dotted overrides (seqpipe run training.epochs=5 -n)"),
     "code-stamp": ("seqpipe.codedeps", "checksum the source files a rule runs (its code dependency)"),
@@ -76,6 +78,9 @@ def main(argv: list[str] | None = None) -> None:
     if argv[0] not in COMMANDS:
         print(f"seqpipe: unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
+    code = delegate(argv)  # a training or evaluation job of a local run: in the preloaded worker (seqpipe.worker)
+    if code is not None:
+        sys.exit(code)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # MLflow 3 sends usage telemetry from every process (a network request of up to ~1 s per job on
     # a closed network); off unless the user asks for it.

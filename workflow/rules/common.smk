@@ -23,6 +23,7 @@ from seqpipe.forced import ENV_VAR as FORCED_VAR, record_forced
 from seqpipe.launcher import shell_prefix
 from seqpipe.config.sweep import apply_sweep
 from seqpipe.tracking.invocation import ensure_invocation
+from seqpipe.worker import prepare as prepare_worker
 
 # the config was checked as a whole in the Snakefile (seqpipe.config.load.checked_config)
 config.update(
@@ -83,6 +84,13 @@ os.environ.setdefault(FORCED_VAR, "")
 
 onstart:
     record_forced(workflow.dag_settings)
+    # one machine: training and evaluation jobs fork from a worker that imported torch once (seqpipe.worker)
+    if config["preload"] and workflow.local_exec:
+        prepare_worker(
+            os.getpid(),
+            ".snakemake/log/seqpipe-worker.log",
+            workflow.deployment_settings.deployment_method,
+        )
 
 
 envvars:
