@@ -226,9 +226,12 @@ def test_the_mlflow_pyfunc_gives_the_command_s_numbers(built, mixed_folder, tmp_
     from mlflow.tracking import MlflowClient
 
     windows, items, _ = predict_cli(built, "results/runs/groove_style/mlp/0", tmp_path / "m.csv", mixed_folder)
-    run = yaml.safe_load((built / "results/runs/groove_style/mlp/0/run.json").read_text())
+    from seqpipe.tracking.sync import logged_run_id
+
+    # the run's MLflow id is in the ledger of logged runs (track_runs writes no training output, run.json included)
+    run_id = logged_run_id(built / "results/runs", built / "results/runs/groove_style/mlp/0", built / "results/mlflow/logged_runs.json")
     client = MlflowClient(f"sqlite:///{built}/results/mlflow/mlflow.db")
-    [output] = client.get_run(run["mlflow_run_id"]).outputs.model_outputs
+    [output] = client.get_run(run_id).outputs.model_outputs
     logged = client.get_logged_model(output.model_id)
     stored = Path(logged.artifact_location.removeprefix("file://"))
     assert not list(stored.rglob("*.pkl")) and (stored / "artifacts/weights.pt").is_file()  # no pickle anywhere

@@ -22,7 +22,7 @@ def test_scale_benchmark_measures_the_feature_stage(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert re.fullmatch(r"scale: peak RSS 10x/1x: features \d+\.\d\d, validate n/a, baseline n/a, train n/a, "
-                        r"evaluate n/a \(goal <= 1\.3\)", lines[-1]), lines[-1]
+                        r"evaluate n/a, predict n/a \(goal <= 1\.3\)", lines[-1]), lines[-1]
     assert re.search(r"shards: \d+ jobs x 1 worker .* same bytes: True", proc.stdout), proc.stdout
     ratio = float(lines[-1].split("features ")[1].split(",")[0])
     assert ratio <= 1.3
