@@ -132,10 +132,10 @@ def job_resources(group, gpu=0):
     """A rule group's resources under Snakemake's names and HTCondor's own (the HTCondor plugin
     ignores mem_mb, disk_mb, gpu and runtime); memory grows with each retry."""
     resources = plan.job_resources(config["resources"][group], gpu)
-    if (
-        gpu
-    ):  # asked when a job's resources are, after the executor is known (not when the rule is read)
-        pack = config["resources"][group].get("pack", 1)
+    pack = config["resources"][group].get("pack", 1)
+    if gpu and pack > 1:
+        # packed: asked when a job's resources are, after the executor is known (not when the rule is read);
+        # unpacked, `gpu` everywhere (plan.gpu_count), a plain number: no function call per job
         resources["gpu"] = lambda wildcards: plan.gpu_count(gpu, pack, exec_place())
     return {k: per_job(v) if callable(v) else v for k, v in resources.items()}
 
@@ -268,15 +268,22 @@ def data_task_params(wildcards):
     return _task_params(wildcards.task, True)
 
 
+_SEED = "__seed__"
+
+
 @functools.cache
 def _train_job(task, model):
-    return plan.train_params(config, task, model, 0)
+    """The (task, model) job as sorted JSON with a stand-in for the seed, which train_params puts in."""
+    job = {**plan.train_params(config, task, model, 0), "seed": _SEED}
+    return json.dumps(job, sort_keys=True)
 
 
 @per_job
 def train_params(wildcards):
-    job = {**_train_job(wildcards.task, wildcards.model), "seed": int(wildcards.seed)}
-    return json.dumps(job, sort_keys=True)
+    """The training job's JSON (plan.train_params), the same text json.dumps(job, sort_keys=True) gives."""
+    return _train_job(wildcards.task, wildcards.model).replace(
+        f'"seed": "{_SEED}"', f'"seed": {int(wildcards.seed)}', 1
+    )
 
 
 @per_job

@@ -49,11 +49,9 @@ rule train:
     params:
         job=train_params,
         # from the outputs: where storage puts them without a shared file system
-        out_dir=per_job(lambda wildcards, output: Path(output.best).parent.as_posix()),
+        out_dir=per_job(lambda wildcards, output: output.best.rpartition("/")[0]),
         events=per_job(
-            lambda wildcards, output: Path(output.best)
-            .with_name("events.jsonl")
-            .as_posix()
+            lambda wildcards, output: f"{output.best.rpartition('/')[0]}/events.jsonl"
         ),
         resume_dir=resume_dir,  # on the storage mount without a shared file system
     shell:
