@@ -113,7 +113,7 @@ def test_cli_stages_take_the_budget(tmp_path, monkeypatch):
     opened = []
     real = reader.SplitFile.__init__  # every stage opens its file through it
 
-    def spy(self, path, task, memory_budget_mb=reader.DEFAULT_BUDGET_MB):
+    def spy(self, path, task, memory_budget_mb=None):
         opened.append(memory_budget_mb)
         real(self, path, task, memory_budget_mb)
 
@@ -125,3 +125,17 @@ def test_cli_stages_take_the_budget(tmp_path, monkeypatch):
     baseline_main(["--data", str(h5), "--task", task, "--out", str(tmp_path / "c.json")])
     assert opened == [3.0, 5.0, 12.0]
     assert json.loads((tmp_path / "b.json").read_text()) == json.loads((tmp_path / "c.json").read_text())
+
+
+def test_the_default_budget_is_the_schemas(monkeypatch):
+    """Without a budget or $SEQPIPE_RUNTIME, the readers take the schema's training.memory_budget_mb (defaults live in
+    one place: the schema); with $SEQPIPE_RUNTIME, its budget."""
+    from seqpipe.config.load import load_schema
+    from seqpipe.taskfile.splits import default_budget_mb
+
+    monkeypatch.delenv("SEQPIPE_RUNTIME", raising=False)
+    schema_default = load_schema()["properties"]["training"]["properties"]["memory_budget_mb"]["default"]
+    assert default_budget_mb() == float(schema_default)
+    runtime = Runtime(checkpoint_every=1, progress=False, num_workers=0, memory_budget_mb=7, cache={}, models={})
+    monkeypatch.setenv("SEQPIPE_RUNTIME", runtime.to_json())
+    assert default_budget_mb() == 7.0

@@ -46,7 +46,7 @@ from seqpipe.taskfile.rollout import is_rollout_task, rollout_spec
 from seqpipe.taskfile.rows import ArrayRows, H5Rows
 from seqpipe.taskfile.splits import (
     BLOCK_SHARE,
-    DEFAULT_BUDGET_MB,
+    default_budget_mb,
     STATS_CHUNK_BYTES,
     SplitFile,
     SplitSource,
@@ -63,7 +63,7 @@ __all__ = [  # the reader's interface; batches, encoding, rows and stats are its
     "Moments", "is_one_hot", "standardisation", "SplitReader", "TaskFile", "TrainingData", "open_task",
     "training_data", "estimate_mb", "add_budget_option",
     "file_names", "task_dims", "require_samples", "SplitFile", "SplitSource", "open_splits", "names_attr",
-    "BLOCK_SHARE", "DEFAULT_BUDGET_MB", "STATS_CHUNK_BYTES",
+    "BLOCK_SHARE", "default_budget_mb", "STATS_CHUNK_BYTES",
 ]
 
 log = logging.getLogger("seqpipe.reader")
@@ -178,7 +178,7 @@ class TaskFile(SplitFile):
 
     split_class = SplitReader
 
-    def __init__(self, path: str | Path, task: dict, memory_budget_mb: float = DEFAULT_BUDGET_MB, device: torch.device | str = "cpu",
+    def __init__(self, path: str | Path, task: dict, memory_budget_mb: float | None = None, device: torch.device | str = "cpu",
                  num_workers: int = 0):
         super().__init__(path, task, memory_budget_mb)
         self.device, self.num_workers = torch.device(device), num_workers
@@ -250,7 +250,7 @@ class TaskFile(SplitFile):
         return {s: torch.as_tensor(np.asarray(v, dtype=np.int64)) for s, v in found.items() if v is not None}
 
 
-def open_task(path: str | Path, task: dict, memory_budget_mb: float = DEFAULT_BUDGET_MB, device: torch.device | str = "cpu",
+def open_task(path: str | Path, task: dict, memory_budget_mb: float | None = None, device: torch.device | str = "cpu",
               num_workers: int = 0) -> TaskFile:
     """Open a task's file for reading (see the module docstring)."""
     return TaskFile(path, task, memory_budget_mb, device, num_workers)
@@ -293,7 +293,7 @@ class TrainingData:
     domain_names: list[str] | None = None
 
 
-def training_data(path: str | Path, task: dict, memory_budget_mb: float = DEFAULT_BUDGET_MB, num_workers: int = 0,
+def training_data(path: str | Path, task: dict, memory_budget_mb: float | None = None, num_workers: int = 0,
                   device: torch.device | str = "cpu") -> TrainingData:
     """Train and val as batch sources (in memory on `device` when both fit the budget, else streamed) and the
     train-split statistics."""

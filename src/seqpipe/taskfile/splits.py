@@ -33,21 +33,31 @@ from seqpipe.taskfile.rollout import is_rollout_task, read_rollout, rollout_spec
 from seqpipe.taskfile.rows import ArrayRows, H5Rows
 from seqpipe.datasets import SPLITS
 
-DEFAULT_BUDGET_MB = 2048.0  # the schema's training.memory_budget_mb default
 BLOCK_SHARE = 8  # a block of one array takes at most budget / BLOCK_SHARE (float64 copies and temporaries fit)
 STATS_CHUNK_BYTES = 64 * 2**20  # the largest block read at a time, whatever the budget
 
 
-def add_budget_option(parser: argparse.ArgumentParser) -> None:
-    """`--memory-budget-mb MB`: the stage's memory budget (default: $SEQPIPE_RUNTIME's memory_budget_mb, else 2048)."""
+def default_budget_mb() -> float:
+    """The memory budget when a caller gives none: $SEQPIPE_RUNTIME's (the workflow's training.memory_budget_mb),
+    else the schema's default for it (the one place defaults live)."""
     from seqpipe.config.types import runtime_from_env
 
     runtime = runtime_from_env()
-    default = float(runtime.memory_budget_mb if runtime is not None else DEFAULT_BUDGET_MB)
+    if runtime is None:  # outside the workflow: read the schema's default (imports jsonschema, so only here)
+        from seqpipe.config.load import default_runtime
+
+        runtime = default_runtime()
+    return float(runtime.memory_budget_mb)
+
+
+def add_budget_option(parser: argparse.ArgumentParser) -> None:
+    """`--memory-budget-mb MB`: the stage's memory budget (default: default_budget_mb)."""
+    default = default_budget_mb()
     parser.add_argument(
         "--memory-budget-mb", type=float, default=default, metavar="MB",
         help="splits that need at most this many MB are read into memory, larger ones in blocks from the file "
-             f"(default: $SEQPIPE_RUNTIME's memory_budget_mb, the workflow's training.memory_budget_mb, else {DEFAULT_BUDGET_MB:g})",
+             f"(default: $SEQPIPE_RUNTIME's memory_budget_mb, the workflow's training.memory_budget_mb, else the "
+             f"schema's default: {default:g})",
     )
 
 
@@ -192,8 +202,9 @@ class SplitFile:
 
     split_class: type = SplitSource
 
-    def __init__(self, path: str | Path, task: dict, memory_budget_mb: float = DEFAULT_BUDGET_MB):
-        self.path, self.task, self.memory_budget_mb = str(path), task, float(memory_budget_mb)
+    def __init__(self, path: str | Path, task: dict, memory_budget_mb: float | None = None):
+        budget = default_budget_mb() if memory_budget_mb is None else memory_budget_mb
+        self.path, self.task, self.memory_budget_mb = str(path), task, float(budget)
         rows, self.presplit = _open_splits(self.path, task)
         self.splits = {s: self.split_class(self.path, s, task, rows[s], f"{self.path} [{s}]" if self.presplit else f"{self.path} [auto-split {s}]")
                        for s in SPLITS}
@@ -219,6 +230,6 @@ class SplitFile:
             split.rows.close()
 
 
-def open_splits(path: str | Path, task: dict, memory_budget_mb: float = DEFAULT_BUDGET_MB) -> SplitFile:
-    """Open a task's file as three split sources (no torch)."""
+def open_splits(path: str | Path, task: dict, memory_budget_mb: float | None = None) -> SplitFile:
+    """Open a task's file as three split sources (no torch); no budget: default_budget_mb."""
     return SplitFile(path, task, memory_budget_mb)

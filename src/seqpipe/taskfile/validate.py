@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from seqpipe.taskfile.hdf5 import is_one_hot_task, is_presplit, open_h5, split_seed
-from seqpipe.taskfile.splits import DEFAULT_BUDGET_MB, SplitFile, SplitSource, add_budget_option, open_splits
+from seqpipe.taskfile.splits import SplitFile, SplitSource, add_budget_option, open_splits
 from seqpipe.taskfile.rollout import is_rollout_task, rollout_spec, scan_rollout, spec_problems
 from seqpipe.datasets import SPLITS
 from seqpipe.io import write_json
@@ -425,7 +425,7 @@ def _class_count(task: dict, attrs: dict, scans: list[SplitScan]) -> tuple[int, 
     return (max(highs) + 1 if highs else 0), "the largest id in the file + 1"
 
 
-def validate(path: str | Path, task: dict, seed: int | None = None, memory_budget_mb: float = DEFAULT_BUDGET_MB) -> dict:
+def validate(path: str | Path, task: dict, seed: int | None = None, memory_budget_mb: float | None = None) -> dict:
     """Check `path` for `task`; return the summary or raise ValidationError with every problem.
 
     `seed` is the auto-split seed; default the task's `split_seed` (0), as in training. Splits are
