@@ -257,15 +257,15 @@ def stream_bench(name: str, args) -> None:
     from seqpipe.taskfile.reader import training_data
 
     x, y = synthetic(args.n, args.steps, args.dim, args.classes)
-    task = {"name": "bench", "type": "classification", "mapping": "seq2static", "paradigm": "supervised",
-            "losses": [{"name": "cross_entropy", "weight": 1.0, "params": {}}]}
+    task = Task.from_dict({"name": "bench", "type": "classification", "mapping": "seq2static", "paradigm": "supervised",
+                           "losses": [{"name": "cross_entropy", "weight": 1.0, "params": {}}]})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.h5"
         small = {"data": x[:64].numpy(), "labels": y[:64].numpy().astype(np.int64)}
         write_splits(path, {"train": {"data": x.numpy(), "labels": y.numpy().astype(np.int64)}, "val": small, "test": small}, {})
         data = training_data(path, task, 0.0)  # a budget of 0 MB: batches read from the file
         training = training_settings({"batch_size": args.batch_size, "grad_clip": None, "device": "cpu"})
-        job = SimpleNamespace(task=Task.from_dict(task), training=training)
+        job = SimpleNamespace(task=task, training=training)
         torch.manual_seed(0)
         model = build_model({"name": name, **MODELS[name]}, **data.dims)
         opt = make_optimizer(training.optimizer, model.parameters())

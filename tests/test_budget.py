@@ -79,10 +79,10 @@ def root_file(path, n=300):
 @pytest.mark.parametrize("task_type", ["classification", "reconstruction", "regression"])
 def test_validate_and_baseline_under_a_tiny_budget_equal_memory(tmp_path, monkeypatch, task_type):
     h5 = make_file(tmp_path / "d.h5", "regression" if task_type == "regression" else "classification")
-    task = job(task_type, "mlp", "seq2seq" if task_type == "reconstruction" else "seq2static")["task"]
-    memory = {"validate": validate(h5, task), "baseline": run_baseline(open_task(h5, task), Task.from_dict(task))}
+    task = Task.from_dict(job(task_type, "mlp", "seq2seq" if task_type == "reconstruction" else "seq2static")["task"])
+    memory = {"validate": validate(h5, task), "baseline": run_baseline(open_task(h5, task), task)}
     reads = guard(monkeypatch)
-    small = {"validate": validate(h5, task, memory_budget_mb=TINY_MB), "baseline": run_baseline(open_task(h5, task, TINY_MB), Task.from_dict(task))}
+    small = {"validate": validate(h5, task, memory_budget_mb=TINY_MB), "baseline": run_baseline(open_task(h5, task, TINY_MB), task)}
     assert small["validate"] == memory["validate"]  # ranges, counts and shapes are exact
     assert close(small["baseline"], memory["baseline"]), (small["baseline"]["metrics"], memory["baseline"]["metrics"])
     assert 0 < reads["max_rows"] <= 4  # blocks, not splits (the train split has 240 samples)
@@ -99,7 +99,8 @@ def test_train_and_evaluate_under_a_tiny_budget_equal_memory(tmp_path, monkeypat
         j = job(task_type, "gru", mapping, epochs=2, memory_budget_mb=budget, shuffle_block=4)
         runs[name] = train(j, h5, tmp_path / name)
         model, _ = load_checkpoint(tmp_path / name / "best.pt")
-        results[name] = evaluate(open_task(h5, j["task"], budget), Task.from_dict(j["task"]), model, "gru", 0)
+        task = Task.from_dict(j["task"])
+        results[name] = evaluate(open_task(h5, task, budget), task, model, "gru", 0)
     assert same_weights(tmp_path / "memory" / "best.pt", tmp_path / "stream" / "best.pt")
     assert runs["memory"]["best"] == runs["stream"]["best"]
     assert close(results["stream"], results["memory"]), (results["stream"]["metrics"], results["memory"]["metrics"])

@@ -13,7 +13,7 @@ import pytest
 
 from seqpipe.config.load import load_config, train_job_from_dict
 from seqpipe.config.plan import cells, run_config_hash, runtime_settings, train_params
-from seqpipe.config.types import (RUNTIME_KEYS, Runtime, SettingsError, TaskType, TrainJob, runtime_from_env,
+from seqpipe.config.types import (RUNTIME_KEYS, Runtime, SettingsError, Task, TaskType, TrainJob, runtime_from_env,
                                   with_runtime)
 from seqpipe.io import config_hash
 
@@ -40,6 +40,19 @@ def test_task_types_have_properties_not_string_compares():
     assert not TaskType("regression").is_classification and TaskType.SUMMARY.metric_name == "RMSE"
     with pytest.raises(ValueError):
         TaskType("clasification")
+
+
+def test_a_tasks_data_settings_are_read_through_the_task():
+    """vocab_size and num_classes (None when unset); with_data gives a new task and leaves the JSON shape as it is."""
+    settings = {"name": "t", "type": "classification", "mapping": "seq2static", "vocab_size": 5, "split_fractions": [0.5, 0.25, 0.25]}
+    task = Task.from_dict(settings)
+    assert (task.vocab_size, task.num_classes) == (5, None)
+    seeded = task.with_data(split_seed=3, num_classes=4)
+    assert seeded.num_classes == 4 and seeded.data["split_seed"] == 3 and "split_seed" not in task.data
+    assert seeded.to_dict() == {**settings, "split_seed": 3, "num_classes": 4}
+    assert Task.from_json(json.dumps(seeded.to_dict())) == seeded
+    with pytest.raises(TypeError):
+        seeded.data["split_seed"] = 4  # type: ignore[index]
 
 
 def test_settings_are_read_only(config):

@@ -156,7 +156,7 @@ def beats(got: dict, base: dict) -> bool:
 @pytest.mark.parametrize("name", list(RECIPES))
 def test_recipe_validates_trains_and_beats_baseline(tmp_path, name):
     h5, task = recipe(tmp_path, name)
-    summary = validate(h5, task)
+    summary = validate(h5, Task.from_dict(task))
     assert sum(s["n"] for s in summary["splits"].values()) == N
     got, base, _ = train_and_score(tmp_path, h5, task)
     assert beats(got, base), (got["metrics"], base["metrics"])
@@ -184,7 +184,7 @@ def test_shapes_per_task_type(tmp_path):
 def test_reconstruction_without_labels(tmp_path):
     h5 = periodic(tmp_path / "nolabels.h5", np.random.default_rng(1), labels=False)
     task = make_task("ae", "self_supervised", "seq2seq", "reconstruction")
-    validate(h5, task)
+    validate(h5, Task.from_dict(task))
     got, base, data = train_and_score(tmp_path, h5, task, epochs=8)
     assert torch.equal(data.y["test"], data.x["test"]) and beats(got, base)
 
@@ -226,7 +226,7 @@ def test_root_level_auto_split_by_fractions_and_seed(tmp_path):
     other = load_task_data(h5, {**task, "split_seed": 1})
     assert not torch.equal(a.x["test"], other.x["test"])
     assert torch.equal(load_task_data(h5, task, split_seed=1).x["test"], other.x["test"])
-    counts = {s: e["n"] for s, e in validate(h5, {**task, "split_seed": 1})["splits"].items()}
+    counts = {s: e["n"] for s, e in validate(h5, Task.from_dict({**task, "split_seed": 1}))["splits"].items()}
     assert counts == {"train": 180, "val": 60, "test": 60}
 
 
@@ -234,7 +234,7 @@ def test_forecasting_longer_than_input(tmp_path):
     """T' > T: the per-step head stretches the encoder states to target_seq_len steps."""
     h5 = forecast(tmp_path / "long.h5", np.random.default_rng(3), t_in=8, t_out=12)
     task = make_task("fc", "supervised", "seq2seq", "regression", target_seq_len=12)
-    validate(h5, task)
+    validate(h5, Task.from_dict(task))
     for arch in ("gru", "mlp"):
         got, base, data = train_and_score(tmp_path / arch, h5, task, arch=arch, epochs=15)
         assert data.dims["out_len"] == 12 and data.dims["seq_len"] == 8
@@ -264,7 +264,7 @@ def test_single_sample_train_split_trains(tmp_path):
         for i, split in enumerate(("train", "val", "test")):
             fh[f"{split}/data"], fh[f"{split}/labels"] = x[i : i + 1], np.array([[float(i)]], np.float32)
     task = make_task("one", "supervised", "seq2static", "regression")
-    validate(tmp_path / "one.h5", task)
+    validate(tmp_path / "one.h5", Task.from_dict(task))
     run = train(make_job(task, epochs=2), tmp_path / "one.h5", tmp_path / "run")
     state = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"]
     assert run["best_epoch"] >= 0 and all(torch.isfinite(state[k]).all() for k in ("x_mean", "x_std", "y_mean", "y_std"))
@@ -320,7 +320,7 @@ def test_config_accepts_contract_keys(config, tmp_path):
                                     type="classification", input_encoding="one_hot", vocab_size=8, split_seed=2))
     task = task_config(cfg, "mine")
     assert task["format"] == "seqpipe" and task["split_fractions"] == [0.7, 0.15, 0.15]
-    validate(h5, task)
+    validate(h5, Task.from_dict(task))
     assert load_task_data(h5, train_job(cfg, "mine", "gru", 0)["task"]).x["train"].shape[-1] == 8
     fc = validate_config(with_task(config, data_path="f.h5", paradigm="supervised", mapping="seq2seq",
                                    type="regression", target_seq_len=8))

@@ -50,7 +50,7 @@ def feature_file(path, n=(6, 2, 2), offset=0.0, labels=True, t=8, d=3, seed=0):
 def test_assembled_task_file_has_a_domain_per_sample_and_validates(tmp_path):
     a, b = feature_file(tmp_path / "a.h5"), feature_file(tmp_path / "b.h5", n=(4, 2, 2), labels=False, seed=1)
     out = tmp_path / "tasks" / "drums.h5"
-    result = assemble_task({"a_grid": str(a), "b_grid": str(b)}, RECON, out)
+    result = assemble_task({"a_grid": str(a), "b_grid": str(b)}, Task.from_dict(RECON), out)
     assert result["domain_names"] == ["a_grid", "b_grid"]
     with h5py.File(out, "r") as fh, h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
         assert fh["train/domains"][()].tolist() == [0] * 6 + [1] * 4
@@ -59,13 +59,13 @@ def test_assembled_task_file_has_a_domain_per_sample_and_validates(tmp_path):
         assert ids[0] == "a_grid/test0" and ids[-1] == "b_grid/test0"  # the same id in two datasets stays two items
         assert "labels" not in fh["train"]  # reconstruction: b has none, so none are kept
     assert read_attrs(out)["domain_names"] == ["a_grid", "b_grid"]
-    summary = validate(out, RECON)
+    summary = validate(out, Task.from_dict(RECON))
     assert summary["domain_names"] == ["a_grid", "b_grid"]
 
 
 def test_assembly_copies_in_blocks_with_the_same_bytes(tmp_path, monkeypatch):
     a, b = feature_file(tmp_path / "a.h5"), feature_file(tmp_path / "b.h5", seed=1)
-    task = {**RECON, "type": "classification", "paradigm": "supervised", "mapping": "seq2static"}
+    task = Task.from_dict({**RECON, "type": "classification", "paradigm": "supervised", "mapping": "seq2static"})
     assemble_task({"a_grid": str(a), "b_grid": str(b)}, task, tmp_path / "whole.h5")
     assemble_task({"a_grid": str(a), "b_grid": str(b)}, task, tmp_path / "again.h5")
     assert (tmp_path / "whole.h5").read_bytes() == (tmp_path / "again.h5").read_bytes()  # reproducible bytes
@@ -80,9 +80,9 @@ def test_assembly_copies_in_blocks_with_the_same_bytes(tmp_path, monkeypatch):
 def test_assembly_names_the_file_that_does_not_fit(tmp_path):
     a, b = feature_file(tmp_path / "a.h5"), feature_file(tmp_path / "b.h5", t=6)
     with pytest.raises(AssemblyError, match=r"b\.h5: key `data` has per-sample shape \[6, 3\].*\[8, 3\]"):
-        assemble_task({"a_grid": str(a), "b_grid": str(b)}, RECON, tmp_path / "out.h5")
+        assemble_task({"a_grid": str(a), "b_grid": str(b)}, Task.from_dict(RECON), tmp_path / "out.h5")
     c = feature_file(tmp_path / "c.h5", labels=False)
-    task = {**RECON, "type": "classification", "paradigm": "supervised", "mapping": "seq2static"}
+    task = Task.from_dict({**RECON, "type": "classification", "paradigm": "supervised", "mapping": "seq2static"})
     with pytest.raises(AssemblyError, match=r"c\.h5.*`class_names`"):
         assemble_task({"a_grid": str(a), "c_grid": str(c)}, task, tmp_path / "out.h5")
 
@@ -93,7 +93,7 @@ def test_validation_reports_bad_domains(tmp_path):
         for split in ("train", "val", "test"):
             fh[f"{split}/domains"] = np.full(len(fh[f"{split}/data"]), 3, dtype=np.int64)
         fh.attrs["domain_names"] = json.dumps(["p", "q"])  # not a list of names
-    task = {**RECON, "type": "classification", "paradigm": "supervised", "mapping": "seq2static"}
+    task = Task.from_dict({**RECON, "type": "classification", "paradigm": "supervised", "mapping": "seq2static"})
     with pytest.raises(ValidationError, match="domain_names"):
         validate(path, task)
     with h5py.File(path, "a") as fh:

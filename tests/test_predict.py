@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from seqpipe.config.types import Task
 from seqpipe.evaluation import pieces, predictions
 from seqpipe.predict.choose import best_run
 from seqpipe.tracking.prediction_columns import item_columns, window_columns
@@ -67,12 +68,12 @@ def dataset_root(workdir: Path, dataset: str) -> Path:
 
 
 def test_columns_per_task_type():
-    cls = {"type": "classification", "mapping": "seq2static"}
+    cls = Task.from_dict({"name": "t", "type": "classification", "mapping": "seq2static"})
     assert window_columns(cls, {"class_names": ["funk", "jazz"]}) == ["item_id", "window", "start_s", "predicted", "funk", "jazz"]
     assert item_columns(cls, {"class_names": ["funk"]})[:6] == ["item_id", "path", "status", "reason", "n_windows", "predicted"]
-    seq = {"type": "regression", "mapping": "seq2seq"}
+    seq = Task.from_dict({"name": "t", "type": "regression", "mapping": "seq2seq"})
     assert window_columns(seq, {"target_names": ["valence", "arousal"]}) == ["item_id", "window", "step", "start_s", "valence", "arousal"]
-    assert window_columns({"type": "reconstruction", "mapping": "seq2seq"}, {})[-1] == "mse"
+    assert window_columns(Task.from_dict({"name": "t", "type": "reconstruction", "mapping": "seq2seq"}), {})[-1] == "mse"
 
 
 def test_inputs_expand_folders_and_say_why_a_file_cannot_go(tmp_path):
@@ -125,7 +126,7 @@ def test_hdf5_inputs_stream_per_item_and_a_wrong_shape_is_reported(tmp_path):
     torch.manual_seed(0)
     dims = {"in_dim": 3, "seq_len": 12, "out_dim": 2, "mapping": "seq2static", "out_len": None, "target_dim": 2}
     model = build_model({"name": "mlp", "arch": "mlp", **MODEL_DEFAULTS}, **dims).eval()
-    p = Predictor(model, {"name": "t", "type": "regression", "mapping": "seq2static"}, {"target_names": ["level", "slope"]}, dims, [], "t/mlp/0")
+    p = Predictor(model, Task.from_dict({"name": "t", "type": "regression", "mapping": "seq2static"}), {"target_names": ["level", "slope"]}, dims, [], "t/mlp/0")
     good = make_file(tmp_path / "good.h5", "regression")
     import h5py
 
@@ -304,7 +305,7 @@ def test_hdf5_inputs_are_predicted_in_batches_across_items_and_read_in_bounded_b
     model = build_model({"name": "mlp", "arch": "mlp", **MODEL_DEFAULTS}, **dims).eval()
     calls = []
     model.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
-    p = Predictor(model, {"name": "t", "type": "classification", "mapping": "seq2static"},
+    p = Predictor(model, Task.from_dict({"name": "t", "type": "classification", "mapping": "seq2static"}),
                   {"class_names": ["a", "b", "c", "d"]}, dims, [], "t/mlp/0")
     rng = np.random.default_rng(0)
     with h5py.File(tmp_path / "rows.h5", "w") as fh:

@@ -17,7 +17,7 @@ from seqpipe.taskfile.validate import ValidationError, validate
 from seqpipe.config.types import Task
 from tests.test_training import job
 
-CLS = {"name": "t", "paradigm": "supervised", "mapping": "seq2static", "type": "classification"}
+CLS = Task.from_dict({"name": "t", "paradigm": "supervised", "mapping": "seq2static", "type": "classification"})
 
 
 def test_auto_split_is_stratified_by_class_and_keeps_items_whole():
@@ -45,7 +45,7 @@ def test_root_level_classification_file_is_split_stratified(tmp_path):
     with h5py.File(tmp_path / "r.h5", "w") as fh:
         fh["data"] = np.zeros((n, 2, 1), np.float32)
         fh["labels"] = labels
-    data = open_task(tmp_path / "r.h5", {**CLS, "split_seed": 7})
+    data = open_task(tmp_path / "r.h5", CLS.with_data(split_seed=7))
     for split, size in (("train", 210), ("val", 45), ("test", 45)):
         counts = np.bincount(data[split].labels(), minlength=3)
         assert counts.sum() == size
@@ -86,7 +86,7 @@ def test_streamed_statistics_in_many_blocks_match_memory(tmp_path):
     rng = np.random.default_rng(1)
     x = (rng.normal(3, 2, size=(500, 8, 4)) * [1, 10, 0.1, 1000]).astype(np.float32)
     write_splits(tmp_path / "d.h5", {s: {"data": x, "labels": np.zeros((500, 1), np.float32)} for s in ("train", "val", "test")}, {})
-    task = {"name": "t", "type": "regression", "mapping": "seq2static"}
+    task = Task.from_dict({"name": "t", "type": "regression", "mapping": "seq2static"})
     whole = open_task(tmp_path / "d.h5", task)["train"].standardisation("x")
     blocks = open_task(tmp_path / "d.h5", task, memory_budget_mb=0.01)["train"].standardisation("x", budget_mb=0.01)  # 10 blocks of ~10 rows
     assert open_task(tmp_path / "d.h5", task)["train"].block_rows("data", 0.01) < 20
@@ -104,7 +104,7 @@ def domain_file(path):
 
 def test_batches_carry_domains_in_memory_and_streamed(tmp_path):
     h5 = domain_file(tmp_path / "d.h5")
-    task = job("classification", "mlp")["task"]
+    task = Task.from_dict(job("classification", "mlp")["task"])
     memory, streamed = training_data(h5, task, 2048), training_data(h5, task, 0.0)
     assert memory.domain_names == ["x", "y", "z"] and streamed.streaming
     order = epoch_order(30, 2, torch.Generator().manual_seed(0))
@@ -195,7 +195,7 @@ def test_memory_split_gathers_where_the_data_is():
 
 def test_streamed_split_pins_memory_for_cuda_and_prefetches(tmp_path):
     h5 = domain_file(tmp_path / "d.h5")
-    task = job("classification", "mlp")["task"]
+    task = Task.from_dict(job("classification", "mlp")["task"])
     cuda = open_task(h5, task, 0.0, device="cuda", num_workers=2).source("train")
     cpu = open_task(h5, task, 0.0).source("train")
     assert cuda.loader.pin_memory and cuda.loader.prefetch_factor == 4 and cuda.loader.persistent_workers
@@ -209,10 +209,11 @@ def test_evaluation_reads_only_the_test_split(tmp_path, monkeypatch):
 
     h5 = domain_file(tmp_path / "d.h5")
     j = job("classification", "mlp")
-    data = open_task(h5, j["task"])
+    task = Task.from_dict(j["task"])
+    data = open_task(h5, task)
     model = build_model({"name": "mlp", **j["model"]}, **data.dims).eval()
     read = []
     original = reader.H5Rows.read
     monkeypatch.setattr(reader.H5Rows, "read", lambda self, key, positions: read.append((self.group, key)) or original(self, key, positions))
-    result = evaluate(data, Task.from_dict(j["task"]), model, "mlp", 0)
+    result = evaluate(data, task, model, "mlp", 0)
     assert result["n_samples"] == 9 and {group for group, key in read if key == "data"} == {"test"}

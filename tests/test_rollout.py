@@ -59,7 +59,7 @@ def expected_successes(n=150, failed_every=7):
 
 def test_reads_successful_rollouts_only(tmp_path):
     h5 = write_rollouts(tmp_path / "r.h5")
-    arrays = read_rollout(h5, rollout_spec(TASK))
+    arrays = read_rollout(h5, rollout_spec(Task.from_dict(TASK)))
     ok = expected_successes()
     assert arrays.data.shape == (len(ok), 1, 2) and arrays.data.dtype == np.float32
     assert arrays.labels.shape == (len(ok), 2) and arrays.labels.dtype == np.float32
@@ -72,7 +72,7 @@ def test_reads_successful_rollouts_only(tmp_path):
 
 def test_groups_in_numeric_order_and_out_lbl_as_list(tmp_path):
     h5 = write_rollouts(tmp_path / "r.h5", n=12, failed_every=0)
-    arrays = read_rollout(h5, rollout_spec({**TASK, "out_lbl": [COT]}))
+    arrays = read_rollout(h5, rollout_spec(Task.from_dict({**TASK, "out_lbl": [COT]})))
     assert arrays.item_ids.tolist() == [f"param_{i}" for i in range(12)] and arrays.labels.shape == (12, 1)
 
 
@@ -90,7 +90,7 @@ def test_load_task_data_splits_rollouts(tmp_path):
 
 def test_regression_on_rollouts_beats_mean_predictor(tmp_path):
     h5 = write_rollouts(tmp_path / "r.h5", n=300)
-    summary = validate(h5, TASK)
+    summary = validate(h5, Task.from_dict(TASK))
     assert summary["rollouts"] == {"groups": 300, "failed": 43, "used": 257}
     train({**JOB, "task": TASK}, h5, tmp_path / "run")
     model, _ = load_checkpoint(tmp_path / "run" / "best.pt")
@@ -104,7 +104,7 @@ def test_regression_on_rollouts_beats_mean_predictor(tmp_path):
 
 def test_single_group_file(tmp_path):
     h5 = write_rollouts(tmp_path / "one.h5", n=1, failed_every=0)
-    arrays = read_rollout(h5, rollout_spec(TASK))
+    arrays = read_rollout(h5, rollout_spec(Task.from_dict(TASK)))
     assert arrays.data.shape == (1, 1, 2) and arrays.labels.shape == (1, 2)
     mean, std = standardisation(torch.from_numpy(arrays.labels))
     assert torch.equal(std, torch.ones(2)) and torch.allclose(mean, torch.from_numpy(arrays.labels[0]))
@@ -121,7 +121,7 @@ def test_single_parameter_scalar_state(tmp_path):
         for i in range(5):
             fh[f"param_{i}/param_state"] = float(i)
             fh[f"param_{i}"].attrs[COT] = np.array([2.0 * i])
-    arrays = read_rollout(tmp_path / "s.h5", rollout_spec({**TASK, "in_lbl": ["gain"], "out_lbl": {"cot": COT}}))
+    arrays = read_rollout(tmp_path / "s.h5", rollout_spec(Task.from_dict({**TASK, "in_lbl": ["gain"], "out_lbl": {"cot": COT}})))
     assert arrays.data[:, 0, 0].tolist() == [0, 1, 2, 3, 4] and arrays.labels[:, 0].tolist() == [0, 2, 4, 6, 8]
 
 
@@ -129,7 +129,7 @@ def test_single_parameter_scalar_state(tmp_path):
 
 def _problems(path, task):
     with pytest.raises(ValidationError) as err:
-        validate(path, task)
+        validate(path, Task.from_dict(task))
     return err.value.problems
 
 

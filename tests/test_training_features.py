@@ -20,7 +20,7 @@ from seqpipe.taskfile.hdf5 import write_splits
 from seqpipe.taskfile.reader import MemorySplit, epoch_order
 from seqpipe.models import MODELS
 from seqpipe.config.load import default_runtime
-from seqpipe.config.types import KlCollapse
+from seqpipe.config.types import KlCollapse, Task
 from seqpipe.training.figures import COLOURS
 from seqpipe.training.checkpoint import load
 from seqpipe.training.schedule import make_scheduler, step_scheduler
@@ -261,7 +261,7 @@ def test_training_reads_no_more_than_it_needs(tmp_path):
     h5 = tmp_path / "ids.h5"
     ids = {s: {"data": np.zeros((n, 10), dtype=np.int64), "labels": np.zeros(n, dtype=np.int64)} for s, n in (("train", 100), ("val", 20), ("test", 20))}
     write_splits(h5, ids, {})
-    task = {"type": "classification", "input_encoding": "one_hot", "vocab_size": 50}
+    task = Task.from_dict({"name": "ids", "type": "classification", "mapping": "seq2static", "input_encoding": "one_hot", "vocab_size": 50})
     assert loader.estimate_mb(h5, task) == pytest.approx((140 * 10 * 50 * 4 + 140 * 8) / 2**20)
 
 

@@ -4,6 +4,7 @@ import h5py
 import numpy as np
 import pytest
 
+from seqpipe.config.types import Task
 from seqpipe.taskfile.validate import ValidationError, validate
 
 CLS = {"name": "t", "paradigm": "supervised", "mapping": "seq2static", "type": "classification"}
@@ -27,12 +28,12 @@ def write(path, data=None, labels=None, item_ids=None, attrs=None, splits=("trai
 
 def problems(path, task):
     with pytest.raises(ValidationError) as err:
-        validate(path, task)
+        validate(path, Task.from_dict(task))
     return err.value.problems
 
 
 def test_clean_file_summary(tmp_path):
-    summary = validate(write(tmp_path / "ok.h5", attrs={"class_names": ["a", "b", "c"]}), CLS)
+    summary = validate(write(tmp_path / "ok.h5", attrs={"class_names": ["a", "b", "c"]}), Task.from_dict(CLS))
     assert summary["splits"]["train"]["class_counts"] == {"a": 2, "b": 2, "c": 2}
     assert summary["splits"]["test"]["data_shape"] == [6, 4, 2]
 
@@ -116,7 +117,7 @@ def has(message: str, *parts: str) -> None:
 
 
 def test_clean_one_hot_file(tmp_path):
-    summary = validate(write(tmp_path / "ok.h5", data=tokens(shape=(6, 4, 1))), TOK)
+    summary = validate(write(tmp_path / "ok.h5", data=tokens(shape=(6, 4, 1))), Task.from_dict(TOK))
     assert summary["vocab_size"] == 5 and summary["splits"]["train"]["data_dtype"] == "int64"
 
 
@@ -225,6 +226,6 @@ def test_extra_datasets_are_named_in_the_report(tmp_path):
     with h5py.File(path, "a") as fh:
         fh["train/mask"] = np.ones((6, 4), bool)
         fh["notes"] = np.zeros(3)
-    summary = validate(path, CLS)
+    summary = validate(path, Task.from_dict(CLS))
     assert summary["ignored"] == ["notes", "train/mask"]
     assert "not read by seqpipe" in summary["ignored_note"]

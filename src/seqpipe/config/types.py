@@ -77,7 +77,7 @@ class TaskType(str, enum.Enum):
         return "accuracy" if self.is_classification else "RMSE"
 
 
-# The keys of a task that are not the data layer's (seqpipe.data reads the rest: features, splits, encoding, ...).
+# The keys of a task that are not the data layer's (seqpipe.taskfile reads the rest: features, splits, encoding, ...).
 _TASK_CORE = ("name", "type", "mapping", "paradigm", "losses")
 
 
@@ -110,7 +110,7 @@ class Task:
         return cls.from_dict(json.loads(text))
 
     def to_dict(self) -> dict:
-        """The task's settings as plain JSON (the shape `from_dict` reads; the data layer reads this)."""
+        """The task's settings as plain JSON (the shape `from_dict` reads; a job's settings and run records hold this)."""
         core = {"name": self.name, "type": self.type.value, "mapping": self.mapping}
         if self.losses is not None:
             core["losses"] = thawed(self.losses)
@@ -121,6 +121,20 @@ class Task:
     def with_mapping(self, mapping: str) -> Task:
         """The same task read with another mapping (piece-level metrics score seq2static)."""
         return replace(self, mapping=mapping)
+
+    def with_data(self, **settings: Any) -> Task:
+        """The same task with some data settings replaced (e.g. validation's `split_seed`)."""
+        return replace(self, data=frozen({**self.data, **settings}))
+
+    @property
+    def vocab_size(self) -> int | None:
+        """The number of token ids of one-hot inputs (`vocab_size`), or None when the task sets none."""
+        return self.data.get("vocab_size")
+
+    @property
+    def num_classes(self) -> int | None:
+        """The class count the task sets (`num_classes`), or None: the file's class names or labels give it."""
+        return self.data.get("num_classes")
 
     @property
     def is_seq2seq(self) -> bool:

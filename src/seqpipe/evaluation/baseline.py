@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     task = Task.from_json(args.task)
     predictions_path = args.predictions or str(Path(args.out).with_name("predictions.h5"))
     try:
-        result = run_baseline(open_task(args.data, task.to_dict(), args.memory_budget_mb), task, predictions_path)
+        result = run_baseline(open_task(args.data, task, args.memory_budget_mb), task, predictions_path)
     except (OSError, KeyError, ValueError) as err:  # a locked, unreadable or malformed file: the message says what to do
         log.error("%s", err.args[0] if isinstance(err, KeyError) and err.args else err)
         sys.exit(1)

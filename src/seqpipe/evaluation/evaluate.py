@@ -181,7 +181,7 @@ def score_split(
 
 def split_targets(task: Task, data: TaskFile, split: str = "test") -> np.ndarray:
     """The targets of a classification or regression split, from its labels alone (the inputs are not read)."""
-    return np.ascontiguousarray(targets(task.to_dict(), None, data[split].labels()))
+    return np.ascontiguousarray(targets(task, None, data[split].labels()))
 
 
 def score(task: Task, y_true: np.ndarray, y_pred: np.ndarray, names: dict, pred: Predictions | None = None) -> dict:
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     model, state = load_checkpoint(args.checkpoint)
     predictions_path = args.predictions or str(Path(args.out).with_name("predictions.h5"))
     try:
-        data = open_task(args.data, task.to_dict(), args.memory_budget_mb)
+        data = open_task(args.data, task, args.memory_budget_mb)
         result = evaluate(data, task, model, state["job"]["model"]["name"], args.seed, predictions_path)
     except (OSError, KeyError, ValueError) as err:  # a locked, unreadable or malformed file: the message says what to do
         log.error("%s", err.args[0] if isinstance(err, KeyError) and err.args else err)

@@ -22,12 +22,13 @@ def predictor_from(settings: dict, weights_path: str):
     """A `Predictor` from a logged model's settings and state dict."""
     import torch
 
+    from seqpipe.config.types import Task
     from seqpipe.models import build_model
     from seqpipe.predict.run import Predictor
 
     model = build_model(settings["model_config"], **settings["dims"])
     model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
-    return Predictor(model.eval(), settings["task"], settings["names"], settings["dims"], settings["specs"], settings["name"])
+    return Predictor(model.eval(), Task.from_dict(settings["task"]), settings["names"], settings["dims"], settings["specs"], settings["name"])
 
 
 def frames(p, paths, workers: int = 1) -> dict:

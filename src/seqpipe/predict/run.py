@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from seqpipe.config.types import Task, TaskType
 from seqpipe.taskfile.hdf5 import read_attrs
 from seqpipe.evaluation.evaluate import predict_batch
 from seqpipe.models import Normalised
@@ -24,7 +25,7 @@ class Predictor:
     """What predicting with one run needs."""
 
     model: Normalised
-    task: dict  # name, type, mapping
+    task: Task  # name, type, mapping (what model.pt records of it)
     names: dict  # class_names / target_names / feature_names
     dims: dict  # build_model's keyword arguments (seq_len, in_dim, ...)
     specs: list[dict] = field(default_factory=list)  # the feature set(s) the task was built from
@@ -46,8 +47,8 @@ class Predictor:
 
     def outputs(self, x: np.ndarray) -> np.ndarray:
         """A batch's predictions [B, ...]: class probabilities, values, or (reconstruction) per-window mean squared error."""
-        out = predict_batch(self.model, torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), self.task["type"], probabilities=True)
-        if self.task["type"] == "reconstruction":
+        out = predict_batch(self.model, torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), self.task.type.value, probabilities=True)
+        if self.task.type is TaskType.RECONSTRUCTION:
             err = np.asarray(x, dtype=np.float64) - np.asarray(out, dtype=np.float64)
             return (err.reshape(len(err), -1) ** 2).mean(1)
         return out
@@ -62,4 +63,4 @@ def load_run(run_dir: str | Path, data: str | Path | None = None) -> Predictor:
     if data is not None:
         specs = feature_specs(read_attrs(data).get("provenance"))
     name = "/".join(run_dir.parts[-3:])
-    return Predictor(model, dict(task), dict(state.get("names") or {}), dict(state["dims"]), specs, name)
+    return Predictor(model, Task.from_dict(task), dict(state.get("names") or {}), dict(state["dims"]), specs, name)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from seqpipe.config.types import TaskType
 from seqpipe.tracking import prediction_columns as columns
 from seqpipe.predict.featurise import Windows
 from seqpipe.predict.run import Predictor
@@ -44,10 +45,10 @@ def item_columns(p: Predictor) -> list[str]:
 
 def window_rows(p: Predictor, w: Windows, outputs: np.ndarray, first: int) -> Iterator[list]:
     """Rows of windows `first`, `first + 1`, ... of `w.source` from their outputs."""
-    classes = value_names(p) if p.task["type"] == "classification" else None
+    classes = value_names(p) if p.task.is_classification else None
     for i, (out, start) in enumerate(zip(outputs, w.start_s)):
         steps = out if is_per_step(p) else out[None]
-        for step, values in enumerate(np.atleast_2d(steps) if p.task["type"] != "reconstruction" else [np.atleast_1d(out)]):
+        for step, values in enumerate(np.atleast_2d(steps) if p.task.type is not TaskType.RECONSTRUCTION else [np.atleast_1d(out)]):
             head = [w.source.item_id, first + i, *([step] if is_per_step(p) else []), float(start)]
             named = [classes[int(np.argmax(values))]] if classes else []
             yield head + named + [float(v) for v in values]
@@ -71,7 +72,7 @@ class ItemSummary:
     def row(self) -> list:
         """The item's row of the item table."""
         means = self.sums / self.count
-        named = [value_names(self.p)[int(np.argmax(means))]] if self.p.task["type"] == "classification" else []
+        named = [value_names(self.p)[int(np.argmax(means))]] if self.p.task.is_classification else []
         return [self.item_id, self.path, "ok", "", self.windows] + named + [float(v) for v in means]
 
 

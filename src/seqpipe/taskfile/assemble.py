@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 
 from seqpipe import __version__
+from seqpipe.config.types import Task, TaskType
 from seqpipe.taskfile.domains import ATTR, KEY
 from seqpipe.taskfile.hdf5 import STR, is_presplit, read_attrs
 from seqpipe.datasets import SPLITS
@@ -40,18 +41,23 @@ class AssemblyError(ValueError):
     """Sources that cannot form one task file."""
 
 
-def _check_sources(sources: dict[str, str], task: dict) -> dict[str, dict]:
+def _domain_mode(task: Task) -> str:
+    """What a sample's domain is: its source feature set (`source`, the default) or the sources' own `labels`."""
+    return task.data.get("domain", "source")
+
+
+def _check_sources(sources: dict[str, str], task: Task) -> dict[str, dict]:
     """Each source's attributes, after checking the sources can be concatenated."""
     attrs, shapes = {}, {}
     for name, path in sources.items():
         if not Path(path).is_file():
-            raise AssemblyError(f"task {task['name']}: feature file {path} (feature set {name}) does not exist; build it first")
+            raise AssemblyError(f"task {task.name}: feature file {path} (feature set {name}) does not exist; build it first")
         with h5py.File(path, "r") as fh:
             if not is_presplit(fh):
                 raise AssemblyError(f"{path}: no train/val/test groups; expected a feature set file written by seqpipe features")
             shapes[name] = tuple(fh["train"]["data"].shape[1:])
-            if task.get("domain", "source") == "labels" and KEY not in fh["train"]:
-                raise AssemblyError(f"{path} [train]: key `{KEY}` is missing; tasks.{task['name']}.domain is `labels`, which "
+            if _domain_mode(task) == "labels" and KEY not in fh["train"]:
+                raise AssemblyError(f"{path} [train]: key `{KEY}` is missing; tasks.{task.name}.domain is `labels`, which "
                                     f"needs every feature set to store domains: set features.{name}.domain to a label column")
         attrs[name] = read_attrs(path)
     first = next(iter(sources))
@@ -59,10 +65,10 @@ def _check_sources(sources: dict[str, str], task: dict) -> dict[str, dict]:
         if shapes[name] != shapes[first]:
             raise AssemblyError(f"{sources[name]}: key `data` has per-sample shape {list(shapes[name])} but {sources[first]} has "
                                 f"{list(shapes[first])}; expected one window length and feature width; use the same kind, window and settings")
-        for key in SHARED_ATTRS + (() if task["type"] == "reconstruction" else LABEL_ATTRS):
+        for key in SHARED_ATTRS + (() if task.type is TaskType.RECONSTRUCTION else LABEL_ATTRS):
             if attrs[name].get(key) != attrs[first].get(key):
                 raise AssemblyError(f"{sources[name]}: attribute `{key}` is {attrs[name].get(key)!r} but {sources[first]} has "
-                                    f"{attrs[first].get(key)!r}; expected the same in every feature set of task {task['name']}")
+                                    f"{attrs[first].get(key)!r}; expected the same in every feature set of task {task.name}")
     return attrs
 
 
@@ -84,20 +90,20 @@ def _copy_rows(src: h5py.Dataset, dst: h5py.Dataset, offset: int, convert=None) 
         dst[offset + start : offset + start + len(block)] = block if convert is None else convert(block)
 
 
-def assemble_task(sources: dict[str, str], task: dict, out: str | Path) -> dict:
+def assemble_task(sources: dict[str, str], task: Task, out: str | Path) -> dict:
     """Write the task file `out` from `sources` (feature set name -> HDF5 path). Returns counts per split and source."""
     if len(sources) < 1:
-        raise AssemblyError(f"task {task['name']}: no feature sets to assemble")
+        raise AssemblyError(f"task {task.name}: no feature sets to assemble")
     attrs = _check_sources(sources, task)
-    domain_names, remap = _domain_plan(sources, attrs, task.get("domain", "source"))
-    keep_labels = task["type"] != "reconstruction"
+    domain_names, remap = _domain_plan(sources, attrs, _domain_mode(task))
+    keep_labels = task.type is not TaskType.RECONSTRUCTION
     counts: dict[str, dict[str, int]] = {}
     handles = {name: h5py.File(path, "r") for name, path in sources.items()}
     try:
         with atomic_path(out) as tmp, h5py.File(tmp, "w", libver="earliest") as fh:
             first = attrs[next(iter(sources))]
             root = {key: first[key] for key in SHARED_ATTRS + (LABEL_ATTRS if keep_labels else ()) if key in first}
-            root.update({ATTR: domain_names, "feature_set": task["name"], "dataset": "+".join(a.get("dataset", "?") for a in attrs.values()),
+            root.update({ATTR: domain_names, "feature_set": task.name, "dataset": "+".join(a.get("dataset", "?") for a in attrs.values()),
                          "provenance": json.dumps({"sources": {n: attrs[n].get("provenance") for n in sources}, "seqpipe_version": __version__}, sort_keys=True)})
             for key in sorted(root):
                 value = root[key]
@@ -113,7 +119,7 @@ def assemble_task(sources: dict[str, str], task: dict, out: str | Path) -> dict:
                 if keep_labels:
                     missing = [sources[n] for n, g in groups.items() if "labels" not in g]
                     if missing:
-                        raise AssemblyError(f"{missing[0]} [{split}]: key `labels` is missing; a {task['type']} task needs labels "
+                        raise AssemblyError(f"{missing[0]} [{split}]: key `labels` is missing; a {task.type.value} task needs labels "
                                             "in every feature set; set features.<set>.target or use a reconstruction task")
                     labels = group.create_dataset("labels", shape=(total, *ref["labels"].shape[1:]), dtype=ref["labels"].dtype, track_times=False)
                 ids = group.create_dataset("item_ids", shape=(total,), dtype=STR, track_times=False)
@@ -158,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="the task's HDF5 file to write")
     args = parser.parse_args(argv)
     try:
-        assemble_task(dict(args.source), json.loads(args.task), args.out)
+        assemble_task(dict(args.source), Task.from_json(args.task), args.out)
     except (AssemblyError, FileNotFoundError, KeyError) as err:
         log.error("%s", err)
         sys.exit(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from seqpipe.config.types import Task, TaskType
 from seqpipe.taskfile.hdf5 import DOCS, is_one_hot_task
 
 
@@ -24,19 +25,19 @@ def one_hot(ids: np.ndarray, vocab_size: int, where: str = "data") -> np.ndarray
     return np.eye(vocab_size, dtype=np.float32)[ids]
 
 
-def encode_inputs(task: dict, data: np.ndarray, where: str = "data") -> np.ndarray:
+def encode_inputs(task: Task, data: np.ndarray, where: str = "data") -> np.ndarray:
     """The model's input array: float32 as stored, or one-hot for token ids."""
     if is_one_hot_task(task):
-        if not task.get("vocab_size"):
-            raise ValueError(f"config key tasks.{task.get('name', '<task>')}.vocab_size: input_encoding one_hot needs vocab_size")
-        return one_hot(np.asarray(data), int(task["vocab_size"]), where)
+        if not task.vocab_size:
+            raise ValueError(f"config key tasks.{task.name}.vocab_size: input_encoding one_hot needs vocab_size")
+        return one_hot(np.asarray(data), int(task.vocab_size), where)
     return np.ascontiguousarray(data, dtype=np.float32)
 
 
-def targets(task: dict, data: np.ndarray | None, labels: np.ndarray | None) -> np.ndarray:
+def targets(task: Task, data: np.ndarray | None, labels: np.ndarray | None) -> np.ndarray:
     """The training target of a sample: class ids, float targets, or the (encoded) inputs for reconstruction."""
-    if task["type"] == "reconstruction":
+    if task.type is TaskType.RECONSTRUCTION:
         return data
     if labels is None:
-        raise KeyError(f"task {task.get('name')}: the file has no `labels`; a {task['type']} task needs them ({DOCS})")
-    return labels.astype(np.int64) if task["type"] == "classification" else labels.astype(np.float32)
+        raise KeyError(f"task {task.name}: the file has no `labels`; a {task.type.value} task needs them ({DOCS})")
+    return labels.astype(np.int64) if task.is_classification else labels.astype(np.float32)

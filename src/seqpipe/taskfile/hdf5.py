@@ -18,6 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from seqpipe.config.types import Task
 from seqpipe.taskfile.rollout import looks_like_rollout
 from seqpipe.datasets import SPLITS
 from seqpipe.io import atomic_path
@@ -150,19 +151,19 @@ def auto_split_indices(
     return {split: np.flatnonzero(sample_part == i) for i, split in enumerate(SPLITS)}
 
 
-def split_fractions(task: dict) -> tuple[float, ...]:
+def split_fractions(task: Task) -> tuple[float, ...]:
     """The task's train/val/test fractions for root-level files (default 0.7/0.15/0.15)."""
-    return tuple(task.get("split_fractions") or DEFAULT_FRACTIONS)
+    return tuple(task.data.get("split_fractions") or DEFAULT_FRACTIONS)
 
 
-def is_one_hot_task(task: dict) -> bool:
+def is_one_hot_task(task: Task) -> bool:
     """True when the task's `data` holds token ids to one-hot encode (`input_encoding: one_hot`)."""
-    return task.get("input_encoding", "dense") == "one_hot"
+    return task.data.get("input_encoding", "dense") == "one_hot"
 
 
-def split_seed(task: dict) -> int:
+def split_seed(task: Task) -> int:
     """The task's auto-split seed (`split_seed`, default 0)."""
-    return int(task.get("split_seed", 0))
+    return int(task.data.get("split_seed", 0))
 
 
 def no_data_message(path: str | Path, fh: h5py.File) -> str:

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from seqpipe.config.types import Task, TaskType
 from seqpipe.taskfile.batches import Batch, MemorySplit, StreamSplit, epoch_order
 from seqpipe.taskfile.encoding import encode_inputs, one_hot, targets
 from seqpipe.taskfile.hdf5 import is_one_hot_task, is_presplit, open_h5, read_attrs
@@ -85,7 +86,7 @@ class SplitReader(SplitSource, torch.utils.data.Dataset):
     def moments(self, what: str = "x", budget_mb: float | None = None, detect_one_hot: bool = True) -> Moments:
         """One pass over the split's inputs (`x`) or targets (`y`) in blocks: float64 moments per column."""
         moments = Moments(detect=detect_one_hot)
-        key = "data" if what == "x" or self.task["type"] == "reconstruction" else "labels"
+        key = "data" if what == "x" or self.task.type is TaskType.RECONSTRUCTION else "labels"
         step = self.block_rows(key, budget_mb)
         for start in range(0, self.n, step):
             positions = np.arange(start, min(self.n, start + step))
@@ -98,10 +99,10 @@ class SplitReader(SplitSource, torch.utils.data.Dataset):
 
     def standardisation(self, what: str = "x", one_hot_inputs: bool | None = None, budget_mb: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """`standardisation` of inputs or targets in one pass of blocks (one block: the in-memory values)."""
-        width = self.input_shape()[-1] if what == "x" or self.task["type"] == "reconstruction" else self.shape("labels")[-1]
+        width = self.input_shape()[-1] if what == "x" or self.task.type is TaskType.RECONSTRUCTION else self.shape("labels")[-1]
         if one_hot_inputs:  # left as they are: no pass needed
             return torch.zeros(width), torch.ones(width)
-        features = what == "x" or self.task["type"] == "reconstruction"  # regression targets keep small spreads
+        features = what == "x" or self.task.type is TaskType.RECONSTRUCTION  # regression targets keep small spreads
         moments = self.moments(what, budget_mb, detect_one_hot=one_hot_inputs is None)
         mean, std = finish_standardisation(moments, one_hot_inputs, width, features)
         if features and moments.mean is not None and moments.count > 1 and not (one_hot_inputs is None and moments.one_hot):
@@ -130,7 +131,7 @@ class SplitReader(SplitSource, torch.utils.data.Dataset):
 # The task's file
 
 
-def file_names(path: str | Path, task: dict, in_dim: int, attrs: dict | None = None) -> dict:
+def file_names(path: str | Path, task: Task, in_dim: int, attrs: dict | None = None) -> dict:
     """class_names / target_names / feature_names from the file's attributes or the rollout selection."""
     if is_rollout_task(task):
         spec = rollout_spec(task)
@@ -145,7 +146,7 @@ def file_names(path: str | Path, task: dict, in_dim: int, attrs: dict | None = N
     return names
 
 
-def task_dims(task: dict, x: torch.Tensor, y: dict[str, torch.Tensor], names: dict) -> dict:
+def task_dims(task: Task, x: torch.Tensor, y: dict[str, torch.Tensor], names: dict) -> dict:
     """build_model's keyword arguments; fills default class or target names into `names`.
 
     `x` and `y` may be meta tensors (shapes only), except classification labels when the class
@@ -153,20 +154,20 @@ def task_dims(task: dict, x: torch.Tensor, y: dict[str, torch.Tensor], names: di
     """
     _, seq_len, in_dim = x.shape
     out_len = None
-    if task["type"] == "classification":
-        n_classes = task.get("num_classes") or len(names.get("class_names", [])) or int(max(int(t.max()) for t in y.values() if t.numel())) + 1
+    if task.is_classification:
+        n_classes = task.num_classes or len(names.get("class_names", [])) or int(max(int(t.max()) for t in y.values() if t.numel())) + 1
         names.setdefault("class_names", [str(i) for i in range(n_classes)])
         out_dim, target_dim = n_classes, None
-        if task["mapping"] == "seq2seq":
+        if task.is_seq2seq:
             out_len = y["train"].shape[1]
-    elif task["type"] == "reconstruction":
+    elif task.type is TaskType.RECONSTRUCTION:
         out_dim, target_dim, out_len = in_dim, in_dim, seq_len
     else:
         out_dim = target_dim = y["train"].shape[-1]
-        if task["mapping"] == "seq2seq":
+        if task.is_seq2seq:
             out_len = y["train"].shape[1]
         names.setdefault("target_names", [f"target_{i}" for i in range(out_dim)])
-    return {"in_dim": in_dim, "seq_len": seq_len, "out_dim": out_dim, "mapping": task["mapping"], "out_len": out_len, "target_dim": target_dim}
+    return {"in_dim": in_dim, "seq_len": seq_len, "out_dim": out_dim, "mapping": task.mapping, "out_len": out_len, "target_dim": target_dim}
 
 
 class TaskFile(SplitFile):
@@ -178,7 +179,7 @@ class TaskFile(SplitFile):
 
     split_class = SplitReader
 
-    def __init__(self, path: str | Path, task: dict, memory_budget_mb: float | None = None, device: torch.device | str = "cpu",
+    def __init__(self, path: str | Path, task: Task, memory_budget_mb: float | None = None, device: torch.device | str = "cpu",
                  num_workers: int = 0):
         super().__init__(path, task, memory_budget_mb)
         self.device, self.num_workers = torch.device(device), num_workers
@@ -195,9 +196,9 @@ class TaskFile(SplitFile):
         train = self.splits["train"]
         x_meta = torch.empty((train.n, *train.input_shape()), device="meta")
         names = file_names(self.path, self.task, x_meta.shape[-1], self.attrs)
-        if self.task["type"] == "classification" and not (self.task.get("num_classes") or names.get("class_names")):
+        if self.task.is_classification and not (self.task.num_classes or names.get("class_names")):
             y = {s: torch.from_numpy(targets(self.task, None, self.splits[s].labels())) for s in SPLITS}
-        elif self.task["type"] == "reconstruction":
+        elif self.task.type is TaskType.RECONSTRUCTION:
             y = {s: torch.empty((self.splits[s].n, *self.splits[s].input_shape()), device="meta") for s in SPLITS}
         else:
             shapes = {s: self.splits[s].shape("labels") for s in SPLITS}
@@ -250,13 +251,13 @@ class TaskFile(SplitFile):
         return {s: torch.as_tensor(np.asarray(v, dtype=np.int64)) for s, v in found.items() if v is not None}
 
 
-def open_task(path: str | Path, task: dict, memory_budget_mb: float | None = None, device: torch.device | str = "cpu",
+def open_task(path: str | Path, task: Task, memory_budget_mb: float | None = None, device: torch.device | str = "cpu",
               num_workers: int = 0) -> TaskFile:
     """Open a task's file for reading (see the module docstring)."""
     return TaskFile(path, task, memory_budget_mb, device, num_workers)
 
 
-def estimate_mb(path: str | Path, task: dict) -> float:
+def estimate_mb(path: str | Path, task: Task) -> float:
     """Memory (MB) the three splits take as model inputs and targets (float32; one-hot expanded)."""
     if is_rollout_task(task):
         return 0.0
@@ -268,9 +269,9 @@ def estimate_mb(path: str | Path, task: dict) -> float:
                 return 0.0  # the reader names the problem
             shape = group["data"].shape
             if is_one_hot_task(task):
-                shape = (*shape[:2], int(task.get("vocab_size") or 1))
-            total += math.prod(shape) * 4 * (2 if task["type"] == "reconstruction" else 1)
-            if "labels" in group and task["type"] != "reconstruction":
+                shape = (*shape[:2], int(task.vocab_size or 1))
+            total += math.prod(shape) * 4 * (2 if task.type is TaskType.RECONSTRUCTION else 1)
+            if "labels" in group and task.type is not TaskType.RECONSTRUCTION:
                 total += math.prod(group["labels"].shape) * 8
     return total / 2**20
 
@@ -293,7 +294,7 @@ class TrainingData:
     domain_names: list[str] | None = None
 
 
-def training_data(path: str | Path, task: dict, memory_budget_mb: float | None = None, num_workers: int = 0,
+def training_data(path: str | Path, task: Task, memory_budget_mb: float | None = None, num_workers: int = 0,
                   device: torch.device | str = "cpu") -> TrainingData:
     """Train and val as batch sources (in memory on `device` when both fit the budget, else streamed) and the
     train-split statistics."""

@@ -22,9 +22,12 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
+
+from seqpipe.config.types import Task, TaskType, thawed
 
 GROUP_PATTERN = re.compile(r"^param_(\d+)$")
 TRUE_STRINGS = {"true", "1", "yes", "y", "t"}
@@ -62,16 +65,21 @@ class RolloutArrays:
     problems: list[str] = field(default_factory=list)
 
 
-def is_rollout_task(task: dict) -> bool:
+def is_rollout_task(task: Task) -> bool:
     """True when the task reads its file in the rollout format (`format: rollout`)."""
-    return task.get("format") == "rollout"
+    return task.data.get("format") == "rollout"
 
 
-def spec_problems(task: dict) -> list[str]:
+def _selection(task: Task) -> tuple[Any, Any]:
+    """The task's `in_lbl` and `out_lbl` settings as plain JSON values (None when unset)."""
+    return thawed(task.data.get("in_lbl")), thawed(task.data.get("out_lbl"))
+
+
+def spec_problems(task: Task) -> list[str]:
     """Problems of the task's `in_lbl` / `out_lbl` settings (config keys, not the file)."""
-    name = task.get("name", "<task>")
+    name = task.name
     problems = []
-    in_lbl, out_lbl = task.get("in_lbl"), task.get("out_lbl")
+    in_lbl, out_lbl = _selection(task)
     if not in_lbl or not isinstance(in_lbl, (list, tuple)) or not all(isinstance(v, str) for v in in_lbl):
         problems.append(
             f"config key tasks.{name}.in_lbl: found {in_lbl!r}; expected a list of parameter names (the inputs); "
@@ -82,22 +90,22 @@ def spec_problems(task: dict) -> list[str]:
             f"config key tasks.{name}.out_lbl: found {out_lbl!r}; expected a mapping alias -> attribute path "
             f"(the targets); set e.g. out_lbl: {{cot: metabolic/cot/MA/mean}}"
         )
-    if task.get("type", "regression") != "regression" or task.get("mapping", "seq2static") != "seq2static":
+    if task.type is not TaskType.REGRESSION or task.mapping != "seq2static":
         problems.append(
-            f"config key tasks.{name}.type: found {task.get('paradigm')}/{task.get('mapping')}/{task.get('type')}; "
+            f"config key tasks.{name}.type: found {task.paradigm}/{task.mapping}/{task.type.value}; "
             "a rollout file gives supervised seq2static regression data; set mapping: seq2static and type: regression"
         )
     return problems
 
 
-def rollout_spec(task: dict) -> RolloutSpec:
+def rollout_spec(task: Task) -> RolloutSpec:
     """The task's rollout selection; raises RolloutError naming the config key when it is unusable."""
     problems = spec_problems(task)
     if problems:
-        raise RolloutError(f"task {task.get('name', '<task>')}", problems)
-    out_lbl = task["out_lbl"]
+        raise RolloutError(f"task {task.name}", problems)
+    in_lbl, out_lbl = _selection(task)
     pairs = tuple(out_lbl.items()) if isinstance(out_lbl, dict) else tuple((p, p) for p in out_lbl)
-    return RolloutSpec(in_lbl=tuple(task["in_lbl"]), out_lbl=pairs)
+    return RolloutSpec(in_lbl=tuple(in_lbl), out_lbl=pairs)
 
 
 def looks_like_rollout(fh: h5py.File) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqpipe.config.types import Task, TaskType
 from seqpipe.taskfile.encoding import encode_inputs, targets
 from seqpipe.taskfile.hdf5 import (
     DOCS,
@@ -64,7 +65,7 @@ def add_budget_option(parser: argparse.ArgumentParser) -> None:
 class SplitSource:
     """One split of a task's file: sizes, shapes and dtypes, item ids, domains, and contiguous blocks (numpy)."""
 
-    def __init__(self, path: str | Path, name: str, task: dict, rows: H5Rows | ArrayRows, where: str):
+    def __init__(self, path: str | Path, name: str, task: Task, rows: H5Rows | ArrayRows, where: str):
         self.path, self.name, self.task, self.rows, self.where = str(path), name, task, rows, where
 
     # -- what the split holds
@@ -103,7 +104,7 @@ class SplitSource:
         if shape is None:
             raise KeyError(f"{self.where}: key `data` is missing; expected float32 [N, T, D]; see {DOCS}")
         if is_one_hot_task(self.task):
-            return (shape[1], int(self.task.get("vocab_size") or 1))
+            return (shape[1], int(self.task.vocab_size or 1))
         return tuple(shape[1:])
 
     def row_bytes(self, key: str = "data") -> int:
@@ -118,7 +119,7 @@ class SplitSource:
         if not self.has("data"):
             return 0.0
         x = self.n * self.row_bytes("data")
-        y = x if self.task["type"] == "reconstruction" else self.n * (self.row_bytes("labels") if self.has("labels") else 0)
+        y = x if self.task.type is TaskType.RECONSTRUCTION else self.n * (self.row_bytes("labels") if self.has("labels") else 0)
         return (x + y + (self.n * 8 if self.has("domains") else 0)) / 2**20
 
     # -- reading
@@ -140,7 +141,7 @@ class SplitSource:
     def read(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(x, y, domain) numpy arrays at `positions`."""
         x = self.inputs(positions)
-        labels = None if self.task["type"] == "reconstruction" else self.rows.read("labels", positions)
+        labels = None if self.task.type is TaskType.RECONSTRUCTION else self.rows.read("labels", positions)
         y = np.ascontiguousarray(targets(self.task, x, labels))
         domain = self.rows.read("domains", positions)
         return x, y, None if domain is None else domain.astype(np.int64)
@@ -166,9 +167,9 @@ def names_attr(value) -> list[str] | None:
     return [str(v) for v in value] if isinstance(value, list) else None
 
 
-def _root_strata(task: dict, rows: H5Rows) -> np.ndarray | None:
+def _root_strata(task: Task, rows: H5Rows) -> np.ndarray | None:
     """Class of each sample for a stratified auto-split (seq2static classification with int labels), else None."""
-    if task.get("type") != "classification" or task.get("mapping", "seq2static") != "seq2static":
+    if not task.is_classification or task.mapping != "seq2static":
         return None
     dtype = rows.dtype("labels")
     if dtype is None or dtype.kind not in "iu" or len(rows.shape("labels")) != 1 or rows.file_length("labels") != rows.n:
@@ -176,7 +177,7 @@ def _root_strata(task: dict, rows: H5Rows) -> np.ndarray | None:
     return rows.read_all("labels")
 
 
-def _open_splits(path: str, task: dict) -> tuple[dict[str, H5Rows | ArrayRows], bool]:
+def _open_splits(path: str, task: Task) -> tuple[dict[str, H5Rows | ArrayRows], bool]:
     """Row sources of the three splits, and whether the file is pre-split."""
     fractions, seed = list(split_fractions(task)), split_seed(task)
     if is_rollout_task(task):
@@ -202,7 +203,7 @@ class SplitFile:
 
     split_class: type = SplitSource
 
-    def __init__(self, path: str | Path, task: dict, memory_budget_mb: float | None = None):
+    def __init__(self, path: str | Path, task: Task, memory_budget_mb: float | None = None):
         budget = default_budget_mb() if memory_budget_mb is None else memory_budget_mb
         self.path, self.task, self.memory_budget_mb = str(path), task, float(budget)
         rows, self.presplit = _open_splits(self.path, task)
@@ -230,6 +231,6 @@ class SplitFile:
             split.rows.close()
 
 
-def open_splits(path: str | Path, task: dict, memory_budget_mb: float | None = None) -> SplitFile:
+def open_splits(path: str | Path, task: Task, memory_budget_mb: float | None = None) -> SplitFile:
     """Open a task's file as three split sources (no torch); no budget: default_budget_mb."""
     return SplitFile(path, task, memory_budget_mb)

@@ -19,13 +19,13 @@ ids, domains) are held whole.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from seqpipe.config.types import Task, TaskType
 from seqpipe.taskfile.hdf5 import is_one_hot_task, is_presplit, open_h5, split_seed
 from seqpipe.taskfile.splits import SplitFile, SplitSource, add_budget_option, open_splits
 from seqpipe.taskfile.rollout import is_rollout_task, rollout_spec, scan_rollout, spec_problems
@@ -53,18 +53,18 @@ TASK_TYPES = {
 }
 
 
-def check_task(task: dict) -> list[str]:
+def check_task(task: Task) -> list[str]:
     """Problems of the task's own settings: an unknown task type, one-hot without vocab_size, rollout keys."""
-    name = task.get("name", "<task>")
+    name = task.name
     problems = []
-    kind = (task.get("paradigm", "supervised"), task.get("mapping"), task.get("type"))
+    kind = ("supervised" if task.paradigm is None else task.paradigm, task.mapping, task.type.value)
     if kind not in TASK_TYPES:
         known = "; ".join("/".join(k) for k in sorted(TASK_TYPES))
         problems.append(
             f"config key tasks.{name}: paradigm/mapping/type is {'/'.join(map(str, kind))}; expected one of: {known}; "
             "fix tasks.<task>.paradigm, mapping or type"
         )
-    if is_one_hot_task(task) and not task.get("vocab_size"):
+    if is_one_hot_task(task) and not task.vocab_size:
         problems.append(
             f"config key tasks.{name}.vocab_size: missing; expected the number of token ids for input_encoding: one_hot; "
             "set vocab_size to the largest token id + 1"
@@ -74,8 +74,8 @@ def check_task(task: dict) -> list[str]:
     return problems
 
 
-def _expected_labels(task: dict, n: int, t: int) -> str:
-    kind = (task["mapping"], task["type"])
+def _expected_labels(task: Task, n: int, t: int) -> str:
+    kind = (task.mapping, task.type.value)
     return {
         ("seq2static", "classification"): f"int64 [N] = [{n}]",
         ("seq2seq", "classification"): f"int64 [N, T] = [{n}, {t}]",
@@ -147,9 +147,9 @@ class Range:
         return [float(self.low), float(self.high)] if self.low is not None else [0.0, 0.0]
 
 
-def _missing_labels(where: str, task: dict, expected: str) -> str:
+def _missing_labels(where: str, task: Task, expected: str) -> str:
     message = f"{where}: key `labels` is missing; expected {expected}"
-    if task["type"] == "summary":
+    if task.type is TaskType.SUMMARY:
         message += "; compute the summaries from the inputs (e.g. per-feature mean over time) and store them as `labels`"
     return message
 
@@ -157,7 +157,7 @@ def _missing_labels(where: str, task: dict, expected: str) -> str:
 class SplitScan:
     """One pass over a split, block by block: its problems, its summary entry, and its class ids."""
 
-    def __init__(self, split: SplitSource, task: dict, budget_mb: float):
+    def __init__(self, split: SplitSource, task: Task, budget_mb: float):
         self.split, self.task, self.budget = split, task, budget_mb
         self.where = split.where
         self.problems: list[str] = []
@@ -170,7 +170,7 @@ class SplitScan:
         if not self.split.has("data"):
             self.problems.append(f"{self.where}: key `data` is missing; expected float32 [N, T, D]; write the inputs under `data`")
             return self
-        if not self._data() or self.task["type"] == "reconstruction":
+        if not self._data() or self.task.type is TaskType.RECONSTRUCTION:
             return self
         self._labels()
         return self
@@ -196,7 +196,7 @@ class SplitScan:
             values.add(block)
         self.entry["data_range"] = values.pair()
         if one_hot:
-            self.problems += _token_range_problems(self.where, int(values.low), int(values.high), task.get("vocab_size"))
+            self.problems += _token_range_problems(self.where, int(values.low), int(values.high), task.vocab_size)
         elif values.bad:
             self.problems.append(f"{self.where}: key `data` holds {values.bad} NaN or Inf values; expected finite numbers; drop or impute them")
         return True
@@ -216,19 +216,19 @@ class SplitScan:
             return
         labels_shape, labels_dtype = split.shape("labels"), split.dtype("labels")
         self.entry.update({"labels_shape": list(labels_shape), "labels_dtype": str(labels_dtype)})
-        if task["type"] == "classification":
+        if task.is_classification:
             self._class_labels(shape, labels_shape, labels_dtype, expected)
         else:
             self._float_labels(labels_shape, labels_dtype, expected)
 
     def _class_labels(self, shape: tuple, labels_shape: tuple, dtype: np.dtype, expected: str) -> None:
-        want_ndim = 1 if self.task["mapping"] == "seq2static" else 2
+        want_ndim = 1 if self.task.mapping == "seq2static" else 2
         if dtype.kind not in "iu" or len(labels_shape) != want_ndim:
             self.problems.append(
                 f"{self.where}: key `labels` is {dtype} {list(labels_shape)}; expected {expected}; store class ids with labels.astype('int64')"
             )
             return
-        if self.task["mapping"] == "seq2seq" and len(shape) >= 2 and labels_shape[1] != shape[1]:
+        if self.task.is_seq2seq and len(shape) >= 2 and labels_shape[1] != shape[1]:
             self.problems.append(
                 f"{self.where}: key `labels` has T={labels_shape[1]} but `data` has T={shape[1]}; expected one label per step "
                 f"({expected}); store one class id per input step, or use a seq2seq regression task with target_seq_len "
@@ -257,8 +257,8 @@ class SplitScan:
 
     def _float_labels(self, labels_shape: tuple, dtype: np.dtype, expected: str) -> None:
         task = self.task
-        want_ndim = 2 if task["mapping"] == "seq2static" else 3
-        what = "the summaries (computed from the inputs)" if task["type"] == "summary" else "targets"
+        want_ndim = 2 if task.mapping == "seq2static" else 3
+        what = "the summaries (computed from the inputs)" if task.type is TaskType.SUMMARY else "targets"
         if dtype.kind != "f" or len(labels_shape) != want_ndim:
             self.problems.append(
                 f"{self.where}: key `labels` is {dtype} {list(labels_shape)}; expected {expected}; "
@@ -274,20 +274,20 @@ class SplitScan:
                 self.problems.append(f"{self.where}: key `labels` holds NaN or Inf; expected finite targets; drop those samples")
             else:
                 self.entry["labels_range"] = values.pair()
-        target_len = task.get("target_seq_len")
-        if task["mapping"] == "seq2seq" and len(labels_shape) == 3 and target_len and labels_shape[1] != target_len:
+        target_len = task.data.get("target_seq_len")
+        if task.is_seq2seq and len(labels_shape) == 3 and target_len and labels_shape[1] != target_len:
             self.problems.append(
                 f"{self.where}: key `labels` has T'={labels_shape[1]}; expected target_seq_len={target_len}; "
                 "set tasks.<task>.target_seq_len to the label length"
             )
 
 
-def _step_shape(task: dict, shape: tuple) -> tuple:
+def _step_shape(task: Task, shape: tuple) -> tuple:
     """The per-sample input shape the model sees: (T, D), or (T,) for token ids."""
     return tuple(shape[1:2]) if is_one_hot_task(task) else tuple(shape[1:])
 
 
-def check_consistency(path: str, data: SplitFile, task: dict) -> list[str]:
+def check_consistency(path: str, data: SplitFile, task: Task) -> list[str]:
     """Every split must have the same per-sample shapes of `data` and `labels` (one model serves all)."""
     problems = []
     ref = data["train"]
@@ -299,7 +299,7 @@ def check_consistency(path: str, data: SplitFile, task: dict) -> list[str]:
                 f"{list(ref.shape('data')[1:])} in train; expected the same T and D in every split; rebuild the splits "
                 "with one window length and one feature set"
             )
-        if task["type"] != "reconstruction" and split.has("labels") and ref.has("labels"):
+        if task.type is not TaskType.RECONSTRUCTION and split.has("labels") and ref.has("labels"):
             if split.shape("labels")[1:] != ref.shape("labels")[1:]:
                 problems.append(
                     f"{path}: key `labels` has per-sample shape {list(split.shape('labels')[1:])} in {name} but "
@@ -317,17 +317,17 @@ def _names_problem(path: str, attr: str, names, want: int, what: str) -> list[st
     ]
 
 
-def check_names(path: str, attrs: dict, data: SplitFile, task: dict) -> list[str]:
+def check_names(path: str, attrs: dict, data: SplitFile, task: Task) -> list[str]:
     """Name attributes whose length disagrees with the arrays (evaluation would fail after training)."""
     train = data["train"]
     shape, labels = train.shape("data"), train.shape("labels")
     problems = []
     if not is_one_hot_task(task) and not is_rollout_task(task) and len(shape) == 3:
         problems += _names_problem(path, "feature_names", attrs.get("feature_names"), shape[-1], "one per feature D")
-    if task["type"] in ("regression", "summary") and labels is not None and len(labels) >= 2 and not is_rollout_task(task):
+    if task.type in (TaskType.REGRESSION, TaskType.SUMMARY) and labels is not None and len(labels) >= 2 and not is_rollout_task(task):
         problems += _names_problem(path, "target_names", attrs.get("target_names"), labels[-1], "one per label column K")
-    if task["type"] == "classification" and task.get("num_classes"):
-        problems += _names_problem(path, "class_names", attrs.get("class_names"), int(task["num_classes"]), "tasks.<task>.num_classes")
+    if task.is_classification and task.num_classes:
+        problems += _names_problem(path, "class_names", attrs.get("class_names"), int(task.num_classes), "tasks.<task>.num_classes")
     return problems
 
 
@@ -415,17 +415,17 @@ def unread_keys(path: str, presplit: bool) -> list[str]:
     return sorted(unread)
 
 
-def _class_count(task: dict, attrs: dict, scans: list[SplitScan]) -> tuple[int, str]:
+def _class_count(task: Task, attrs: dict, scans: list[SplitScan]) -> tuple[int, str]:
     """C and where it comes from: num_classes, class_names, or the largest id in the file + 1."""
-    if task.get("num_classes"):
-        return int(task["num_classes"]), "tasks.<task>.num_classes"
+    if task.num_classes:
+        return int(task.num_classes), "tasks.<task>.num_classes"
     if "class_names" in attrs:
         return len(attrs["class_names"]), "the `class_names` attribute"
     highs = [int(s.class_range.high) for s in scans if s.class_range.high is not None]
     return (max(highs) + 1 if highs else 0), "the largest id in the file + 1"
 
 
-def validate(path: str | Path, task: dict, seed: int | None = None, memory_budget_mb: float | None = None) -> dict:
+def validate(path: str | Path, task: Task, seed: int | None = None, memory_budget_mb: float | None = None) -> dict:
     """Check `path` for `task`; return the summary or raise ValidationError with every problem.
 
     `seed` is the auto-split seed; default the task's `split_seed` (0), as in training. Splits are
@@ -446,7 +446,7 @@ def validate(path: str | Path, task: dict, seed: int | None = None, memory_budge
             raise ValidationError(path, arrays.problems)
         rollout = {"groups": arrays.n_groups, "failed": arrays.n_failed, "used": int(len(arrays.data))}
     try:
-        data = open_splits(path, {**task, "split_seed": seed}, memory_budget_mb)
+        data = open_splits(path, task.with_data(split_seed=seed), memory_budget_mb)
     except KeyError as err:
         raise ValidationError(path, [str(err.args[0])]) from err
     try:
@@ -462,11 +462,11 @@ def validate(path: str | Path, task: dict, seed: int | None = None, memory_budge
     return summary
 
 
-def _validate_open(path: str, data: SplitFile, task: dict, rollout: dict | None) -> dict:
+def _validate_open(path: str, data: SplitFile, task: Task, rollout: dict | None) -> dict:
     attrs = data.attrs
     scans = [SplitScan(data[s], task, data.memory_budget_mb).run() for s in SPLITS]
     problems = [p for scan in scans for p in scan.problems]
-    if task["type"] == "classification":
+    if task.is_classification:
         num_classes, source = _class_count(task, attrs, scans)
         problems += [p for scan in scans for p in scan.class_problems(num_classes, source)]
     if not problems:
@@ -479,15 +479,15 @@ def _validate_open(path: str, data: SplitFile, task: dict, rollout: dict | None)
         problems += found
     if problems:
         raise ValidationError(path, problems)
-    summary: dict = {"task": task.get("name"), "type": task["type"], "mapping": task["mapping"], "splits": {}}
+    summary: dict = {"task": task.name, "type": task.type.value, "mapping": task.mapping, "splits": {}}
     if is_one_hot_task(task):
-        summary["input_encoding"], summary["vocab_size"] = "one_hot", int(task["vocab_size"])
+        summary["input_encoding"], summary["vocab_size"] = "one_hot", int(task.vocab_size)
     names = attrs.get("class_names")
     for name, scan in zip(SPLITS, scans):
         entry = dict(scan.entry)
-        if task["type"] == "classification" and scan.labels_ok:
+        if task.is_classification and scan.labels_ok:
             entry["class_counts"] = {(names[i] if names and i < len(names) else str(i)): int(c) for i, c in enumerate(scan.class_counts) if c}
-        if task["type"] == "reconstruction":
+        if task.type is TaskType.RECONSTRUCTION:
             entry = {k: v for k, v in entry.items() if not k.startswith("labels")}
         if ids[name] is not None:
             entry["items"] = int(len(set(ids[name].tolist())))
@@ -510,7 +510,7 @@ def main(argv: list[str] | None = None) -> None:
     add_budget_option(parser)
     args = parser.parse_args(argv)
     try:
-        summary = validate(args.data, json.loads(args.task), memory_budget_mb=args.memory_budget_mb)
+        summary = validate(args.data, Task.from_json(args.task), memory_budget_mb=args.memory_budget_mb)
     except (ValidationError, OSError) as err:
         log.error("%s", err)
         sys.exit(1)

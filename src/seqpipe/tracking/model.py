@@ -97,9 +97,10 @@ def signature(config: dict):
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
+    from seqpipe.config.types import Task
     from seqpipe.tracking.prediction_columns import column_type, window_columns
 
-    outputs = [ColSpec(column_type(c), c) for c in window_columns(config["task"], config["names"])]
+    outputs = [ColSpec(column_type(c), c) for c in window_columns(Task.from_dict(config["task"]), config["names"])]
     return ModelSignature(inputs=Schema([ColSpec("string", "path")]), outputs=Schema(outputs),
                           params=ParamSchema([ParamSpec("table", "string", "windows")]))
 

@@ -107,7 +107,7 @@ def train(job: TrainJob | Mapping, data_path: str | Path, out_dir: str | Path, t
     check_losses(job.task.losses)
     regularizers_fn(job.training.regularizers)
     budget = data_budget_mb(runtime.memory_budget_mb, device, gpu_share)  # in-memory splits live on the GPU
-    data = training_data(data_path, job.task.to_dict(), budget, runtime.num_workers, device)
+    data = training_data(data_path, job.task, budget, runtime.num_workers, device)
     for folder in {out_dir, state_dir}:
         checkpoint.remove_partial(folder)
     settings = job.as_run(runtime)
