@@ -21,7 +21,8 @@ from seqpipe.taskfile.validate import main as validate_main
 from seqpipe.taskfile.validate import validate
 from seqpipe.evaluation.baseline import main as baseline_main
 from seqpipe.evaluation.baseline import run_baseline
-from seqpipe.evaluation.evaluate import evaluate, load_checkpoint
+from seqpipe.evaluation.evaluate import evaluate
+from seqpipe.models.loading import load_trained
 from seqpipe.config.types import Runtime
 from seqpipe.training.train import train
 from seqpipe.config.types import Task
@@ -98,7 +99,7 @@ def test_train_and_evaluate_under_a_tiny_budget_equal_memory(tmp_path, monkeypat
             reads = guard(monkeypatch)
         j = job(task_type, "gru", mapping, epochs=2, memory_budget_mb=budget, shuffle_block=4)
         runs[name] = train(j, h5, tmp_path / name)
-        model, _ = load_checkpoint(tmp_path / name / "best.pt")
+        model, _ = load_trained(tmp_path / name / "best.pt")
         task = Task.from_dict(j["task"])
         results[name] = evaluate(open_task(h5, task, budget), task, model, "gru", 0)
     assert same_weights(tmp_path / "memory" / "best.pt", tmp_path / "stream" / "best.pt")

@@ -14,7 +14,8 @@ import torch
 from seqpipe.config.load import ConfigError, load_config, task_config, train_job, validate_config
 from seqpipe.taskfile.validate import validate
 from seqpipe.evaluation.baseline import run_baseline
-from seqpipe.evaluation.evaluate import evaluate, load_checkpoint, predict
+from seqpipe.evaluation.evaluate import evaluate, predict
+from seqpipe.models.loading import load_trained
 from seqpipe.taskfile.reader import standardisation
 from seqpipe.training.train import train
 from seqpipe.config.types import Task
@@ -139,7 +140,7 @@ def recipe(tmp_path, name, **kwargs):
 def train_and_score(tmp_path, h5, task, arch="gru", epochs=20):
     """Train, then the model's and the baseline's test metrics, and the test data."""
     train(make_job(task, arch, epochs), h5, tmp_path / "run")
-    model, _ = load_checkpoint(tmp_path / "run" / "best.pt")
+    model, _ = load_trained(tmp_path / "run" / "best.pt")
     data = load_task_data(h5, task)
     return evaluate(data, Task.from_dict(task), model, arch, 0), run_baseline(data, Task.from_dict(task)), data
 
@@ -210,7 +211,7 @@ def test_one_hot_token_unseen_in_train_stays_finite(tmp_path):
     h5 = write_presplit(tmp_path / "rare.h5", ids.astype(np.int64), (ids[:, 1] % 2).astype(np.int64), (0.8, 0.1, 0.1))
     task = make_task("tok", "supervised", "seq2static", "classification", input_encoding="one_hot", vocab_size=10)
     train(make_job(task, arch="mlp", epochs=2), h5, tmp_path / "run")
-    model, _ = load_checkpoint(tmp_path / "run" / "best.pt")
+    model, _ = load_trained(tmp_path / "run" / "best.pt")
     out = model(load_task_data(h5, task).x["test"])
     assert torch.isfinite(out).all()
 
@@ -238,7 +239,7 @@ def test_forecasting_longer_than_input(tmp_path):
     for arch in ("gru", "mlp"):
         got, base, data = train_and_score(tmp_path / arch, h5, task, arch=arch, epochs=15)
         assert data.dims["out_len"] == 12 and data.dims["seq_len"] == 8
-        model, _ = load_checkpoint(tmp_path / arch / "run" / "best.pt")
+        model, _ = load_trained(tmp_path / arch / "run" / "best.pt")
         assert predict(model, data.x["test"], "regression").shape == (len(data.x["test"]), 12, 2)
         assert beats(got, base), (arch, got["metrics"], base["metrics"])
 
@@ -298,7 +299,7 @@ def test_statistics_come_from_train_and_evaluation_reuses_them(tmp_path):
         assert torch.equal(states["a"][key], states["b"][key]), key
     train_x = load_task_data(a, task).x["train"]
     assert torch.allclose(states["a"]["x_mean"], standardisation(train_x)[0])
-    model, _ = load_checkpoint(tmp_path / "a" / "best.pt")
+    model, _ = load_trained(tmp_path / "a" / "best.pt")
     before = {k: getattr(model, k).clone() for k in keys}
     data_b = load_task_data(b, task)
     evaluate(data_b, Task.from_dict(task), model, "gru", 0)

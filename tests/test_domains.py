@@ -17,7 +17,8 @@ from seqpipe.taskfile import assemble
 from seqpipe.taskfile.assemble import AssemblyError, assemble_task
 from seqpipe.taskfile.hdf5 import read_attrs, write_splits
 from seqpipe.taskfile.validate import ValidationError, validate
-from seqpipe.evaluation.evaluate import evaluate, load_checkpoint
+from seqpipe.evaluation.evaluate import evaluate
+from seqpipe.models.loading import load_trained
 from seqpipe.features.build import assemble as assemble_windows
 from seqpipe.features.build import Extracted
 from seqpipe.datasets import Item
@@ -158,7 +159,7 @@ def test_both_loaders_pass_the_domain_of_every_sample(tmp_path):
 
 def latent_probe_accuracy(run_dir, path) -> float:
     """Test accuracy of a logistic-regression probe that reads the domain from the latent mean."""
-    model, _ = load_checkpoint(run_dir / "last.pt")
+    model, _ = load_trained(run_dir / "last.pt")
     data = load_task_data(path, TASK)
     with torch.no_grad():
         mu = {s: model.net.encode((data.x[s] - model.x_mean) / model.x_std)[0].numpy() for s in ("train", "test")}
@@ -192,7 +193,7 @@ def test_training_logs_the_adversary_and_evaluation_reports_its_domain_accuracy(
     path, runs = adversary_runs
     header = (runs[1.0] / "scalars.csv").read_text().splitlines()[0].split(",")
     assert "aux_domain" in header and "model_alpha" in header
-    model, _ = load_checkpoint(runs[1.0] / "best.pt")
+    model, _ = load_trained(runs[1.0] / "best.pt")
     data = load_task_data(path, TASK)
     got = evaluate(data, Task.from_dict(TASK), model, "tcn_vae", 0)
     assert got["metrics"]["accuracy"] > 0.8

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from seqpipe.evaluation.baseline import run_baseline
-from seqpipe.evaluation.evaluate import evaluate, load_checkpoint
+from seqpipe.evaluation.evaluate import evaluate
+from seqpipe.models.loading import load_trained
 from seqpipe.models import build_model
 from seqpipe.models.heads import head_kind
 from seqpipe.training.train import train
@@ -75,7 +76,7 @@ def test_every_forecast_step_depends_on_the_last_input_step(arch):
 def test_every_sequence_model_clearly_beats_the_baseline_on_the_forecasting_recipe(tmp_path, forecast_h5, arch):
     job = {"task": TASK, "model": {"name": arch, "arch": arch, **MODEL}, "training": TRAINING, "seed": 0}
     train(job, forecast_h5, tmp_path / "run")
-    model, _ = load_checkpoint(tmp_path / "run" / "best.pt")
+    model, _ = load_trained(tmp_path / "run" / "best.pt")
     data = load_task_data(forecast_h5, TASK)
     got, base = evaluate(data, Task.from_dict(TASK), model, arch, 0), run_baseline(data, Task.from_dict(TASK))
     rmse, base_rmse = got["metrics"]["rmse"], base["metrics"]["rmse"]

@@ -10,7 +10,8 @@ import torch
 from seqpipe.taskfile.rollout import RolloutError, read_rollout, rollout_spec
 from seqpipe.taskfile.validate import ValidationError, validate
 from seqpipe.evaluation.baseline import run_baseline
-from seqpipe.evaluation.evaluate import evaluate, load_checkpoint
+from seqpipe.evaluation.evaluate import evaluate
+from seqpipe.models.loading import load_trained
 from seqpipe.taskfile.reader import standardisation
 from seqpipe.training.train import train
 from seqpipe.config.types import Task
@@ -93,7 +94,7 @@ def test_regression_on_rollouts_beats_mean_predictor(tmp_path):
     summary = validate(h5, Task.from_dict(TASK))
     assert summary["rollouts"] == {"groups": 300, "failed": 43, "used": 257}
     train({**JOB, "task": TASK}, h5, tmp_path / "run")
-    model, _ = load_checkpoint(tmp_path / "run" / "best.pt")
+    model, _ = load_trained(tmp_path / "run" / "best.pt")
     data = load_task_data(h5, TASK)
     got, base = evaluate(data, Task.from_dict(TASK), model, "mlp", 0), run_baseline(data, Task.from_dict(TASK))
     assert got["metrics"]["rmse"] < 0.5 * base["metrics"]["rmse"], (got["metrics"], base["metrics"])

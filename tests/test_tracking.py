@@ -9,7 +9,8 @@ import pandas as pd
 import torch
 from mlflow.tracking import MlflowClient
 
-from seqpipe.evaluation.evaluate import evaluate, load_checkpoint, log_test_metrics
+from seqpipe.evaluation.evaluate import evaluate, log_test_metrics
+from seqpipe.models.loading import load_trained
 from seqpipe.io import read_json
 from seqpipe.tracking.invocation import ENV_VAR, TAG, ensure_invocation, invocation_id, new_invocation_id, with_invocation
 from seqpipe.tracking.run import flatten
@@ -49,7 +50,7 @@ def test_setup_train_and_evaluate_log_one_run(tmp_path, monkeypatch):
     h5 = make_file(tmp_path / "d.h5", "classification")
     j = job("classification", "gru", epochs=3)
     run = train(j, h5, tmp_path / "run", info)
-    model, _ = load_checkpoint(tmp_path / "run" / "best.pt")
+    model, _ = load_trained(tmp_path / "run" / "best.pt")
     result = evaluate(load_task_data(h5, j["task"]), Task.from_dict(j["task"]), model, "gru", 0)
     log_test_metrics(run, info, result)
 

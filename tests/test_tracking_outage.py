@@ -9,7 +9,8 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from seqpipe.config.load import load_config, train_job
-from seqpipe.evaluation.evaluate import evaluate, load_checkpoint, log_test_metrics
+from seqpipe.evaluation.evaluate import evaluate, log_test_metrics
+from seqpipe.models.loading import load_trained
 from seqpipe.io import read_json, write_json
 from seqpipe.tracking.relocate import relocate
 from seqpipe.tracking.setup import setup
@@ -51,7 +52,7 @@ def test_evaluation_outage_is_kept_for_sync(tmp_path):
     j = job("classification", "gru", epochs=2)
     run_dir = tmp_path / "runs" / "t" / "gru" / "0"
     run = train(j, h5, run_dir, info)
-    model, _ = load_checkpoint(run_dir / "best.pt")
+    model, _ = load_trained(run_dir / "best.pt")
     result = evaluate(load_task_data(h5, j["task"]), Task.from_dict(j["task"]), model, "gru", 0)
     write_json(run_dir / "metrics.json", result)
 

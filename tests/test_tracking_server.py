@@ -11,7 +11,8 @@ from contextlib import contextmanager
 import pytest
 import requests
 
-from seqpipe.evaluation.evaluate import evaluate, load_checkpoint, log_test_metrics
+from seqpipe.evaluation.evaluate import evaluate, log_test_metrics
+from seqpipe.models.loading import load_trained
 from seqpipe.tracking.invocation import ENV_VAR, TAG
 from seqpipe.tracking.setup import setup
 from seqpipe.training.train import train
@@ -85,7 +86,7 @@ def test_train_and_evaluate_against_a_tracking_server(tmp_path, monkeypatch):
         h5 = make_file(tmp_path / "d.h5", "regression")
         j = job("regression", "tcn", epochs=EPOCHS, early_stopping={"monitor": "val_loss", "mode": "min", "patience": 99, "min_delta": 0.0})
         run = train(j, h5, tmp_path / "run", info)
-        model, _ = load_checkpoint(tmp_path / "run/best.pt")
+        model, _ = load_trained(tmp_path / "run/best.pt")
         result = evaluate(load_task_data(h5, j["task"]), Task.from_dict(j["task"]), model, "tcn", 0)
         log_test_metrics(run, info, result)
         assert run["mlflow_error"] is None

@@ -7,7 +7,8 @@ import torch
 
 from mlflow.tracking import MlflowClient
 
-from seqpipe.evaluation.evaluate import evaluate, load_checkpoint, log_test_metrics
+from seqpipe.evaluation.evaluate import evaluate, log_test_metrics
+from seqpipe.models.loading import load_trained
 from seqpipe.io import read_json, write_json
 from seqpipe.tracking.invocation import ENV_VAR, TAG
 from seqpipe.tracking.setup import setup
@@ -25,7 +26,7 @@ def train_and_evaluate(tmp_path, run_dir, tracking):
     h5 = make_file(tmp_path / "d.h5", "classification")
     j = job("classification", "gru", epochs=3)
     run = train(j, h5, run_dir, tracking)
-    model, _ = load_checkpoint(run_dir / "best.pt")
+    model, _ = load_trained(run_dir / "best.pt")
     result = evaluate(load_task_data(h5, j["task"]), Task.from_dict(j["task"]), model, "gru", 0)
     write_json(run_dir / "metrics.json", result)
     log_test_metrics(run, tracking, result)

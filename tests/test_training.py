@@ -8,7 +8,8 @@ import torch
 
 from seqpipe.taskfile.hdf5 import write_splits
 from seqpipe.evaluation.baseline import run_baseline
-from seqpipe.evaluation.evaluate import evaluate, load_checkpoint
+from seqpipe.evaluation.evaluate import evaluate
+from seqpipe.models.loading import load_trained
 from seqpipe.training.train import train
 from seqpipe.config.types import Task
 from taskfiles import load_task_data
@@ -52,7 +53,7 @@ def test_model_beats_baseline(tmp_path, arch, task_type):
     h5 = make_file(tmp_path / "d.h5", "classification" if task_type == "reconstruction" else task_type)
     j = job(task_type, arch, "seq2seq" if task_type == "reconstruction" else "seq2static", epochs=15)
     run = train(j, h5, tmp_path / "run")
-    model, state = load_checkpoint(tmp_path / "run" / "best.pt")
+    model, state = load_trained(tmp_path / "run" / "best.pt")
     data = load_task_data(h5, j["task"])
     got = evaluate(data, Task.from_dict(j["task"]), model, arch, 0)
     base = run_baseline(data, Task.from_dict(j["task"]))
@@ -83,7 +84,7 @@ def test_same_seed_same_metrics(tmp_path):
     for name in ("a", "b"):
         j = job("classification", "gru", epochs=3)
         train(j, h5, tmp_path / name)
-        model, _ = load_checkpoint(tmp_path / name / "best.pt")
+        model, _ = load_trained(tmp_path / name / "best.pt")
         results.append(evaluate(load_task_data(h5, j["task"]), Task.from_dict(j["task"]), model, "gru", 0))
     assert results[0] == results[1]
     # the trained model file is the same bytes (torch names a checkpoint's zip folder after the file it writes:
@@ -115,7 +116,7 @@ def test_seq2seq_metrics_per_step_and_aggregated(tmp_path):
     h5 = make_file(tmp_path / "d.h5", "classification")
     j = job("reconstruction", "gru", "seq2seq", epochs=2)
     train(j, h5, tmp_path / "run")
-    model, _ = load_checkpoint(tmp_path / "run" / "best.pt")
+    model, _ = load_trained(tmp_path / "run" / "best.pt")
     got = evaluate(load_task_data(h5, j["task"]), Task.from_dict(j["task"]), model, "gru", 0)
     assert len(got["per_step"]) == 12 and set(got["per_step"][0]) == {"mse", "mae"}
     assert got["metrics"]["mse"] == pytest.approx(np.mean([step["mse"] for step in got["per_step"]]), rel=1e-5)
@@ -138,7 +139,7 @@ def test_every_model_trains_through_the_training_stage(tmp_path, arch, task_type
     j = job(task_type, arch, mapping, epochs=12)
     j["model"] = {**defaults, **j["model"], "arch": arch}
     train(j, h5, tmp_path / "run")
-    model, _ = load_checkpoint(tmp_path / "run" / "best.pt")
+    model, _ = load_trained(tmp_path / "run" / "best.pt")
     data = load_task_data(h5, j["task"])
     got, base = evaluate(data, Task.from_dict(j["task"]), model, arch, 0), run_baseline(data, Task.from_dict(j["task"]))
     primary = got["primary"]

@@ -38,11 +38,6 @@ EVAL_BATCH = 256  # samples per prediction batch (fewer when the memory budget i
 RECONSTRUCTION_SCORING = 4  # whole-split reconstruction scoring needs about this many times the split's memory
 
 
-def load_checkpoint(path: str | Path) -> tuple[Normalised, dict]:
-    """Rebuild the model of a checkpoint (weights only: no pickled code is executed): seqpipe.models.loading."""
-    return load_trained(path)
-
-
 @torch.no_grad()
 def predict(
     model: Normalised, x: torch.Tensor, task_type: str, batch_size: int = 256, probabilities: bool = False
@@ -352,7 +347,7 @@ def main(argv: list[str] | None = None) -> None:
     add_budget_option(parser)
     args = parser.parse_args(argv)
     task = Task.from_json(args.task)
-    model, state = load_checkpoint(args.checkpoint)
+    model, state = load_trained(args.checkpoint)
     predictions_path = args.predictions or str(Path(args.out).with_name("predictions.h5"))
     try:
         data = open_task(args.data, task, args.memory_budget_mb)

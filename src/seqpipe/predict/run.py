@@ -18,7 +18,8 @@ from seqpipe.config.types import Task, TaskType
 from seqpipe.taskfile.hdf5 import read_attrs
 from seqpipe.evaluation.evaluate import predict_batch
 from seqpipe.models import Normalised
-from seqpipe.tracking.model import feature_specs, load_model, model_file
+from seqpipe.models.loading import load_trained
+from seqpipe.tracking.model import feature_specs, model_file
 
 @dataclass
 class Predictor:
@@ -57,7 +58,7 @@ class Predictor:
 def load_run(run_dir: str | Path, data: str | Path | None = None) -> Predictor:
     """The predictor of run folder `run_dir`; `data` (a task or feature HDF5 file) supplies feature settings model.pt lacks."""
     run_dir = Path(run_dir)
-    model, state = load_model(model_file(run_dir))
+    model, state = load_trained(model_file(run_dir))
     task = state.get("task") or {k: state["job"]["task"][k] for k in ("name", "type", "mapping")}
     specs = feature_specs(state.get("provenance"))
     if data is not None:

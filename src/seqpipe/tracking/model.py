@@ -31,13 +31,6 @@ MODEL_NAME = "model"
 FROM_CODE = "seqpipe.predict.mlflow_model"
 
 
-def load_model(checkpoint: str | Path) -> tuple[torch.nn.Module, dict]:
-    """Rebuild the model of a run's model.pt or best.pt on the CPU (weights only: no pickled code runs): seqpipe.models.loading."""
-    from seqpipe.models.loading import load_trained
-
-    return load_trained(checkpoint)
-
-
 def pip_requirements() -> list[str]:
     """Explicit, pinned requirements, so MLflow does not spend seconds inferring them (seqpipe itself: see docs/predict.md)."""
     from importlib.metadata import version
@@ -114,7 +107,9 @@ def log_model(run_dir: str | Path, client, experiment_id: str, run_id: str, tags
 
     run_dir = Path(run_dir)
     run_dir = run_dir.parent if run_dir.is_file() else run_dir
-    model, state = load_model(model_file(run_dir))
+    from seqpipe.models.loading import load_trained
+
+    model, state = load_trained(model_file(run_dir))
     config = settings(run_dir, state)
     logged = client.create_logged_model(experiment_id, name=MODEL_NAME, source_run_id=run_id, tags=tags or {})
     with tempfile.TemporaryDirectory(prefix="seqpipe-model-") as scratch:
