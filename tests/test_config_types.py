@@ -109,3 +109,14 @@ def test_parsing_a_job_imports_no_schema_library():
             "print(sorted(m for m in ('jsonschema', 'yaml', 'pydantic') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_unknown_task_type_is_one_clear_error(tmp_path):
+    """A hand-written --task with a type no stage knows: one paragraph naming the task, the type and the choices
+    (not an enum traceback)."""
+    with pytest.raises(SettingsError, match=r"task 'x': type is 'ranking'; expected one of classification, regression"):
+        Task.from_dict({"name": "x", "type": "ranking", "mapping": "seq2static"})
+    proc = subprocess.run([sys.executable, "-m", "seqpipe", "validate", "--data", str(tmp_path / "none.h5"), "--task",
+                           '{"name": "x", "type": "ranking", "mapping": "seq2static"}', "--out", str(tmp_path / "v.json")],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and "type is 'ranking'" in proc.stderr, proc.stderr

@@ -100,6 +100,10 @@ class Task:
         if missing:
             raise SettingsError(f"task settings: missing {', '.join(missing)}; expected a task as "
                                 "seqpipe.config.load.task_config resolves it")
+        known = [t.value for t in TaskType]
+        if value["type"] not in known:
+            raise SettingsError(f"task {value['name']!r}: type is {value['type']!r}; expected one of {', '.join(known)} "
+                                "(the schema's tasks.<name>.type): fix the task's type in the config or the --task JSON")
         return cls(name=value["name"], type=TaskType(value["type"]), mapping=value["mapping"],
                    paradigm=value.get("paradigm"), losses=frozen(list(value["losses"])) if "losses" in value else None,
                    data=frozen({k: v for k, v in value.items() if k not in _TASK_CORE}))
