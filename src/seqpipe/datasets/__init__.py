@@ -10,6 +10,8 @@ Every dataset module exposes the same small surface:
   to the root) per item the dataset's metadata lists (or, for Lakh, per file found) that cannot
   become an item: missing, a folder, unreadable, or not named as the dataset names its files;
 - `load_items(root) -> list[Item]`: `index(root).items`, warning once about the skipped ones.
+- optional: `PUBLISHED_ITEMS` (the published release's item count, the shard count's estimate before a
+  copy is counted) and `count_items(root)` (a copy's item count from folder listings only).
 
 A dataset module imports what it shares with the others from `seqpipe.datasets.base` (and the
 decorator from `seqpipe.datasets.registry`), never from this package. The registry imports a

@@ -30,6 +30,7 @@ from seqpipe.datasets.registry import register_dataset
 NAME = "deam"
 HOME = "https://cvml.unige.ch/databases/DEAM/"
 LICENSE_INFO = "Audio excerpts under Creative Commons licences; see the home page for the terms"
+PUBLISHED_ITEMS = 1802  # items in the published release: the shard count's estimate before a copy is counted
 REMOTES = {
     "audio": dict(
         url="https://cvml.unige.ch/databases/DEAM/DEAM_audio.zip",

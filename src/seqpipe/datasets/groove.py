@@ -25,6 +25,7 @@ from seqpipe.datasets.registry import register_dataset
 NAME = "groove"
 HOME = "https://magenta.tensorflow.org/datasets/groove"
 LICENSE_INFO = "Creative Commons Attribution 4.0 International (CC BY 4.0)"
+PUBLISHED_ITEMS = 1150  # items in the published release: the shard count's estimate before a copy is counted
 REMOTES = {
     "midi": dict(
         url="https://storage.googleapis.com/magentadata/datasets/groove/groove-v1.0.0-midionly.zip",

@@ -25,6 +25,7 @@ from seqpipe.datasets.registry import register_dataset
 NAME = "lakh"
 HOME = "https://colinraffel.com/projects/lmd/"
 LICENSE_INFO = "Creative Commons Attribution 4.0 International (CC BY 4.0)"
+PUBLISHED_ITEMS = 176_581  # items in the published release: the shard count's estimate before a copy is counted
 REMOTES = {
     "lmd_full": dict(
         url="http://hog.ee.columbia.edu/craffel/lmd/lmd_full.tar.gz",

@@ -30,6 +30,7 @@ from seqpipe.datasets.registry import register_dataset
 NAME = "maestro"
 HOME = "https://magenta.tensorflow.org/datasets/maestro"
 LICENSE_INFO = "Creative Commons Attribution-NonCommercial-ShareAlike 4.0 International (CC BY-NC-SA 4.0)"
+PUBLISHED_ITEMS = 1276  # items in the published release: the shard count's estimate before a copy is counted
 REMOTES = {
     "midi": dict(
         url="https://storage.googleapis.com/magentadata/datasets/maestro/v3.0.0/maestro-v3.0.0-midi.zip",

@@ -23,13 +23,12 @@ from seqpipe.datasets import get_dataset
 T = TypeVar("T")
 
 ITEMS_PER_SHARD = 2000
-PUBLISHED_ITEMS = {"groove": 1150, "maestro": 1276, "deam": 1802, "lakh": 176_581}
 
 
 def expected_items(config: dict, dataset: str) -> int:
     """The number of items a dataset is expected to hold under this configuration."""
     settings = config["datasets"][dataset]
-    count = PUBLISHED_ITEMS.get(dataset, ITEMS_PER_SHARD)
+    count = getattr(get_dataset(dataset), "PUBLISHED_ITEMS", ITEMS_PER_SHARD)  # the dataset module's own figure
     if settings.get("source", "demo") == "demo":
         count = config.get("demo", {}).get(dataset, {}).get("n_items", count)
     elif settings.get("source") == "root" and settings.get("root") and not (settings.get("limit") or math.inf) <= ITEMS_PER_SHARD:
