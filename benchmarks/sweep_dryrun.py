@@ -8,7 +8,11 @@ Beside each size, the floor: a bare Snakefile with the same jobs (a train and an
 one input and one output each, a `shell:` line, nothing else) planned by the same Snakemake, so a
 reader sees how much of the plan is Snakemake's own per-job work and how much is the workflow's.
 
-    .venv/bin/python benchmarks/sweep_dryrun.py [--sizes 1000 10000]
+With `--ablation`, the largest size is planned once more with the train and evaluate rules cut down to
+their data inputs (the task file; evaluate also best.pt), two outputs each, and no log, benchmark, params or resources (`cut_down`): what is left of the plan when
+the jobs' shape is taken away.
+
+    .venv/bin/python benchmarks/sweep_dryrun.py [--sizes 1000 10000] [--ablation]
 """
 
 from __future__ import annotations
@@ -74,6 +78,28 @@ def bare_copy(folder: Path, cells: int) -> Path:
     return folder
 
 
+def _cut(text: str, start: str, end: str, replacement: str, after: str) -> str:
+    """`text` with the span from `start` up to `end` (both searched after `after`) replaced."""
+    i = text.index(start, text.index(after))
+    j = text.index(end, i + len(start))
+    return text[:i] + replacement + text[j:]
+
+
+def cut_down(folder: Path) -> Path:
+    """The ablation: the workflow copy's train rule cut down to the task file as its input and best.pt and run.json
+    as outputs, evaluate to the task file and best.pt in, metrics.json and predictions.h5 out, and `shell: "true"`; no
+    log, benchmark, params, resources or conda. Everything else as it is (the report's and track_runs' inputs)."""
+    for name in ("train", "evaluate"):
+        path = folder / f"workflow/rules/{name}.smk"
+        text = _cut(path.read_text(), "    log:\n", "    shell:\n", "", f"rule {name}:")
+        text = _cut(text, "    shell:\n", "\n\n", '    shell:\n        "true"', f"rule {name}:")
+        text = _cut(text, "        validation=" if name == "train" else "        run=", "    output:", "", f"rule {name}:")
+        if name == "train":
+            text = _cut(text, "        last=", "        run=", "", "rule train:")
+        path.write_text(text)
+    return folder
+
+
 def dry_run(folder: Path) -> tuple[float, float, int]:
     """Wall-clock and CPU seconds (user + system of snakemake and its children) of `snakemake -n`, and the
     training jobs it plans. CPU time is the figure to read on a shared, loaded machine."""
@@ -104,6 +130,8 @@ def sweep_config(base: dict, cells: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000], help="sweep sizes in cells (multiples of 100)")
+    parser.add_argument("--ablation", action="store_true",
+                        help="also plan the largest size with train and evaluate cut down to their data inputs (cut_down)")
     args = parser.parse_args()
     base = yaml.safe_load((REPO / "config.yaml").read_text())
     single = {**base, "tasks": {"groove_style": {**base["tasks"]["groove_style"], "models": ["gru"]}},
@@ -115,6 +143,9 @@ def main() -> None:
     for n in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             floors.append(dry_run(bare_copy(Path(tmp), n)))
+    if args.ablation:
+        with tempfile.TemporaryDirectory() as tmp:
+            cut = dry_run(cut_down(workflow_copy(Path(tmp), sweep_config(base, args.sizes[-1]))))
     one_s, one_cpu, one_n = results[0]
     print(f"snakemake -n: {one_n} training job in {one_s:.1f} s ({one_cpu:.1f} s CPU)")
     for (seconds, cpu, n), (floor_s, floor_cpu, floor_n), size in zip(results[1:], floors, args.sizes):
@@ -124,6 +155,9 @@ def main() -> None:
               f"plan's time ({cpu / one_cpu:.1f}x its CPU), {(cpu - one_cpu) / n * 1000:.2f} ms CPU per cell beyond it")
         print(f"  floor, a bare Snakefile with the same {2 * n} train and evaluate jobs: {floor_s:.1f} s ({floor_cpu:.1f} s CPU); "
               f"seqpipe's plan is {cpu / floor_cpu:.1f}x its CPU")
+        if args.ablation and size == args.sizes[-1]:
+            print(f"  ablation, this workflow with train and evaluate cut down to their data inputs (cut_down): {cut[0]:.1f} s "
+                  f"({cut[1]:.1f} s CPU) for {cut[2]} training jobs")
         if n == 10000:
             print(f"10,000 cells planned in {seconds:.1f} s wall, {cpu:.1f} s CPU (goal <= 20 s; a bare Snakefile: "
                   f"{floor_s:.1f} s, {floor_cpu:.1f} s CPU)")
