@@ -9,8 +9,8 @@ one input and one output each, a `shell:` line, nothing else) planned by the sam
 reader sees how much of the plan is Snakemake's own per-job work and how much is the workflow's.
 
 With `--ablation`, the largest size is planned once more with the train and evaluate rules cut down to
-their data inputs (the task file; evaluate also best.pt), two outputs each, and no log, benchmark, params or resources (`cut_down`): what is left of the plan when
-the jobs' shape is taken away.
+their data inputs (the task file; evaluate also best.pt), two outputs each, and no log, benchmark,
+params or resources (`cut_down`): what is left of the plan when the jobs' shape is taken away.
 
     .venv/bin/python benchmarks/sweep_dryrun.py [--sizes 1000 10000] [--ablation]
 """

@@ -72,6 +72,10 @@ class TaskType(str, enum.Enum):
         return self is TaskType.CLASSIFICATION
 
     @property
+    def is_reconstruction(self) -> bool:
+        return self is TaskType.RECONSTRUCTION
+
+    @property
     def metric_name(self) -> str:
         """The monitoring metric's name: accuracy for classification, else RMSE (in the targets' units)."""
         return "accuracy" if self.is_classification else "RMSE"
@@ -100,11 +104,13 @@ class Task:
         if missing:
             raise SettingsError(f"task settings: missing {', '.join(missing)}; expected a task as "
                                 "seqpipe.config.load.task_config resolves it")
-        known = [t.value for t in TaskType]
-        if value["type"] not in known:
-            raise SettingsError(f"task {value['name']!r}: type is {value['type']!r}; expected one of {', '.join(known)} "
-                                "(the schema's tasks.<name>.type): fix the task's type in the config or the --task JSON")
-        return cls(name=value["name"], type=TaskType(value["type"]), mapping=value["mapping"],
+        try:
+            kind = TaskType(value["type"])
+        except ValueError:
+            raise SettingsError(f"task {value['name']!r}: type is {value['type']!r}; expected one of "
+                                f"{', '.join(t.value for t in TaskType)} (the schema's tasks.<name>.type): fix the task's "
+                                "type in the config or the --task JSON") from None
+        return cls(name=value["name"], type=kind, mapping=value["mapping"],
                    paradigm=value.get("paradigm"), losses=frozen(list(value["losses"])) if "losses" in value else None,
                    data=frozen({k: v for k, v in value.items() if k not in _TASK_CORE}))
 
@@ -147,6 +153,10 @@ class Task:
     @property
     def is_classification(self) -> bool:
         return self.type.is_classification
+
+    @property
+    def is_reconstruction(self) -> bool:
+        return self.type.is_reconstruction
 
 
 @dataclass(frozen=True)

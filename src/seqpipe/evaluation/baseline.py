@@ -36,7 +36,7 @@ def majority_class(data: TaskFile) -> int:
 def train_mean(data: TaskFile, task_type: TaskType) -> np.ndarray:
     """Mean over the train samples (axis 0) of the targets (the inputs for reconstruction), float64 sums, float32."""
     train = data["train"]
-    key = "data" if task_type is TaskType.RECONSTRUCTION else "labels"
+    key = "data" if task_type.is_reconstruction else "labels"
     step = train.block_rows(key, data.memory_budget_mb)
     total = None
     for start in range(0, train.n, step):
@@ -69,7 +69,7 @@ def run_baseline(data: TaskFile, task: Task, predictions_path: str | Path | None
     """The baseline's metrics record (model name `baseline`); its per-sample predictions go to
     `predictions_path` when given, for the report's paired comparisons."""
     data.require_samples()
-    if task.type is TaskType.RECONSTRUCTION:
+    if task.is_reconstruction:
         mean = train_mean(data, task.type)
         n, scored = score_split(task, data, lambda x: np.broadcast_to(mean, (len(x), *mean.shape)), predictions_path=predictions_path)
         return record(task, "baseline", 0, n, scored)

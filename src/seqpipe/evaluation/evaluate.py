@@ -117,7 +117,7 @@ class SplitOutputs:
         self.task, self.n, self.names, self.filled = task, n, names, 0
         self.arrays: dict[str, np.ndarray] = {}  # predictions.sample_arrays (y_true, y_pred for classification and regression)
         self.whole: dict[str, np.ndarray] = {}  # a reconstruction split's inputs and reconstructions, when `whole`
-        reconstruction = task.type is TaskType.RECONSTRUCTION
+        reconstruction = task.is_reconstruction
         self.running = ReconstructionScore(names.get("feature_names")) if reconstruction and not whole else None
         self.keep_whole = reconstruction and whole
 
@@ -164,7 +164,7 @@ def score_split(
     reconstruction split takes float64 copies of inputs and outputs (about 4x the split), so that
     one streams unless 4x fits.
     """
-    need = data[split].estimate_mb() * (RECONSTRUCTION_SCORING if task.type is TaskType.RECONSTRUCTION else 1)
+    need = data[split].estimate_mb() * (RECONSTRUCTION_SCORING if task.is_reconstruction else 1)
     source = data.source(split, need <= data.memory_budget_mb)
     batch_size = max(1, min(EVAL_BATCH, data[split].block_rows("data", data.memory_budget_mb)))
     outputs = SplitOutputs(task, len(source), data.names, whole=not isinstance(source, StreamSplit))
@@ -232,7 +232,7 @@ def uncertainty(task: Task, pred: Predictions, names: dict) -> dict:
 def _score(task: Task, y_true: np.ndarray, y_pred: np.ndarray, names: dict) -> dict:
     if task.is_classification:
         return classification_metrics(y_true.reshape(-1), y_pred.reshape(-1), names["class_names"])
-    if task.type is TaskType.RECONSTRUCTION:
+    if task.is_reconstruction:
         if y_true.ndim == 2:  # one step of [N, T, D]: score it as a one-step sequence
             y_true, y_pred = y_true[:, None], y_pred[:, None]
         return reconstruction_metrics(y_true, y_pred, names.get("feature_names"))

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqpipe.config.types import Task, TaskType
+from seqpipe.config.types import Task
 from seqpipe.taskfile.hdf5 import read_attrs
 from seqpipe.evaluation.evaluate import predict_batch
 from seqpipe.models import Normalised
@@ -49,7 +49,7 @@ class Predictor:
     def outputs(self, x: np.ndarray) -> np.ndarray:
         """A batch's predictions [B, ...]: class probabilities, values, or (reconstruction) per-window mean squared error."""
         out = predict_batch(self.model, torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), self.task.type.value, probabilities=True)
-        if self.task.type is TaskType.RECONSTRUCTION:
+        if self.task.is_reconstruction:
             err = np.asarray(x, dtype=np.float64) - np.asarray(out, dtype=np.float64)
             return (err.reshape(len(err), -1) ** 2).mean(1)
         return out

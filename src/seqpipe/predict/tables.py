@@ -16,7 +16,6 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from seqpipe.config.types import TaskType
 from seqpipe.tracking import prediction_columns as columns
 from seqpipe.predict.featurise import Windows
 from seqpipe.predict.run import Predictor
@@ -48,7 +47,7 @@ def window_rows(p: Predictor, w: Windows, outputs: np.ndarray, first: int) -> It
     classes = value_names(p) if p.task.is_classification else None
     for i, (out, start) in enumerate(zip(outputs, w.start_s)):
         steps = out if is_per_step(p) else out[None]
-        for step, values in enumerate(np.atleast_2d(steps) if p.task.type is not TaskType.RECONSTRUCTION else [np.atleast_1d(out)]):
+        for step, values in enumerate(np.atleast_2d(steps) if not p.task.is_reconstruction else [np.atleast_1d(out)]):
             head = [w.source.item_id, first + i, *([step] if is_per_step(p) else []), float(start)]
             named = [classes[int(np.argmax(values))]] if classes else []
             yield head + named + [float(v) for v in values]

@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 
 from seqpipe import __version__
-from seqpipe.config.types import Task, TaskType
+from seqpipe.config.types import Task
 from seqpipe.taskfile.domains import ATTR, KEY
 from seqpipe.taskfile.hdf5 import STR, is_presplit, read_attrs
 from seqpipe.datasets import SPLITS
@@ -65,7 +65,7 @@ def _check_sources(sources: dict[str, str], task: Task) -> dict[str, dict]:
         if shapes[name] != shapes[first]:
             raise AssemblyError(f"{sources[name]}: key `data` has per-sample shape {list(shapes[name])} but {sources[first]} has "
                                 f"{list(shapes[first])}; expected one window length and feature width; use the same kind, window and settings")
-        for key in SHARED_ATTRS + (() if task.type is TaskType.RECONSTRUCTION else LABEL_ATTRS):
+        for key in SHARED_ATTRS + (() if task.is_reconstruction else LABEL_ATTRS):
             if attrs[name].get(key) != attrs[first].get(key):
                 raise AssemblyError(f"{sources[name]}: attribute `{key}` is {attrs[name].get(key)!r} but {sources[first]} has "
                                     f"{attrs[first].get(key)!r}; expected the same in every feature set of task {task.name}")
@@ -96,7 +96,7 @@ def assemble_task(sources: dict[str, str], task: Task, out: str | Path) -> dict:
         raise AssemblyError(f"task {task.name}: no feature sets to assemble")
     attrs = _check_sources(sources, task)
     domain_names, remap = _domain_plan(sources, attrs, _domain_mode(task))
-    keep_labels = task.type is not TaskType.RECONSTRUCTION
+    keep_labels = not task.is_reconstruction
     counts: dict[str, dict[str, int]] = {}
     handles = {name: h5py.File(path, "r") for name, path in sources.items()}
     try:

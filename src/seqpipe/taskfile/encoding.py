@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from seqpipe.config.types import Task, TaskType
+from seqpipe.config.types import Task
 from seqpipe.taskfile.hdf5 import DOCS, is_one_hot_task
 
 
@@ -36,7 +36,7 @@ def encode_inputs(task: Task, data: np.ndarray, where: str = "data") -> np.ndarr
 
 def targets(task: Task, data: np.ndarray | None, labels: np.ndarray | None) -> np.ndarray:
     """The training target of a sample: class ids, float targets, or the (encoded) inputs for reconstruction."""
-    if task.type is TaskType.RECONSTRUCTION:
+    if task.is_reconstruction:
         return data
     if labels is None:
         raise KeyError(f"task {task.name}: the file has no `labels`; a {task.type.value} task needs them ({DOCS})")

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqpipe.config.types import Task, TaskType
+from seqpipe.config.types import Task
 from seqpipe.taskfile.batches import Batch, MemorySplit, StreamSplit, epoch_order
 from seqpipe.taskfile.encoding import encode_inputs, one_hot, targets
 from seqpipe.taskfile.hdf5 import is_one_hot_task, is_presplit, open_h5, read_attrs
@@ -86,7 +86,7 @@ class SplitReader(SplitSource, torch.utils.data.Dataset):
     def moments(self, what: str = "x", budget_mb: float | None = None, detect_one_hot: bool = True) -> Moments:
         """One pass over the split's inputs (`x`) or targets (`y`) in blocks: float64 moments per column."""
         moments = Moments(detect=detect_one_hot)
-        key = "data" if what == "x" or self.task.type is TaskType.RECONSTRUCTION else "labels"
+        key = "data" if what == "x" or self.task.is_reconstruction else "labels"
         step = self.block_rows(key, budget_mb)
         for start in range(0, self.n, step):
             positions = np.arange(start, min(self.n, start + step))
@@ -99,10 +99,10 @@ class SplitReader(SplitSource, torch.utils.data.Dataset):
 
     def standardisation(self, what: str = "x", one_hot_inputs: bool | None = None, budget_mb: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """`standardisation` of inputs or targets in one pass of blocks (one block: the in-memory values)."""
-        width = self.input_shape()[-1] if what == "x" or self.task.type is TaskType.RECONSTRUCTION else self.shape("labels")[-1]
+        width = self.input_shape()[-1] if what == "x" or self.task.is_reconstruction else self.shape("labels")[-1]
         if one_hot_inputs:  # left as they are: no pass needed
             return torch.zeros(width), torch.ones(width)
-        features = what == "x" or self.task.type is TaskType.RECONSTRUCTION  # regression targets keep small spreads
+        features = what == "x" or self.task.is_reconstruction  # regression targets keep small spreads
         moments = self.moments(what, budget_mb, detect_one_hot=one_hot_inputs is None)
         mean, std = finish_standardisation(moments, one_hot_inputs, width, features)
         if features and moments.mean is not None and moments.count > 1 and not (one_hot_inputs is None and moments.one_hot):
@@ -160,7 +160,7 @@ def task_dims(task: Task, x: torch.Tensor, y: dict[str, torch.Tensor], names: di
         out_dim, target_dim = n_classes, None
         if task.is_seq2seq:
             out_len = y["train"].shape[1]
-    elif task.type is TaskType.RECONSTRUCTION:
+    elif task.is_reconstruction:
         out_dim, target_dim, out_len = in_dim, in_dim, seq_len
     else:
         out_dim = target_dim = y["train"].shape[-1]
@@ -198,7 +198,7 @@ class TaskFile(SplitFile):
         names = file_names(self.path, self.task, x_meta.shape[-1], self.attrs)
         if self.task.is_classification and not (self.task.num_classes or names.get("class_names")):
             y = {s: torch.from_numpy(targets(self.task, None, self.splits[s].labels())) for s in SPLITS}
-        elif self.task.type is TaskType.RECONSTRUCTION:
+        elif self.task.is_reconstruction:
             y = {s: torch.empty((self.splits[s].n, *self.splits[s].input_shape()), device="meta") for s in SPLITS}
         else:
             shapes = {s: self.splits[s].shape("labels") for s in SPLITS}
@@ -270,8 +270,8 @@ def estimate_mb(path: str | Path, task: Task) -> float:
             shape = group["data"].shape
             if is_one_hot_task(task):
                 shape = (*shape[:2], int(task.vocab_size or 1))
-            total += math.prod(shape) * 4 * (2 if task.type is TaskType.RECONSTRUCTION else 1)
-            if "labels" in group and task.type is not TaskType.RECONSTRUCTION:
+            total += math.prod(shape) * 4 * (2 if task.is_reconstruction else 1)
+            if "labels" in group and not task.is_reconstruction:
                 total += math.prod(group["labels"].shape) * 8
     return total / 2**20
 

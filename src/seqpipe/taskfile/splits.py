@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqpipe.config.types import Task, TaskType
+from seqpipe.config.types import Task, runtime_from_env
 from seqpipe.taskfile.encoding import encode_inputs, targets
 from seqpipe.taskfile.hdf5 import (
     DOCS,
@@ -41,8 +41,6 @@ STATS_CHUNK_BYTES = 64 * 2**20  # the largest block read at a time, whatever the
 def default_budget_mb() -> float:
     """The memory budget when a caller gives none: $SEQPIPE_RUNTIME's (the workflow's training.memory_budget_mb),
     else the schema's default for it (the one place defaults live)."""
-    from seqpipe.config.types import runtime_from_env
-
     runtime = runtime_from_env()
     if runtime is None:  # outside the workflow: read the schema's default (imports jsonschema, so only here)
         from seqpipe.config.load import default_runtime
@@ -119,7 +117,7 @@ class SplitSource:
         if not self.has("data"):
             return 0.0
         x = self.n * self.row_bytes("data")
-        y = x if self.task.type is TaskType.RECONSTRUCTION else self.n * (self.row_bytes("labels") if self.has("labels") else 0)
+        y = x if self.task.is_reconstruction else self.n * (self.row_bytes("labels") if self.has("labels") else 0)
         return (x + y + (self.n * 8 if self.has("domains") else 0)) / 2**20
 
     # -- reading
@@ -141,7 +139,7 @@ class SplitSource:
     def read(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(x, y, domain) numpy arrays at `positions`."""
         x = self.inputs(positions)
-        labels = None if self.task.type is TaskType.RECONSTRUCTION else self.rows.read("labels", positions)
+        labels = None if self.task.is_reconstruction else self.rows.read("labels", positions)
         y = np.ascontiguousarray(targets(self.task, x, labels))
         domain = self.rows.read("domains", positions)
         return x, y, None if domain is None else domain.astype(np.int64)

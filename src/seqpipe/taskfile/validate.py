@@ -170,7 +170,7 @@ class SplitScan:
         if not self.split.has("data"):
             self.problems.append(f"{self.where}: key `data` is missing; expected float32 [N, T, D]; write the inputs under `data`")
             return self
-        if not self._data() or self.task.type is TaskType.RECONSTRUCTION:
+        if not self._data() or self.task.is_reconstruction:
             return self
         self._labels()
         return self
@@ -299,7 +299,7 @@ def check_consistency(path: str, data: SplitFile, task: Task) -> list[str]:
                 f"{list(ref.shape('data')[1:])} in train; expected the same T and D in every split; rebuild the splits "
                 "with one window length and one feature set"
             )
-        if task.type is not TaskType.RECONSTRUCTION and split.has("labels") and ref.has("labels"):
+        if not task.is_reconstruction and split.has("labels") and ref.has("labels"):
             if split.shape("labels")[1:] != ref.shape("labels")[1:]:
                 problems.append(
                     f"{path}: key `labels` has per-sample shape {list(split.shape('labels')[1:])} in {name} but "
@@ -487,7 +487,7 @@ def _validate_open(path: str, data: SplitFile, task: Task, rollout: dict | None)
         entry = dict(scan.entry)
         if task.is_classification and scan.labels_ok:
             entry["class_counts"] = {(names[i] if names and i < len(names) else str(i)): int(c) for i, c in enumerate(scan.class_counts) if c}
-        if task.type is TaskType.RECONSTRUCTION:
+        if task.is_reconstruction:
             entry = {k: v for k, v in entry.items() if not k.startswith("labels")}
         if ids[name] is not None:
             entry["items"] = int(len(set(ids[name].tolist())))

@@ -4,7 +4,7 @@ seqpipe import than the stdlib-only `seqpipe.config.types`: the model's signatur
 
 from __future__ import annotations
 
-from seqpipe.config.types import Task, TaskType
+from seqpipe.config.types import Task
 
 ITEM_HEAD = ["item_id", "path", "status", "reason", "n_windows"]
 TEXT = frozenset({"item_id", "path", "status", "reason", "predicted"})
@@ -15,14 +15,14 @@ def value_names(task: Task, names: dict) -> list[str]:
     """The value columns of both tables (after `predicted` for classification)."""
     if task.is_classification:
         return [str(c) for c in names["class_names"]]
-    if task.type is TaskType.RECONSTRUCTION:
+    if task.is_reconstruction:
         return ["mse"]
     return [str(t) for t in names["target_names"]]
 
 
 def is_per_step(task: Task) -> bool:
     """Whether a run predicts per step (seq2seq classification or regression: one row per window step)."""
-    return task.is_seq2seq and task.type is not TaskType.RECONSTRUCTION
+    return task.is_seq2seq and not task.is_reconstruction
 
 
 def window_columns(task: Task, names: dict) -> list[str]:
